@@ -1,0 +1,35 @@
+# IN-CONTAINER CODE: standard library only, Python 3.9+ and PyPy; never imports lab.*.
+"""Runs one (scenario, start method) cell in this process and writes its result file.
+
+The harness starts this module in a new session with a deadline; everything a scenario
+observes goes to the result file named on the command line, never to stdout.
+"""
+
+import multiprocessing
+import traceback
+import warnings
+
+from . import scenarios
+from .util import CellContext, install_stack_dump
+
+
+def run_cell(scenario, start_method, params, result_path):
+    install_stack_dump()
+    ctx = CellContext(scenario, start_method, params, result_path)
+    ctx.flush()
+    module = scenarios.get(scenario)
+    if start_method is not None and start_method not in multiprocessing.get_all_start_methods():
+        ctx.skip("start method %r is not offered by this interpreter" % start_method)
+        return 0
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            ctx.caught = caught
+            # Record every warning, including those the default filters hide when
+            # multiprocessing is the caller (the 3.12+ fork-with-threads DeprecationWarning).
+            warnings.simplefilter("always")
+            module.run(ctx)
+    except Exception:
+        ctx.status = "failed"
+        ctx.detail = traceback.format_exc(limit=20)
+    ctx.flush()
+    return 0

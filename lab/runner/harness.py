@@ -1,0 +1,291 @@
+# IN-CONTAINER CODE: standard library only, Python 3.9+ and PyPy; never imports lab.*.
+"""Runs a plan of cells, each in its own process group with a deadline, and frames the results.
+
+Each cell is ``python -m <this package> cell ...`` started with ``start_new_session=True``.
+On expiry the harness sends SIGUSR1 to the whole group (every process registered a faulthandler
+dump), collects the per-process stack files, then SIGTERMs and SIGKILLs the group - the
+pattern of CPython's libregrtest. Cells that wait side by side cost one deadline, not many.
+
+Results go to ``results.jsonl`` in the output folder, one JSON record per line, flushed and
+fsynced as each cell ends, never to stdout.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from . import RECORD_VERSION
+from .util import STACK_SIGNAL, STACKS_ENV, affinity
+
+OUTPUT_HEAD = 16 * 1024
+OUTPUT_TAIL = 16 * 1024
+STACK_LIMIT = 64 * 1024
+DUMP_GRACE_S = 0.8
+TERM_GRACE_S = 0.5
+POLL_S = 0.02
+
+
+def package_root():
+    """The folder to put on sys.path so that this package imports under its own name."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for _ in range(__package__.count(".") + 1):
+        here = os.path.dirname(here)
+    return here
+
+
+def read_bounded(path, head=OUTPUT_HEAD, tail=OUTPUT_TAIL):
+    """Read a text file, keeping its head and tail and marking what was cut."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            if size <= head + tail:
+                data = fh.read()
+                return data.decode("utf-8", "replace")
+            first = fh.read(head)
+            fh.seek(size - tail)
+            last = fh.read()
+    except OSError:
+        return ""
+    cut = size - head - tail
+    return (
+        first.decode("utf-8", "replace")
+        + "\n[... lab: %d bytes truncated ...]\n" % cut
+        + last.decode("utf-8", "replace")
+    )
+
+
+def group_members(pgid):
+    """Pids whose process group is ``pgid`` (Linux /proc; empty elsewhere)."""
+    members = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return members
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as fh:
+                stat = fh.read()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) == pgid:
+                members.append(int(name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return sorted(members)
+
+
+def describe_process(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            cmd = fh.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        cmd = "?"
+    return cmd[:300]
+
+
+def signal_name(num):
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return "signal %d" % num
+
+
+class RunningCell(object):
+    def __init__(self, index, cell, out_dir, deadline_scale):
+        self.index = index
+        self.cell = cell
+        self.dir = os.path.join(out_dir, "cells", "%03d" % index)
+        self.stacks_dir = os.path.join(self.dir, "stacks")
+        os.makedirs(self.stacks_dir, exist_ok=True)
+        self.result_path = os.path.join(self.dir, "result.json")
+        self.output_path = os.path.join(self.dir, "output.txt")
+        self.deadline_s = float(cell.get("deadline_s", 30)) * deadline_scale
+        self.phase = "run"
+        self.phase_started = None
+        self.hung = False
+        self.processes = {}
+        env = dict(os.environ)
+        env[STACKS_ENV] = self.stacks_dir
+        env["LAB_RUNNER_PID"] = str(os.getpid())
+        env["PYTHONPATH"] = package_root() + (
+            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+        )
+        args = [
+            sys.executable,
+            "-m",
+            __package__,
+            "cell",
+            "--scenario",
+            cell["scenario"],
+            "--result",
+            self.result_path,
+            "--params",
+            json.dumps(cell.get("params") or {}),
+        ]
+        if cell.get("start_method"):
+            args += ["--start-method", cell["start_method"]]
+        self.output = open(self.output_path, "wb")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=self.output,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+    def killpg(self, sig):
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def step(self, now):
+        """Advance this cell; return True once it is over and reaped."""
+        if self.phase == "run":
+            if self.proc.poll() is not None:
+                self.finished = now
+                self.killpg(signal.SIGKILL)  # leftovers such as a forkserver
+                return True
+            if now - self.started >= self.deadline_s:
+                self.hung = True
+                self.finished = now
+                for pid in group_members(self.proc.pid):
+                    self.processes[pid] = describe_process(pid)
+                self.killpg(STACK_SIGNAL)
+                self.phase, self.phase_started = "dump", now
+            return False
+        if self.phase == "dump":
+            if now - self.phase_started >= DUMP_GRACE_S:
+                self.killpg(signal.SIGTERM)
+                self.phase, self.phase_started = "term", now
+            return False
+        if self.phase == "term":
+            if now - self.phase_started >= TERM_GRACE_S:
+                self.killpg(signal.SIGKILL)
+                self.phase = "reap"
+            return False
+        if self.proc.poll() is not None:
+            self.killpg(signal.SIGKILL)
+            return True
+        return False
+
+    def collect_stacks(self):
+        parts = []
+        try:
+            names = sorted(os.listdir(self.stacks_dir))
+        except OSError:
+            names = []
+        for name in names:
+            path = os.path.join(self.stacks_dir, name)
+            text = read_bounded(path, STACK_LIMIT // 2, STACK_LIMIT // 2).strip()
+            if not text:
+                continue
+            pid = int(name.split(".")[0]) if name.split(".")[0].isdigit() else -1
+            role = "cell main process" if pid == self.proc.pid else "child process"
+            cmd = self.processes.get(pid, "")
+            parts.append("=== pid %d (%s) %s\n%s" % (pid, role, cmd, text))
+        if self.hung:
+            dumped = set(int(n.split(".")[0]) for n in names if n.split(".")[0].isdigit())
+            for pid, cmd in sorted(self.processes.items()):
+                if pid not in dumped or not os.path.getsize(
+                    os.path.join(self.stacks_dir, "%d.txt" % pid)
+                ):
+                    parts.append("=== pid %d %s\n(no stack: the process had no dump handler)"
+                                 % (pid, cmd))
+        return "\n\n".join(parts) or None
+
+    def record(self):
+        self.output.close()
+        result, problem = None, None
+        try:
+            with open(self.result_path) as fh:
+                result = json.load(fh)
+            if not isinstance(result, dict):
+                result, problem = None, "result file is not a JSON object"
+        except (OSError, ValueError) as exc:
+            problem = "result file missing or malformed: %s" % (exc,)
+        result = result or {}
+        code = self.proc.returncode
+        rec = {
+            "kind": "cell",
+            "record_version": RECORD_VERSION,
+            "index": self.index,
+            "scenario": self.cell["scenario"],
+            "start_method": self.cell.get("start_method"),
+            "duration_s": round(self.finished - self.started, 4),
+            "deadline_s": self.deadline_s,
+            "measurements": result.get("measurements") or {},
+            "warnings": result.get("warnings") or [],
+            "stacks": None,
+            "detail": result.get("detail"),
+            "exit_code": code,
+            "signal": None,
+            "output": read_bounded(self.output_path),
+            "cpus": affinity(),
+        }
+        if self.hung:
+            rec["outcome"] = "hung"
+            rec["detail"] = "no result within the %.1f s deadline; stacks dumped, group killed" % (
+                self.deadline_s
+            )
+            rec["stacks"] = self.collect_stacks()
+        elif code is not None and code < 0:
+            rec["outcome"] = "crashed"
+            rec["signal"] = signal_name(-code)
+            rec["detail"] = "cell process killed by %s" % rec["signal"]
+            rec["stacks"] = self.collect_stacks()
+        elif code != 0:
+            rec["outcome"] = "failed"
+            rec["detail"] = result.get("detail") or "cell process exited with code %s" % code
+        elif problem:
+            rec["outcome"] = "error"
+            rec["detail"] = problem
+        else:
+            status = result.get("status")
+            rec["outcome"] = status if status in ("ok", "failed", "skipped") else "error"
+            if rec["outcome"] == "error":
+                rec["detail"] = "result file has an unknown status %r" % (status,)
+        return rec
+
+
+def run_plan(plan, out_dir):
+    """Run every cell of ``plan``; append one record per cell to out_dir/results.jsonl."""
+    cells = plan["cells"]
+    parallel = max(1, int(plan.get("parallel", 1)))
+    scale = float(plan.get("deadline_scale", 1.0))
+    os.makedirs(os.path.join(out_dir, "cells"), exist_ok=True)
+    results_path = os.path.join(out_dir, "results.jsonl")
+    pending = list(enumerate(cells))
+    running = []
+    with open(results_path, "a") as sink:
+
+        def emit(record):
+            sink.write(json.dumps(record, default=repr) + "\n")
+            sink.flush()
+            os.fsync(sink.fileno())
+
+        emit({"kind": "start", "record_version": RECORD_VERSION, "cells": len(cells),
+              "pid": os.getpid(), "cpus": affinity()})
+        while pending or running:
+            while pending and len(running) < parallel:
+                index, cell = pending.pop(0)
+                try:
+                    running.append(RunningCell(index, cell, out_dir, scale))
+                except Exception as exc:  # harness fault: this cell only
+                    emit({"kind": "cell", "record_version": RECORD_VERSION, "index": index,
+                          "scenario": cell.get("scenario"), "start_method": cell.get("start_method"),
+                          "outcome": "error", "detail": "could not start cell: %r" % (exc,)})
+            now = time.monotonic()
+            for rc in list(running):
+                if rc.step(now):
+                    running.remove(rc)
+                    emit(rc.record())
+            time.sleep(POLL_S)
+        emit({"kind": "done", "record_version": RECORD_VERSION})
+    return 0

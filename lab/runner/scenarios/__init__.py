@@ -1,0 +1,65 @@
+# IN-CONTAINER CODE: standard library only, Python 3.9+ and PyPy; never imports lab.*.
+"""The scenario catalog: data the host plans with, and the modules the runner executes.
+
+``kind`` decides scheduling: ``timing`` cells run exclusive, pinned to CPUs of their own;
+``behaviour`` cells may run side by side. ``start_methods`` is ``none`` (one cell, no child
+process), ``each`` (one cell per start method) or ``none+each`` (both).
+``deadline_s`` is the per-cell deadline on a native CPU; the host scales it for emulation.
+"""
+
+import importlib
+
+CATALOG = {
+    "probe": {
+        "kind": "behaviour", "start_methods": "none", "deadline_s": 30,
+        "title": "Interpreter facts: start methods, GIL, CPUs, pickle, PID 1",
+    },
+    "countdown": {
+        "kind": "timing", "start_methods": "none+each", "deadline_s": 90,
+        "title": "CPU-bound countdown: serial vs 2 threads vs 2 processes",
+    },
+    "threading_gil": {
+        "kind": "timing", "start_methods": "none", "deadline_s": 60,
+        "title": "Threads on CPU-bound vs I/O-bound work",
+    },
+    "process_startup": {
+        "kind": "timing", "start_methods": "each", "deadline_s": 60,
+        "title": "Start + join latency of a trivial process",
+    },
+    "queue_transfer": {
+        "kind": "timing", "start_methods": "each", "deadline_s": 60,
+        "title": "Queue and Pipe throughput between two processes",
+    },
+    "queue_iftry": {
+        "kind": "timing", "start_methods": "each", "deadline_s": 60,
+        "title": "if q.empty() vs try/except queue.Empty",
+    },
+    "queue_growth": {
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 40,
+        "title": "Producer memory with a slow consumer: unbounded vs bounded queue",
+    },
+    "fork_held_lock": {
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 6,
+        "title": "Child takes a lock another thread held at start",
+    },
+    "fork_held_io": {
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 10,
+        "title": "Child prints and logs while a thread was busy writing at start",
+    },
+    "queue_join_before_drain": {
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 6,
+        "title": "join() a child before getting its ~1 MB queue item",
+    },
+    "fork_warning": {
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 40,
+        "title": "Fork-with-threads DeprecationWarning, and -W error",
+    },
+}
+
+START_METHODS = ("fork", "spawn", "forkserver")
+
+
+def get(name):
+    if name not in CATALOG:
+        raise KeyError("unknown scenario %r; known: %s" % (name, ", ".join(sorted(CATALOG))))
+    return importlib.import_module("." + name, __name__)

@@ -1,0 +1,68 @@
+# IN-CONTAINER CODE: standard library only, Python 3.9+ and PyPy; never imports lab.*.
+"""fork_held_io - claim 6: does the standard library's own I/O survive a fork mid-write?
+
+How: a thread writes through ``print()`` and ``logging`` in a tight loop (to /dev/null, so the
+hazard is the locks, not the disk) while the main thread starts children one after another with
+the cell's start method. Each child prints and logs a few lines and exits. The parent joins
+each child without a timeout: a child that inherited a held ``BufferedWriter`` or handler lock
+blocks forever and the cell shows ``hung`` with its stack. Recorded: trials completed.
+logging re-initialises its locks at fork (3.7+); ``sys.stdout``'s buffer lock has no such
+hook, so a hang here is a real stdlib hazard under ``fork``.
+"""
+
+import io
+import logging
+import os
+import sys
+import threading
+import time
+
+from ..util import start_child
+
+TRIALS = 40
+
+
+def child_prints_and_logs():
+    log = logging.getLogger("lab.fork_held_io")
+    for i in range(5):
+        print("child line %d" % i)
+        log.warning("child log %d", i)
+    sys.stdout.flush()
+
+
+def run(ctx):
+    trials = 10 if ctx.quick else int(ctx.params.get("trials", TRIALS))
+    sink = io.TextIOWrapper(io.BufferedWriter(io.FileIO(os.devnull, "w"), 1 << 16))
+    old_stdout = sys.stdout
+    sys.stdout = sink
+    log = logging.getLogger("lab.fork_held_io")
+    handler = logging.StreamHandler(sink)
+    log.addHandler(handler)
+    log.propagate = False
+    stop = threading.Event()
+    lines = [0]
+
+    def writer():
+        payload = "y" * 512
+        while not stop.is_set():
+            print(payload)
+            log.warning("busy %s", payload)
+            lines[0] += 2
+
+    thread = threading.Thread(target=writer, name="busy-writer", daemon=True)
+    thread.start()
+    time.sleep(0.05)
+    ctx.record("trials_planned", trials)
+    try:
+        for i in range(trials):
+            proc = start_child(ctx, child_prints_and_logs)
+            proc.join()  # no timeout: an inherited held I/O lock shows as a hung cell
+            ctx.record("trials_completed", i + 1)
+            if proc.exitcode != 0:
+                ctx.record("child_failures", ctx.measurements.get("child_failures", 0) + 1)
+    finally:
+        stop.set()
+        thread.join(5)
+        sys.stdout = old_stdout
+        log.removeHandler(handler)
+    ctx.record("writer_lines", lines[0])

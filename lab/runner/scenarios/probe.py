@@ -1,0 +1,100 @@
+# IN-CONTAINER CODE: standard library only, Python 3.9+ and PyPy; never imports lab.*.
+"""Probe: the interpreter's facts as observed in this process.
+
+Claim 3 (a program can choose fork, forkserver or spawn; the default differs by platform and
+version) is judged from ``default_start_method`` and ``start_methods`` recorded here. The
+default is read with ``get_start_method(allow_none=True)`` first (nothing has set it yet),
+then ``get_start_method()``, which fixes it.
+"""
+
+import multiprocessing
+import os
+import pickle
+import platform
+import struct
+import sys
+
+
+def _read(path):
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def cgroup_cpu_quota():
+    """The CPU quota of this cgroup in CPUs (None: unlimited or unknown), v2 then v1."""
+    v2 = _read("/sys/fs/cgroup/cpu.max")
+    if v2:
+        quota, _, period = v2.partition(" ")
+        if quota == "max":
+            return {"cpus": None, "source": "cgroup v2 cpu.max", "raw": v2}
+        return {"cpus": int(quota) / float(period), "source": "cgroup v2 cpu.max", "raw": v2}
+    for base in ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"):
+        quota = _read(base + "/cpu.cfs_quota_us")
+        period = _read(base + "/cpu.cfs_period_us")
+        if quota is not None and period:
+            cpus = None if int(quota) < 0 else int(quota) / float(period)
+            return {"cpus": cpus, "source": "cgroup v1 cfs", "raw": "%s %s" % (quota, period)}
+    return {"cpus": None, "source": None, "raw": None}
+
+
+def cgroup_cpuset():
+    return _read("/sys/fs/cgroup/cpuset.cpus.effective") or _read(
+        "/sys/fs/cgroup/cpuset/cpuset.effective_cpus") or _read("/sys/fs/cgroup/cpuset/cpuset.cpus")
+
+
+def observe():
+    unset = multiprocessing.get_start_method(allow_none=True)
+    default = multiprocessing.get_start_method()
+    gil = getattr(sys, "_is_gil_enabled", None)
+    pcc = getattr(os, "process_cpu_count", None)
+    try:
+        aff = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        aff = None
+    runner_pid = os.environ.get("LAB_RUNNER_PID")
+    pid1 = _read("/proc/1/cmdline")
+    libc = platform.libc_ver()
+    try:
+        switch = sys.getswitchinterval()
+    except AttributeError:
+        switch = None
+    return {
+        "implementation": sys.implementation.name,
+        "version": platform.python_version(),
+        "version_info": list(sys.version_info[:3]),
+        "sys_version": sys.version,
+        "build": list(platform.python_build()),
+        "compiler": platform.python_compiler(),
+        "executable": sys.executable,
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "platform": platform.platform(),
+        "pointer_bits": struct.calcsize("P") * 8,
+        "libc": "%s %s" % libc if libc[0] else None,
+        "start_method_before_use": unset,
+        "default_start_method": default,
+        "start_methods": list(multiprocessing.get_all_start_methods()),
+        "gil_enabled": gil() if gil is not None else None,
+        "has_is_gil_enabled": gil is not None,
+        "cpu_count": os.cpu_count(),
+        "process_cpu_count": pcc() if pcc is not None else None,
+        "affinity": aff,
+        "cgroup_cpu_quota": cgroup_cpu_quota(),
+        "cgroup_cpuset": cgroup_cpuset(),
+        "pickle_default_protocol": pickle.DEFAULT_PROTOCOL,
+        "pickle_highest_protocol": pickle.HIGHEST_PROTOCOL,
+        "switch_interval_s": switch,
+        "runner_pid": int(runner_pid) if runner_pid else None,
+        "runner_is_pid1": runner_pid == "1" if runner_pid else None,
+        "pid1_cmdline": pid1.replace("\0", " ").strip() if pid1 else None,
+        "uid": os.getuid() if hasattr(os, "getuid") else None,
+    }
+
+
+def run(ctx):
+    for key, value in observe().items():
+        ctx.measurements[key] = value
+    ctx.flush()

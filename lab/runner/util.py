@@ -1,0 +1,157 @@
+# IN-CONTAINER CODE: standard library only, Python 3.9+ and PyPy; never imports lab.*.
+"""Helpers shared by the scenarios: statistics, stack-dump set-up, the cell context."""
+
+import faulthandler
+import json
+import multiprocessing
+import os
+import signal
+import time
+
+STACKS_ENV = "LAB_STACKS_DIR"
+STACK_SIGNAL = signal.SIGUSR1
+
+_stack_file = None
+
+
+def install_stack_dump():
+    """Make this process dump every thread's stack to its own file on SIGUSR1.
+
+    faulthandler's handler is C-level, so it works even when the main thread is blocked in a
+    C lock wait, where a Python signal handler would never run. ``fork`` children inherit the
+    parent's registration (and its file); spawn and forkserver children call this themselves.
+    """
+    global _stack_file
+    directory = os.environ.get(STACKS_ENV)
+    if not directory:
+        return
+    path = os.path.join(directory, "%d.txt" % os.getpid())
+    try:
+        _stack_file = open(path, "w")
+        faulthandler.register(STACK_SIGNAL, file=_stack_file, all_threads=True, chain=False)
+    except (OSError, AttributeError, RuntimeError, ValueError):
+        # PyPy or an exotic platform without faulthandler.register: the cell still runs, the
+        # report says "no stack" for its processes.
+        _stack_file = None
+
+
+def child_entry(target, *args):
+    """Entry point of every child process a scenario starts: register stacks, then run."""
+    install_stack_dump()
+    target(*args)
+
+
+def start_child(ctx, target, *args, **kwargs):
+    """Start ``target(*args)`` in a child of the cell's start method, with stack dumps."""
+    proc = ctx.mp.Process(target=child_entry, args=(target,) + args, **kwargs)
+    proc.start()
+    return proc
+
+
+def median(values):
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        return None
+    mid = n // 2
+    if n % 2:
+        return ordered[mid]
+    return (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
+def quantile(values, q):
+    """Linear-interpolation quantile (the 'inclusive' method of statistics.quantiles)."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    pos = (len(ordered) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def summarize(samples):
+    """The statistics every timing measurement carries: samples, median, IQR, n."""
+    q1 = quantile(samples, 0.25)
+    q3 = quantile(samples, 0.75)
+    med = median(samples)
+    return {
+        "samples": list(samples),
+        "n": len(samples),
+        "median": med,
+        "q1": q1,
+        "q3": q3,
+        "iqr": None if q1 is None else q3 - q1,
+        "min": min(samples) if samples else None,
+        "max": max(samples) if samples else None,
+    }
+
+
+def time_call(fn, *args):
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def affinity():
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+class CellContext(object):
+    """What a scenario sees: its start method, parameters, and a place to record results.
+
+    ``record`` rewrites the cell's result file atomically each time, so the measurements taken
+    before a hang survive the harness killing the cell.
+    """
+
+    def __init__(self, scenario, start_method, params, result_path):
+        self.scenario = scenario
+        self.start_method = start_method
+        self.params = params or {}
+        self.result_path = result_path
+        self.measurements = {}
+        self.status = "ok"
+        self.detail = None
+        self.mp = multiprocessing.get_context(start_method) if start_method else multiprocessing
+        self.quick = bool(self.params.get("quick"))
+        self.caught = []
+
+    def record(self, key, value):
+        self.measurements[key] = value
+        self.flush()
+
+    def fail(self, detail):
+        self.status = "failed"
+        self.detail = detail
+        self.flush()
+
+    def skip(self, detail):
+        self.status = "skipped"
+        self.detail = detail
+        self.flush()
+
+    def flush(self, extra=None):
+        payload = {
+            "status": self.status,
+            "detail": self.detail,
+            "measurements": self.measurements,
+            "warnings": [describe_warning(w) for w in self.caught],
+        }
+        if extra:
+            payload.update(extra)
+        tmp = self.result_path + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(payload, fh, default=repr)
+        os.replace(tmp, self.result_path)
+
+
+def describe_warning(w):
+    return {
+        "category": w.category.__name__,
+        "message": str(w.message),
+        "filename": w.filename,
+        "lineno": w.lineno,
+    }
