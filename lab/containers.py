@@ -1,0 +1,314 @@
+"""Containers: how one job's container is started, watched, read and always removed.
+
+The runner writes framed JSON records to ``results.jsonl`` in a folder bind-mounted from the run
+folder, so every finished cell is on the host's disk at once and stdout is never scraped. The
+host polls with its own deadline (the SDK's ``wait`` can block forever); a container that dies,
+is OOM-killed or overruns turns its unreported cells into ``crashed``/``error`` rows with the
+reason. ``HostProcess`` runs the same runner with a host interpreter instead (``--host-python``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from lab.engine import MANAGED, ContainerSpec, Engine
+from lab.errors import EngineUnavailable, LabError
+from lab.images import stage_runner
+from lab.matrix import Target
+from lab.results import Cell
+from lab.scheduler import CellSpec, Job
+
+POLL_S = 0.25
+INNER_OUT = "/lab/out"
+MAX_RECORD_BYTES = 4 * 1024 * 1024  # one cell record; larger is a broken channel
+
+
+def run_labels(run_id: str, target_id: str) -> dict[str, str]:
+    return {MANAGED: "true", "lab.run": run_id, "lab.target": target_id,
+            "lab.host": socket.gethostname(), "lab.pid": str(os.getpid())}
+
+
+class JsonlTail:
+    """Reads the complete new lines of a growing JSON-lines file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.buffer = b""
+
+    def read(self) -> list[dict[str, Any] | str]:
+        """Parsed records; a str for a line that is not a JSON object (a broken record)."""
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except OSError:
+            return []
+        self.offset += len(data)
+        self.buffer += data
+        out: list[dict[str, Any] | str] = []
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            if not line.strip():
+                continue
+            if len(line) > MAX_RECORD_BYTES:
+                out.append(f"a result record of {len(line)} bytes (limit {MAX_RECORD_BYTES})")
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError as exc:
+                out.append(f"a malformed result record ({exc})")
+                continue
+            out.append(rec if isinstance(rec, dict) else "a result record that is not an object")
+        return out
+
+
+class Workload(Protocol):
+    """A started runner: a container or a host process."""
+
+    def exited(self) -> tuple[bool, int | None, bool]: ...  # (done, exit code, oom killed)
+    def stop(self) -> None: ...
+    def cleanup(self) -> None: ...
+    def diagnostics(self) -> str: ...
+
+
+class ContainerWorkload:
+    def __init__(self, engine: Engine, spec: ContainerSpec) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.cid: str | None = None
+        self.cid = engine.start(spec)
+
+    def exited(self) -> tuple[bool, int | None, bool]:
+        assert self.cid
+        state = self.engine.state(self.cid)
+        done = state.get("Status") in ("exited", "dead")
+        return done, (int(state.get("ExitCode", -1)) if done else None), bool(
+            state.get("OOMKilled"))
+
+    def stop(self) -> None:
+        if self.cid:
+            self.engine.kill(self.cid)
+
+    def cleanup(self) -> None:
+        if self.cid:
+            self.engine.remove_container(self.cid, quiet=True)
+
+    def diagnostics(self) -> str:
+        if not self.cid:
+            return ""
+        try:
+            return self.engine.logs_tail(self.cid, lines=30)
+        except LabError:
+            return ""
+
+
+class HostProcess:
+    """The runner started directly with a host interpreter, in its own session."""
+
+    def __init__(self, python: str, out_dir: Path, stage_dir: Path) -> None:
+        stage_runner(stage_dir)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(stage_dir)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        self.log = open(out_dir / "runner.log", "wb")
+        self.stage_dir = stage_dir
+        self.proc = subprocess.Popen(
+            [python, "-m", "labrunner", "run", "--plan", str(out_dir / "plan.json"),
+             "--out", str(out_dir)],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True,
+        )
+
+    def exited(self) -> tuple[bool, int | None, bool]:
+        code = self.proc.poll()
+        return code is not None, code, False
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def cleanup(self) -> None:
+        self.stop()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.log.close()
+        shutil.rmtree(self.stage_dir, ignore_errors=True)
+
+    def diagnostics(self) -> str:
+        try:
+            return Path(self.log.name).read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobContext:
+    run_id: str
+    run_dir: Path
+    target: Target
+    image_tag: str | None
+    cpuset: str | None
+    stop: threading.Event
+    on_cell: Callable[[Cell], None]
+    concurrent: Callable[[], list[str]]  # other jobs running now
+
+
+def _cell_from_record(rec: dict[str, Any], spec: CellSpec, job: Job, ctx: JobContext,
+                      concurrent: list[str]) -> Cell:
+    def num(key: str) -> float | None:
+        v = rec.get(key)
+        return float(v) if isinstance(v, int | float) else None
+
+    outcome = rec.get("outcome")
+    detail = rec.get("detail")
+    if outcome not in ("ok", "hung", "crashed", "failed", "skipped", "error"):
+        detail = f"runner reported an unknown outcome {outcome!r}"
+        outcome = "error"
+    code = rec.get("exit_code")
+    cpus = rec.get("cpus")
+    return Cell(
+        target=ctx.target.id, scenario=spec.scenario, start_method=spec.start_method,
+        outcome=str(outcome),
+        duration_s=num("duration_s"),
+        measurements=rec.get("measurements") if isinstance(rec.get("measurements"), dict)
+        else {},
+        warnings=[w for w in rec.get("warnings") or [] if isinstance(w, dict)],
+        stacks=rec.get("stacks") if isinstance(rec.get("stacks"), str) else None,
+        detail=str(detail) if detail is not None else None,
+        output=rec.get("output") if isinstance(rec.get("output"), str) else None,
+        exit_code=code if isinstance(code, int) else None,
+        signal=rec.get("signal") if isinstance(rec.get("signal"), str) else None,
+        kind=spec.kind,
+        cpus=[c for c in cpus if isinstance(c, int)] if isinstance(cpus, list) else None,
+        exclusive=job.exclusive,
+        concurrent=concurrent,
+        emulated=ctx.target.emulated,
+        deadline_s=num("deadline_s"),
+    )
+
+
+def missing_cell(spec: CellSpec, job: Job, ctx: JobContext, *, outcome: str, detail: str,
+                 output: str = "") -> Cell:
+    return Cell(target=ctx.target.id, scenario=spec.scenario, start_method=spec.start_method,
+                outcome=outcome, detail=detail, output=output or None, kind=spec.kind,
+                exclusive=job.exclusive, emulated=ctx.target.emulated)
+
+
+def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
+    """Run ``job``'s cells; every planned cell comes back as exactly one Cell."""
+    out_dir = ctx.run_dir / "work" / job.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(out_dir, 0o1777)  # the container's unprivileged user writes here
+    (out_dir / "plan.json").write_text(json.dumps(job.to_plan(), indent=1))
+    tail = JsonlTail(out_dir / "results.jsonl")
+    reported: dict[int, Cell] = {}
+    problems: list[str] = []
+    done_seen = False
+
+    def drain() -> None:
+        nonlocal done_seen
+        for rec in tail.read():
+            if isinstance(rec, str):
+                problems.append(rec)
+                continue
+            if rec.get("kind") == "done":
+                done_seen = True
+            if rec.get("kind") != "cell":
+                continue
+            index = rec.get("index")
+            if not isinstance(index, int) or not 0 <= index < len(job.cells):
+                problems.append(f"a result record with a bad index {index!r}")
+                continue
+            others = [] if job.exclusive else ctx.concurrent()
+            cell = _cell_from_record(rec, job.cells[index], job, ctx, others)
+            reported[index] = cell
+            ctx.on_cell(cell)
+
+    workload: Workload | None = None
+    exit_code: int | None = None
+    oom = False
+    why = ""
+    try:
+        if ctx.target.host_python:
+            workload = HostProcess(ctx.target.host_python, out_dir, ctx.run_dir / "work" /
+                                   f".stage-{job.name}")
+        else:
+            assert engine is not None and ctx.image_tag is not None
+            spec = ContainerSpec(
+                image=ctx.image_tag,
+                command=[ctx.target.python, "-m", "labrunner", "run",
+                         "--plan", f"{INNER_OUT}/plan.json", "--out", INNER_OUT],
+                name=f"lab-{ctx.run_id}-{job.name}",
+                labels={**run_labels(ctx.run_id, ctx.target.id), "lab.phase": job.phase},
+                binds={str(out_dir.resolve()): INNER_OUT},
+                cpuset_cpus=ctx.cpuset,
+            )
+            workload = ContainerWorkload(engine, spec)
+        deadline = time.monotonic() + job.host_deadline_s
+        while True:
+            drain()
+            done, exit_code, oom = workload.exited()
+            if done:
+                break
+            if ctx.stop.is_set():
+                why = "run interrupted before this cell finished"
+                workload.stop()
+                break
+            if time.monotonic() >= deadline:
+                why = (f"container overran the host deadline of {job.host_deadline_s:.0f} s "
+                       "and was killed")
+                workload.stop()
+                break
+            time.sleep(POLL_S)
+        drain()
+        if not why:
+            if oom:
+                why = "container was OOM-killed (memory limit) before this cell reported"
+            elif not done_seen:
+                why = f"runner exited with code {exit_code} before this cell reported"
+        diag = workload.diagnostics() if (why or problems) else ""
+    except EngineUnavailable:
+        raise
+    except LabError as exc:
+        why = f"could not run the container: {exc}"
+        diag = ""
+    finally:
+        if workload is not None:
+            workload.cleanup()
+    cells = []
+    for index, spec_ in enumerate(job.cells):
+        if index in reported:
+            cell = reported[index]
+            if oom and cell.outcome in ("crashed", "error"):
+                cell = replace(cell, outcome="crashed", detail=f"{cell.detail} (OOM kill noted)")
+            cells.append(cell)
+            continue
+        detail = why or ("; ".join(problems) if problems else "no result record came back")
+        if problems and why:
+            detail = f"{why}; also: {'; '.join(problems)}"
+        outcome = "crashed" if oom else "error"
+        cell = missing_cell(spec_, job, ctx, outcome=outcome, detail=detail, output=diag)
+        ctx.on_cell(cell)
+        cells.append(cell)
+    return cells
+
+
+def host_python_version() -> str:
+    return sys.version.split()[0]

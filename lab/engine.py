@@ -1,0 +1,324 @@
+"""The only module that imports ``docker``: a thin, typed wrapper over the SDK.
+
+It converts the SDK's exceptions (and the raw ``requests`` ones it leaks) into the lab's own
+errors at this boundary and hands plain values to the rest. Every call has a timeout. Do not
+share one ``Engine`` across threads: make one per worker (``Engine.connect()`` is cheap).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from lab.errors import DockerError, EngineUnavailable, ImageUnavailable
+
+MANAGED = "lab.managed"
+API_TIMEOUT_S = 60
+BUILD_TIMEOUT_S = 900
+
+
+def endpoint() -> str:
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageInfo:
+    id: str
+    tags: tuple[str, ...]
+    labels: dict[str, str]
+    size: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerInfo:
+    id: str
+    name: str
+    labels: dict[str, str]
+    status: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerSpec:
+    """Everything needed to start one lab container; hardened by default."""
+
+    image: str
+    command: list[str]
+    name: str
+    labels: dict[str, str]
+    binds: dict[str, str] = field(default_factory=dict)  # host path -> container path (rw)
+    environment: dict[str, str] = field(default_factory=dict)
+    working_dir: str = "/opt/lab"
+    user: str = "10001:10001"
+    cpuset_cpus: str | None = None
+    mem_limit: str = "1g"
+    pids_limit: int = 512
+    tmpfs_size: str = "256m"
+    platform: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExitStatus:
+    status_code: int | None
+    oom_killed: bool
+    timed_out: bool
+    error: str | None = None
+
+
+def _short(exc: BaseException) -> str:
+    text = getattr(exc, "explanation", None) or str(exc)
+    return " ".join(str(text).split())[:400]
+
+
+@contextmanager
+def _converted(action: str) -> Iterator[None]:
+    """Turn SDK and requests exceptions into the lab's errors, naming the action."""
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        raise ImageUnavailable(f"{action}: image not found ({_short(exc)})") from exc
+    except (requests.exceptions.ConnectionError, ConnectionError) as exc:
+        raise EngineUnavailable(
+            f"Docker engine not reachable at {endpoint()} while trying to {action} "
+            f"({_short(exc)}). Start Docker, or set DOCKER_HOST."
+        ) from exc
+    except requests.exceptions.Timeout as exc:
+        raise DockerError(f"{action}: the Docker engine did not answer in time") from exc
+    except docker.errors.DockerException as exc:
+        raise DockerError(f"{action}: {_short(exc)}") from exc
+
+
+class Engine:
+    """One connection to the Docker engine."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    @classmethod
+    def connect(cls, *, timeout: float = API_TIMEOUT_S, ping_timeout: float = 5.0) -> Engine:
+        """Connect and ping; a missing engine fails within ``ping_timeout`` seconds."""
+        try:
+            client = docker.from_env(timeout=ping_timeout)
+            client.ping()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise EngineUnavailable(
+                f"Docker engine not reachable at {endpoint()} ({_short(exc)}). "
+                "Start Docker (see ../shared/PLATFORM.md or `lab doctor`), or set DOCKER_HOST."
+            ) from exc
+        client.api.timeout = timeout
+        return cls(client)
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- facts -------------------------------------------------------------------------------
+    def version(self) -> dict[str, str]:
+        with _converted("read the engine version"):
+            v = self._client.version()
+        info: dict[str, str] = {
+            "version": str(v.get("Version", "?")),
+            "api_version": str(v.get("ApiVersion", "?")),
+            "os": str(v.get("Os", "?")),
+            "arch": str(v.get("Arch", "?")),
+        }
+        with _converted("read the engine info"):
+            i = self._client.info()
+        info["storage_driver"] = str(i.get("Driver", "?"))
+        info["cgroup_version"] = str(i.get("CgroupVersion", "?"))
+        info["cpus"] = str(i.get("NCPU", "?"))
+        return info
+
+    # -- images ------------------------------------------------------------------------------
+    def image(self, ref: str) -> ImageInfo | None:
+        try:
+            with _converted(f"inspect image {ref}"):
+                data = self._client.api.inspect_image(ref)
+        except ImageUnavailable:
+            return None
+        return ImageInfo(
+            id=data["Id"],
+            tags=tuple(data.get("RepoTags") or ()),
+            labels=dict((data.get("Config") or {}).get("Labels") or {}),
+            size=int(data.get("Size") or 0),
+        )
+
+    def images(self, labels: dict[str, str]) -> list[ImageInfo]:
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        with _converted("list images"):
+            found = self._client.api.images(filters=filters)
+        return [
+            ImageInfo(
+                id=d["Id"],
+                tags=tuple(d.get("RepoTags") or ()),
+                labels=dict(d.get("Labels") or {}),
+                size=int(d.get("Size") or 0),
+            )
+            for d in found
+        ]
+
+    def remove_image(self, ref: str) -> None:
+        with _converted(f"remove image {ref}"):
+            self._client.api.remove_image(ref, force=True)
+
+    def pull(self, ref: str) -> ImageInfo:
+        """Pull a registry image; ImageUnavailable when no registry answers."""
+        repo, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "latest")
+        try:
+            self._client.api.pull(repo, tag=tag)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise ImageUnavailable(
+                f"cannot pull {ref}: no registry answered ({_short(exc)}). Use a Debian-based "
+                "target, or load the image with `docker load` first."
+            ) from exc
+        info = self.image(ref)
+        if info is None:
+            raise ImageUnavailable(f"pulled {ref} but the engine does not list it")
+        return info
+
+    def registry_problem(self, ref: str) -> str | None:
+        """Why the registry for ``ref`` cannot be used (None: it answers). Pulls nothing."""
+        try:
+            self._client.api.inspect_distribution(ref)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            return _short(exc)
+        return None
+
+    def import_rootfs(self, tar_path: str, *, repository: str, tag: str,
+                      labels: dict[str, str], platform: str | None = None) -> str:
+        """Import a root filesystem tarball as an image; returns the image id."""
+        changes = [f'LABEL {k}="{v}"' for k, v in labels.items()]
+        with _converted(f"import {repository}:{tag}"):
+            self._client.api.import_image_from_file(
+                tar_path, repository=repository, tag=tag, changes=changes
+            )
+        info = self.image(f"{repository}:{tag}")
+        if info is None:
+            raise DockerError(f"imported {repository}:{tag} but the engine does not list it")
+        return info.id
+
+    def build(self, context: bytes, *, tag: str, buildargs: dict[str, str],
+              labels: dict[str, str], log: Callable[[str], None] | None = None) -> str:
+        """Build from an in-memory tar context (classic builder); returns the image id."""
+        lines: list[str] = []
+        image_id = None
+        with _converted(f"build {tag}"):
+            stream = self._client.api.build(
+                fileobj=io.BytesIO(context), custom_context=True, tag=tag, buildargs=buildargs,
+                labels=labels, rm=True, forcerm=True, decode=True, timeout=BUILD_TIMEOUT_S,
+                pull=False,
+            )
+            for chunk in stream:
+                if "stream" in chunk:
+                    text = str(chunk["stream"])
+                    lines.append(text)
+                    if log:
+                        log(text)
+                if "aux" in chunk and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+                if "error" in chunk:
+                    raise DockerError(
+                        f"build {tag} failed: {' '.join(str(chunk['error']).split())[:300]}",
+                        log_tail="".join(lines[-30:]),
+                    )
+        if image_id is None:
+            info = self.image(tag)
+            if info is None:
+                raise DockerError(f"build {tag} produced no image", log_tail="".join(lines[-30:]))
+            image_id = info.id
+        return image_id
+
+    # -- containers --------------------------------------------------------------------------
+    def start(self, spec: ContainerSpec) -> str:
+        """Create and start a hardened container; returns its id. Removes it if start fails."""
+        host_config = self._client.api.create_host_config(
+            init=True,
+            network_mode="none",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={spec.tmpfs_size},mode=1777"},
+            pids_limit=spec.pids_limit,
+            mem_limit=spec.mem_limit,
+            memswap_limit=spec.mem_limit,
+            cpuset_cpus=spec.cpuset_cpus,
+            binds={host: {"bind": inner, "mode": "rw"} for host, inner in spec.binds.items()},
+        )
+        with _converted(f"create container {spec.name}"):
+            created = self._client.api.create_container(
+                spec.image, command=spec.command, name=spec.name, labels=spec.labels,
+                environment=spec.environment, working_dir=spec.working_dir, user=spec.user,
+                host_config=host_config, network_disabled=True, platform=spec.platform,
+            )
+        cid = created["Id"]
+        try:
+            with _converted(f"start container {spec.name}"):
+                self._client.api.start(cid)
+        except BaseException:
+            self.remove_container(cid, quiet=True)
+            raise
+        return cid
+
+    def wait(self, cid: str, *, timeout: float) -> ExitStatus:
+        """Wait at most ``timeout`` seconds, polling: the SDK's wait can block forever."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.state(cid)
+            if state.get("Status") in ("exited", "dead"):
+                return ExitStatus(
+                    status_code=int(state.get("ExitCode", -1)),
+                    oom_killed=bool(state.get("OOMKilled")),
+                    timed_out=False,
+                    error=state.get("Error") or None,
+                )
+            if time.monotonic() >= deadline:
+                return ExitStatus(status_code=None, oom_killed=bool(state.get("OOMKilled")),
+                                  timed_out=True)
+            time.sleep(0.25)
+
+    def state(self, cid: str) -> dict[str, Any]:
+        with _converted(f"inspect container {cid[:12]}"):
+            return dict(self._client.api.inspect_container(cid).get("State") or {})
+
+    def logs_tail(self, cid: str, *, lines: int = 50) -> str:
+        with _converted(f"read logs of {cid[:12]}"):
+            raw = self._client.api.logs(cid, stdout=True, stderr=True, tail=lines)
+        return bytes(raw).decode("utf-8", "replace")
+
+    def kill(self, cid: str) -> None:
+        try:
+            with _converted(f"kill {cid[:12]}"):
+                self._client.api.kill(cid)
+        except DockerError:
+            pass  # already stopped
+
+    def remove_container(self, cid: str, *, quiet: bool = False) -> None:
+        try:
+            with _converted(f"remove container {cid[:12]}"):
+                self._client.api.remove_container(cid, force=True, v=True)
+        except DockerError as exc:
+            if "No such container" in str(exc) or "is already in progress" in str(exc):
+                return
+            if not quiet:
+                raise
+
+    def containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        with _converted("list containers"):
+            found = self._client.api.containers(all=True, filters=filters)
+        return [
+            ContainerInfo(
+                id=d["Id"],
+                name=(d.get("Names") or ["?"])[0].lstrip("/"),
+                labels=dict(d.get("Labels") or {}),
+                status=str(d.get("Status", "")),
+            )
+            for d in found
+        ]

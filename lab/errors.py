@@ -1,0 +1,55 @@
+"""The lab's exceptions: one root with an exit code; messages say what, why, and what to do.
+
+Fatal errors (bad config, no engine) are caught only in ``cli.main``. Per-target failures
+(an image that cannot be had, a container that crashed) become that row's status instead.
+"""
+
+
+class LabError(Exception):
+    """Root of every error the lab raises on purpose."""
+
+    exit_code = 2
+
+
+class ConfigError(LabError):
+    """The matrix, a config file or the command line is wrong."""
+
+    exit_code = 2
+
+
+class EngineUnavailable(LabError):
+    """No Docker engine answers."""
+
+    exit_code = 3
+
+
+class DockerError(LabError):
+    """A Docker operation failed (converted from the SDK's and requests' exceptions)."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+class ImageUnavailable(LabError):
+    """A target's base image cannot be had here (no registry, no emulation, ...)."""
+
+    exit_code = 4
+
+
+class BuildFailed(LabError):
+    """Making a target's image failed; ``log_tail`` holds the end of the build log."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+class Interrupted(LabError):
+    """The user pressed Ctrl-C; what finished was kept."""
+
+    exit_code = 130

@@ -1,0 +1,307 @@
+"""The matrix: which targets exist and how each one's image is made, loaded from TOML.
+
+Pure data and selection, no Docker: ``targets.toml`` in this package is the default matrix;
+``lab.toml`` (or ``--config``) adds or overrides bases and targets by id.
+"""
+
+from __future__ import annotations
+
+import platform as _platform
+import subprocess
+import tomllib
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lab.errors import ConfigError
+
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+
+# Docker platform -> Debian architecture.
+DEBIAN_ARCH = {
+    "linux/amd64": "amd64",
+    "linux/386": "i386",
+    "linux/arm64": "arm64",
+    "linux/arm/v7": "armhf",
+    "linux/riscv64": "riscv64",
+    "linux/s390x": "s390x",
+    "linux/ppc64le": "ppc64el",
+}
+
+# What a host CPU runs without emulation (i386 runs natively on x86-64 kernels).
+NATIVE = {
+    "x86_64": {"linux/amd64", "linux/386"},
+    "amd64": {"linux/amd64", "linux/386"},
+    "aarch64": {"linux/arm64"},
+    "arm64": {"linux/arm64"},
+}
+
+BASE_KEYS = {"suite", "packages", "mirror", "variant"}
+TARGET_KEYS = {
+    "id", "implementation", "version", "python", "base", "image", "platform", "default",
+    "deadline_scale",
+}
+GROUPS = ("default", "native", "emulated", "registry", "all")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DebianBase:
+    """A Debian root filesystem made with debootstrap; shared by the targets that name it."""
+
+    name: str
+    suite: str
+    packages: tuple[str, ...]
+    mirror: str = DEFAULT_MIRROR
+    variant: str = "minbase"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """One interpreter on one platform. ``id`` is stable and joins everything about it."""
+
+    id: str
+    implementation: str
+    version: str
+    python: str
+    platform: str = "linux/amd64"
+    base: DebianBase | None = None
+    image: str | None = None  # a registry image such as python:3.12-slim
+    host_python: str | None = None  # run directly on the host, no container
+    default: bool = True
+    deadline_scale: float = 1.0
+
+    @property
+    def kind(self) -> str:
+        if self.host_python:
+            return "host"
+        return "registry" if self.image else "debian"
+
+    @property
+    def arch(self) -> str:
+        return DEBIAN_ARCH[self.platform]
+
+    @property
+    def emulated(self) -> bool:
+        return self.host_python is None and self.platform not in native_platforms()
+
+    @property
+    def version_key(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.version.split(".") if p.isdigit())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Matrix:
+    bases: dict[str, DebianBase] = field(default_factory=dict)
+    targets: tuple[Target, ...] = ()
+
+    @property
+    def ids(self) -> list[str]:
+        return [t.id for t in self.targets]
+
+    def get(self, target_id: str) -> Target:
+        for t in self.targets:
+            if t.id == target_id:
+                return t
+        raise ConfigError(
+            f"unknown target {target_id!r}: valid ids are {', '.join(self.ids)}. "
+            "Pick from `lab list` or add it to lab.toml."
+        )
+
+
+def host_machine() -> str:
+    return _platform.machine().lower()
+
+
+def native_platforms() -> set[str]:
+    return NATIVE.get(host_machine(), set())
+
+
+def _check_keys(where: str, table: dict[str, Any], known: set[str]) -> None:
+    for key in table:
+        if key not in known:
+            raise ConfigError(
+                f"{where} has an unknown key {key!r} (known: {', '.join(sorted(known))}). "
+                "Fix the spelling or remove it."
+            )
+
+
+def _parse_base(source: str, name: str, raw: Any) -> DebianBase:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: [base.{name}] must be a table. Fix the file.")
+    _check_keys(f"{source}: [base.{name}]", raw, BASE_KEYS)
+    if "suite" not in raw or not raw.get("packages"):
+        raise ConfigError(f"{source}: [base.{name}] needs `suite` and `packages`. Add them.")
+    packages = raw["packages"]
+    if not isinstance(packages, list) or not all(isinstance(p, str) for p in packages):
+        raise ConfigError(f"{source}: [base.{name}].packages must be a list of package names.")
+    return DebianBase(
+        name=name,
+        suite=str(raw["suite"]),
+        packages=tuple(packages),
+        mirror=str(raw.get("mirror", DEFAULT_MIRROR)),
+        variant=str(raw.get("variant", "minbase")),
+    )
+
+
+def _parse_target(source: str, raw: Any, bases: dict[str, DebianBase]) -> Target:
+    if not isinstance(raw, dict) or "id" not in raw:
+        raise ConfigError(f"{source}: every [[target]] needs an `id`. Add one.")
+    tid = str(raw["id"])
+    where = f"{source}: target {tid!r}"
+    _check_keys(where, raw, TARGET_KEYS)
+    for key in ("implementation", "version", "python"):
+        if key not in raw:
+            raise ConfigError(f"{where} is missing `{key}`. Add it.")
+    if ("base" in raw) == ("image" in raw):
+        raise ConfigError(f"{where} needs exactly one of `base` (Debian) or `image` (registry).")
+    base = None
+    if "base" in raw:
+        if raw["base"] not in bases:
+            raise ConfigError(
+                f"{where} names base {raw['base']!r}, which is not defined "
+                f"(defined: {', '.join(sorted(bases))}). Add a [base.{raw['base']}] table."
+            )
+        base = bases[raw["base"]]
+    plat = str(raw.get("platform", "linux/amd64"))
+    if plat not in DEBIAN_ARCH:
+        raise ConfigError(
+            f"{where} has platform {plat!r}; supported: {', '.join(DEBIAN_ARCH)}. Fix it."
+        )
+    return Target(
+        id=tid,
+        implementation=str(raw["implementation"]),
+        version=str(raw["version"]),
+        python=str(raw["python"]),
+        platform=plat,
+        base=base,
+        image=str(raw["image"]) if "image" in raw else None,
+        default=bool(raw.get("default", True)),
+        deadline_scale=float(raw.get("deadline_scale", 1.0)),
+    )
+
+
+def _read_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML ({exc}). Fix the file.") from exc
+
+
+def merge(matrix: Matrix, data: dict[str, Any], source: str) -> Matrix:
+    """Add or override bases and targets (by id) from one parsed TOML document."""
+    _check_keys(source, data, {"base", "target"})
+    bases = dict(matrix.bases)
+    for name, raw in (data.get("base") or {}).items():
+        bases[name] = _parse_base(source, name, raw)
+    # Targets that named a base that was just redefined follow the new definition.
+    targets = [replace(t, base=bases[t.base.name]) if t.base else t for t in matrix.targets]
+    raw_targets = data.get("target") or []
+    if not isinstance(raw_targets, list):
+        raise ConfigError(f"{source}: `target` must be an array of tables ([[target]]).")
+    for raw in raw_targets:
+        new = _parse_target(source, raw, bases)
+        for i, old in enumerate(targets):
+            if old.id == new.id:
+                targets[i] = new
+                break
+        else:
+            targets.append(new)
+    return Matrix(bases=bases, targets=tuple(targets))
+
+
+def load_matrix(config: Path | None = None, *, search_dir: Path | None = None) -> Matrix:
+    """The default matrix, overlaid by ``config`` or by ``lab.toml`` in ``search_dir``."""
+    text = resources.files("lab").joinpath("targets.toml").read_text()
+    matrix = merge(Matrix(), _read_toml(text, "targets.toml"), "targets.toml")
+    if config is None and search_dir is not None and (search_dir / "lab.toml").is_file():
+        config = search_dir / "lab.toml"
+    if config is not None:
+        try:
+            text = Path(config).read_text()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read config {config} ({exc.strerror}). Check the path."
+            ) from exc
+        matrix = merge(matrix, _read_toml(text, str(config)), str(config))
+    return matrix
+
+
+def select_targets(
+    matrix: Matrix,
+    *,
+    ids: list[str] | None = None,
+    platforms: list[str] | None = None,
+) -> list[Target]:
+    """The targets a run uses, in matrix order.
+
+    ``ids`` picks by id; ``platforms`` by platform (``linux/arm64``) or group (see GROUPS).
+    With neither, the default matrix (native, ``default = true``).
+    """
+    if ids:
+        wanted = set(ids)
+        for tid in ids:
+            matrix.get(tid)  # raises with the valid ids
+        chosen = [t for t in matrix.targets if t.id in wanted]
+    else:
+        chosen = []
+    for spec in platforms or []:
+        if spec in GROUPS:
+            group = [t for t in matrix.targets if _in_group(t, spec)]
+        elif spec in DEBIAN_ARCH:
+            group = [t for t in matrix.targets if t.platform == spec]
+        else:
+            raise ConfigError(
+                f"unknown platform or group {spec!r}: use one of "
+                f"{', '.join(list(GROUPS) + list(DEBIAN_ARCH))}."
+            )
+        chosen += [t for t in group if t not in chosen]
+    if not ids and not platforms:
+        chosen = [t for t in matrix.targets if _in_group(t, "default")]
+    order = {t.id: i for i, t in enumerate(matrix.targets)}
+    return sorted(chosen, key=lambda t: order[t.id])
+
+
+def _in_group(target: Target, group: str) -> bool:
+    if group == "all":
+        return True
+    if group == "registry":
+        return target.kind == "registry"
+    if group == "emulated":
+        return target.emulated
+    if group == "native":
+        return not target.emulated
+    return target.default and not target.emulated  # "default"
+
+
+def host_target(path: str, taken: set[str]) -> Target:
+    """A target that runs the runner directly with a host interpreter (no container)."""
+    probe = (
+        "import sys, platform; i = sys.implementation.name; "
+        "print(i, '%d.%d' % sys.version_info[:2], platform.system().lower(), platform.machine())"
+    )
+    try:
+        out = subprocess.run(
+            [path, "-c", probe], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ConfigError(
+            f"--host-python {path} does not run ({exc}). Give the path of a Python 3.9+ "
+            "interpreter."
+        ) from exc
+    impl, version, system, machine = out
+    prefix = {"cpython": "cp", "pypy": "pp"}.get(impl, impl[:2])
+    tid = f"host-{prefix}{version.replace('.', '')}"
+    n, base_id = 2, tid
+    while tid in taken:
+        tid, n = f"{base_id}-{n}", n + 1
+    plat = f"{system}/{machine}"
+    return Target(
+        id=tid,
+        implementation=impl,
+        version=version,
+        python=path,
+        platform=plat,
+        host_python=path,
+        default=False,
+    )

@@ -1,0 +1,224 @@
+"""Results: the data model of a run and its files, ``results.json`` and ``cells.jsonl``.
+
+Format history (``schema_version``; the reader ignores keys it does not know):
+  1 - lab 0.1.0: run, targets (with probe), results (one cell per scenario x start method).
+The JSON Schema is ``lab/schema/results.schema.json``. The report reads only these files, so any
+old run can be re-rendered; ``cells.jsonl`` is appended as each cell finishes, so a run that
+died keeps what finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lab.errors import ConfigError
+
+SCHEMA_VERSION = 1
+OUTCOMES = ("ok", "hung", "crashed", "failed", "skipped", "error")
+TARGET_STATUSES = ("ok", "unavailable", "build_failed", "error")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageRef:
+    tag: str
+    id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cell:
+    """One (target, scenario, start method) observation."""
+
+    target: str
+    scenario: str
+    start_method: str | None
+    outcome: str
+    duration_s: float | None = None
+    measurements: dict[str, Any] = field(default_factory=dict)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    stacks: str | None = None
+    detail: str | None = None
+    output: str | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    kind: str = "behaviour"  # behaviour | timing
+    cpus: list[int] | None = None  # CPUs the cell could run on
+    exclusive: bool = False  # no other lab work ran on those CPUs meanwhile
+    concurrent: list[str] = field(default_factory=list)  # other containers running meanwhile
+    emulated: bool = False  # timings not comparable with native ones
+    deadline_s: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str | None]:
+        return (self.target, self.scenario, self.start_method)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetResult:
+    id: str
+    implementation: str
+    version: str
+    platform: str
+    python: str
+    kind: str  # debian | registry | host
+    emulated: bool = False
+    image: ImageRef | None = None
+    status: str = "ok"
+    reason: str | None = None
+    probe: dict[str, Any] = field(default_factory=dict)
+    build_seconds: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunInfo:
+    id: str
+    started_at: str
+    finished_at: str | None = None
+    lab_version: str = ""
+    host: dict[str, Any] = field(default_factory=dict)
+    docker: dict[str, Any] = field(default_factory=dict)
+    command: list[str] = field(default_factory=list)
+    complete: bool = False
+    interrupted: bool = False
+    duration_s: float | None = None
+    quick: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResults:
+    run: RunInfo
+    targets: list[TargetResult]
+    results: list[Cell]
+    schema_version: int = SCHEMA_VERSION
+
+    def target(self, tid: str) -> TargetResult | None:
+        return next((t for t in self.targets if t.id == tid), None)
+
+    def cell(self, tid: str, scenario: str, start_method: str | None) -> Cell | None:
+        return next((c for c in self.results if c.key == (tid, scenario, start_method)), None)
+
+    def cells_for(self, scenario: str) -> list[Cell]:
+        return [c for c in self.results if c.scenario == scenario]
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], data: Any) -> T:
+    """Make a dataclass from a dict, ignoring unknown keys (newer writers)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected an object for {cls.__name__}, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def cell_from_dict(data: dict[str, Any]) -> Cell:
+    return _build(Cell, data)
+
+
+def from_dict(data: dict[str, Any]) -> RunResults:
+    version = data.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise ValueError(
+            f"schema_version {version!r} is not one this lab ({SCHEMA_VERSION}) can read"
+        )
+    targets = []
+    for raw in data.get("targets") or []:
+        image = raw.get("image")
+        t = _build(TargetResult, {**raw, "image": None})
+        if image:
+            t = dataclasses.replace(t, image=_build(ImageRef, image))
+        targets.append(t)
+    return RunResults(
+        run=_build(RunInfo, data.get("run") or {}),
+        targets=targets,
+        results=[cell_from_dict(c) for c in data.get("results") or []],
+        schema_version=version,
+    )
+
+
+def to_dict(results: RunResults) -> dict[str, Any]:
+    return {
+        "schema_version": results.schema_version,
+        "run": dataclasses.asdict(results.run),
+        "targets": [dataclasses.asdict(t) for t in results.targets],
+        "results": [dataclasses.asdict(c) for c in results.results],
+    }
+
+
+def write_json(results: RunResults, path: Path) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(to_dict(results), indent=1, default=repr))
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> RunResults:
+    """Read a results.json, or a run folder (results.json, else what cells.jsonl kept)."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "results.json").is_file():
+            path = path / "results.json"
+        else:
+            return recover(path)
+    try:
+        return from_dict(json.loads(path.read_text()))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc.strerror}). Check the path.") from exc
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"{path} is not a lab results file ({exc}). Give a results.json from a lab run."
+        ) from exc
+
+
+def recover(run_dir: Path) -> RunResults:
+    """Rebuild a partial run from ``run.json`` and ``cells.jsonl`` (the harness died)."""
+    try:
+        head = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"{run_dir} has neither results.json nor a readable run.json. "
+            "Give the folder of a lab run."
+        ) from exc
+    partial = from_dict(head)
+    cells = read_cells(run_dir / "cells.jsonl")
+    run = dataclasses.replace(partial.run, complete=False)
+    return RunResults(run=run, targets=partial.targets, results=cells)
+
+
+def read_cells(path: Path) -> list[Cell]:
+    cells = []
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return cells
+    for line in lines:
+        try:
+            cells.append(cell_from_dict(json.loads(line)))
+        except (ValueError, TypeError):
+            continue  # a torn last line from a crash
+    return cells
+
+
+class CellSink:
+    """Appends each finished cell to ``cells.jsonl`` at once (thread-safe, fsynced)."""
+
+    def __init__(self, path: Path) -> None:
+        self._fh = open(path, "a")
+        self._lock = threading.Lock()
+
+    def add(self, cell: Cell) -> None:
+        line = json.dumps(dataclasses.asdict(cell), default=repr)
+        with self._lock:
+            self._fh.write(line + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()

@@ -1,0 +1,339 @@
+"""A run, end to end: its folder, its images, executing the plan, and its files.
+
+Thin on purpose: what runs when is decided by ``scheduler.plan_runs``; how one container runs
+is ``containers.run_job``. This module wires them with a thread pool (one Engine per thread),
+persists every cell as it finishes, and on Ctrl-C stops and removes every container it made,
+then writes and renders what finished, marked incomplete.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab import __version__
+from lab.containers import JobContext, run_job
+from lab.engine import MANAGED, Engine
+from lab.errors import BuildFailed, EngineUnavailable, ImageUnavailable, Interrupted, LabError
+from lab.images import ImageBuilder, plan_image
+from lab.matrix import Target
+from lab.progress import Progress
+from lab.results import (
+    Cell,
+    CellSink,
+    ImageRef,
+    RunInfo,
+    RunResults,
+    TargetResult,
+    write_json,
+)
+from lab.scheduler import Job, Plan, cell_order, plan_runs
+
+REPORTS = Path("reports")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    targets: list[Target]
+    out: Path = REPORTS
+    jobs: int = 3
+    scenarios: list[str] | None = None
+    quick: bool = False
+    command: list[str] = field(default_factory=list)
+    progress: bool = True
+    run_id: str | None = None
+
+
+def new_run_id() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 10000:04d}"
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def host_facts() -> dict[str, object]:
+    return {
+        "hostname": socket.gethostname(),
+        "system": platform.system(),
+        "release": platform.release(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+    }
+
+
+def remove_leftovers(engine: Engine, *, run_id: str | None = None,
+                     everything: bool = False) -> list[str]:
+    """Remove lab containers: of ``run_id``; or all (``everything``); or, by default, those
+    whose harness on this host is gone (killed with SIGKILL, say)."""
+    labels = {MANAGED: "true"}
+    if run_id:
+        labels["lab.run"] = run_id
+    removed = []
+    me = socket.gethostname()
+    for c in engine.containers(labels):
+        if not (everything or run_id):
+            pid = c.labels.get("lab.pid", "")
+            if c.labels.get("lab.host") != me or not pid.isdigit() or _alive(int(pid)):
+                continue
+        engine.remove_container(c.id, quiet=True)
+        removed.append(c.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Run:
+    def __init__(self, options: RunOptions, connect: Callable[[], Engine] = Engine.connect):
+        self.options = options
+        self.connect = connect
+        self.run_id = options.run_id or new_run_id()
+        self.dir = options.out / self.run_id
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "logs").mkdir(exist_ok=True)
+        self.plan: Plan = plan_runs(options.targets, scenarios=options.scenarios,
+                                    quick=options.quick)
+        self.stop = threading.Event()
+        self.started = time.monotonic()
+        self.cells: list[Cell] = []
+        self.cells_lock = threading.Lock()
+        self.target_rows: dict[str, TargetResult] = {
+            t.id: TargetResult(id=t.id, implementation=t.implementation, version=t.version,
+                               platform=t.platform, python=t.python, kind=t.kind,
+                               emulated=t.emulated, status="error", reason="not run")
+            for t in options.targets
+        }
+        self.images: dict[str, str] = {}
+        self.active: set[str] = set()
+        self.active_lock = threading.Lock()
+        self.sink = CellSink(self.dir / "cells.jsonl")
+        self.progress = Progress({t.id: self.plan.cells_of(t.id) for t in options.targets},
+                                 live=options.progress)
+        self.info = RunInfo(id=self.run_id, started_at=now_iso(), lab_version=__version__,
+                            host=host_facts(), command=list(options.command),
+                            quick=options.quick)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def record(self, cell: Cell) -> None:
+        self.sink.add(cell)
+        with self.cells_lock:
+            self.cells.append(cell)
+        self.progress.cell(cell.target, cell.outcome)
+
+    def set_target(self, tid: str, **changes: object) -> None:
+        with self.cells_lock:
+            self.target_rows[tid] = dataclasses.replace(self.target_rows[tid], **changes)
+
+    def running_others(self, me: str) -> Callable[[], list[str]]:
+        def others() -> list[str]:
+            with self.active_lock:
+                return sorted(a for a in self.active if a != me)
+        return others
+
+    def write_head(self) -> None:
+        """run.json: enough to rebuild a partial run from cells.jsonl if the harness dies."""
+        head = self.results(complete=False)
+        data = {"schema_version": head.schema_version, "run": dataclasses.asdict(head.run),
+                "targets": [dataclasses.asdict(t) for t in head.targets], "results": []}
+        (self.dir / "run.json").write_text(json.dumps(data, indent=1, default=repr))
+
+    # -- phases --------------------------------------------------------------------------------
+    def prepare(self, target: Target, builder: ImageBuilder) -> bool:
+        """Get the target's image; on failure its row says why and the others go on."""
+        if target.host_python:
+            self.set_target(target.id, status="ok", reason=None)
+            return True
+        started = time.monotonic()
+        self.progress.stage(target.id, "image")
+        engine = self.connect()
+        try:
+            plan = plan_image(target)
+            tag, image_id = builder.ensure(engine, plan)
+        except ImageUnavailable as exc:
+            self.set_target(target.id, status="unavailable", reason=str(exc))
+            self.progress.stage(target.id, "unavailable")
+            return False
+        except BuildFailed as exc:
+            reason = str(exc) + (f"\n{exc.log_tail}" if exc.log_tail else "")
+            self.set_target(target.id, status="build_failed", reason=reason)
+            self.progress.stage(target.id, "build failed")
+            return False
+        except EngineUnavailable:
+            raise
+        except LabError as exc:
+            self.set_target(target.id, status="build_failed", reason=str(exc))
+            self.progress.stage(target.id, "build failed")
+            return False
+        finally:
+            engine.close()
+        self.images[target.id] = tag
+        self.set_target(target.id, status="ok", reason=None, image=ImageRef(tag=tag, id=image_id),
+                        build_seconds=round(time.monotonic() - started, 1))
+        return True
+
+    def execute(self, job: Job, target: Target, *, cpuset: str | None) -> list[Cell]:
+        if self.stop.is_set():
+            return []
+        self.progress.stage(target.id, job.phase)
+        engine = None if target.host_python else self.connect()
+        with self.active_lock:
+            self.active.add(job.name)
+        try:
+            ctx = JobContext(run_id=self.run_id, run_dir=self.dir, target=target,
+                             image_tag=self.images.get(target.id), cpuset=cpuset, stop=self.stop,
+                             on_cell=self.record, concurrent=self.running_others(job.name))
+            return run_job(engine, job, ctx)
+        finally:
+            with self.active_lock:
+                self.active.discard(job.name)
+            if engine is not None:
+                engine.close()
+
+    def build_then_behaviour(self, target: Target, builder: ImageBuilder) -> None:
+        if not self.prepare(target, builder):
+            return
+        for job in self.plan.behaviour:
+            if job.target_id == target.id:
+                self.execute(job, target, cpuset=None)
+        self.progress.stage(target.id, "waiting for timing slot")
+
+    def timing(self, targets: dict[str, Target]) -> None:
+        """Timing jobs one at a time, pinned to every CPU, nothing else of the lab running."""
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        cpuset = ",".join(str(c) for c in cpus) or None
+        for job in self.plan.timing:
+            if self.stop.is_set():
+                return
+            target = targets[job.target_id]
+            if self.target_rows[target.id].status != "ok":
+                continue
+            self.execute(job, target, cpuset=None if target.host_python else cpuset)
+            self.progress.stage(target.id, "done")
+
+    # -- the whole run -------------------------------------------------------------------------
+    def results(self, *, complete: bool) -> RunResults:
+        with self.cells_lock:
+            cells = list(self.cells)
+            rows = [self.target_rows[t.id] for t in self.options.targets]
+        order = cell_order([t.id for t in self.options.targets])
+        cells.sort(key=lambda c: order.get(c.key, len(order)))
+        probes = {c.target: c.measurements for c in cells
+                  if c.scenario == "probe" and c.outcome == "ok"}
+        rows = [dataclasses.replace(r, probe=probes.get(r.id, {})) for r in rows]
+        info = dataclasses.replace(
+            self.info, finished_at=now_iso(), complete=complete,
+            interrupted=self.stop.is_set(),
+            duration_s=round(time.monotonic() - self.started, 1))
+        return RunResults(run=info, targets=rows, results=cells)
+
+    def go(self) -> RunResults:
+        """Execute the plan. Raises Interrupted (after saving) on Ctrl-C."""
+        engine = None
+        needs_docker = any(not t.host_python for t in self.options.targets)
+        if needs_docker:
+            engine = self.connect()
+            try:
+                self.info = dataclasses.replace(self.info, docker=engine.version())
+                gone = remove_leftovers(engine)
+                if gone:
+                    self.info = dataclasses.replace(
+                        self.info, notes=[f"removed {len(gone)} leftover container(s) of a "
+                                          f"killed run: {', '.join(gone)}"])
+            finally:
+                engine.close()
+        self.write_head()
+        builder = ImageBuilder(log_dir=self.dir / "logs", on_stage=self.progress.stage)
+        targets = {t.id: t for t in self.options.targets}
+        self.progress.start()
+        interrupted = False
+        engine_lost: EngineUnavailable | None = None
+        pool = cf.ThreadPoolExecutor(max_workers=max(1, self.options.jobs),
+                                     thread_name_prefix="lab")
+        try:
+            futures = [pool.submit(self.build_then_behaviour, t, builder)
+                       for t in self.options.targets]
+            self._wait(futures)
+            timing = pool.submit(self.timing, targets)
+            self._wait([timing])
+        except EngineUnavailable as exc:
+            engine_lost = exc
+            self.stop.set()
+        except KeyboardInterrupt:
+            interrupted = True
+            self.stop.set()
+            self.progress.note("interrupted: stopping and removing containers (Ctrl-C again "
+                               "to force)")
+            try:
+                self._cleanup_now()
+                pool.shutdown(wait=False, cancel_futures=True)
+                cf.wait(futures, timeout=8)
+            except KeyboardInterrupt:
+                self._cleanup_now()
+        finally:
+            pool.shutdown(wait=not (interrupted or engine_lost), cancel_futures=True)
+            self.progress.finish()
+            self.sink.close()
+        results = self.results(complete=not interrupted and not self.stop.is_set())
+        write_json(results, self.dir / "results.json")
+        if engine_lost is not None:
+            raise EngineUnavailable(f"{engine_lost} Partial results kept in {self.dir}.")
+        if interrupted:
+            raise Interrupted(f"interrupted; kept {len(results.results)} finished cell(s) in "
+                              f"{self.dir}")
+        return results
+
+    def _wait(self, futures: list[cf.Future[None]]) -> None:
+        pending = set(futures)
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.5)
+            for f in done:
+                exc = f.exception()
+                if isinstance(exc, EngineUnavailable):
+                    self.stop.set()
+                    raise exc
+                if exc is not None:
+                    raise exc
+
+    def _cleanup_now(self) -> None:
+        if not any(not t.host_python for t in self.options.targets):
+            return
+        try:
+            engine = self.connect()
+        except EngineUnavailable:
+            return
+        try:
+            remove_leftovers(engine, run_id=self.run_id)
+        finally:
+            engine.close()
+
+
+def point_latest(out: Path, run_dir: Path) -> None:
+    link = out / "latest"
+    tmp = out / f".latest-{os.getpid()}"
+    try:
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(run_dir.name)
+        os.replace(tmp, link)
+    except OSError:
+        pass
