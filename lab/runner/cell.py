@@ -17,7 +17,13 @@ def run_cell(scenario, start_method, params, result_path):
     install_stack_dump()
     ctx = CellContext(scenario, start_method, params, result_path)
     ctx.flush()
-    module = scenarios.get(scenario)
+    try:
+        module = scenarios.get(scenario)
+    except (KeyError, ImportError) as exc:
+        ctx.status = "error"
+        ctx.detail = "harness: %s" % (exc,)
+        ctx.flush()
+        return 0
     if start_method is not None and start_method not in multiprocessing.get_all_start_methods():
         ctx.skip("start method %r is not offered by this interpreter" % start_method)
         return 0

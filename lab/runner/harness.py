@@ -248,8 +248,8 @@ class RunningCell(object):
             rec["detail"] = problem
         else:
             status = result.get("status")
-            rec["outcome"] = status if status in ("ok", "failed", "skipped") else "error"
-            if rec["outcome"] == "error":
+            rec["outcome"] = status if status in ("ok", "failed", "skipped", "error") else "error"
+            if status not in ("ok", "failed", "skipped", "error"):
                 rec["detail"] = "result file has an unknown status %r" % (status,)
         return rec
 

@@ -115,7 +115,12 @@ class CellContext(object):
         self.measurements = {}
         self.status = "ok"
         self.detail = None
-        self.mp = multiprocessing.get_context(start_method) if start_method else multiprocessing
+        self.mp = multiprocessing
+        if start_method:
+            try:
+                self.mp = multiprocessing.get_context(start_method)
+            except ValueError:
+                self.mp = None  # not offered here: run_cell records the cell as skipped
         self.quick = bool(self.params.get("quick"))
         self.caught = []
 

@@ -60,6 +60,13 @@ START_METHODS = ("fork", "spawn", "forkserver")
 
 
 def get(name):
+    if name.startswith("selftest."):
+        from . import selftest
+
+        fn = getattr(selftest, name.split(".", 1)[1], None)
+        if fn is None or not callable(fn):
+            raise KeyError("unknown self-test %r" % name)
+        return selftest.Shim(fn)
     if name not in CATALOG:
         raise KeyError("unknown scenario %r; known: %s" % (name, ", ".join(sorted(CATALOG))))
     return importlib.import_module("." + name, __name__)

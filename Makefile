@@ -1,0 +1,50 @@
+# Python Concurrency Lab. `make help` lists the targets; each one makes the virtualenv itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+LAB_ARGS ?=
+TEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help lab test test-unit lint bench clean doctor
+
+help: ## list the targets
+	@echo "Python Concurrency Lab"
+	@echo
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo
+	@echo "  LAB_ARGS='--targets cp311,cp314 --quick' make lab   passes options to 'lab run'"
+	@echo "  TEST_ARGS='-k report' make test                    passes options to pytest"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "make: the lab's host side needs Python >= 3.11 (PYTHON=$(PYTHON)); set PYTHON=python3.11 or newer"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+lab: $(STAMP) ## run the full default matrix and write reports/latest/index.html
+	$(BIN)/lab run $(LAB_ARGS)
+
+test: $(STAMP) ## unit, runner and Docker integration tests, in parallel (pytest-xdist)
+	$(BIN)/pytest -n 4 $(TEST_ARGS)
+
+test-unit: $(STAMP) ## only the fast tests that need no Docker
+	$(BIN)/pytest -n 4 -m "not docker and not browser" $(TEST_ARGS)
+
+lint: $(STAMP) ## ruff (host code and, for 3.9, the in-container runner) and mypy
+	$(BIN)/ruff check lab tests
+	$(BIN)/ruff check --target-version py39 lab/runner
+	$(BIN)/mypy
+
+bench: $(STAMP) ## the lab versus a naive sequential loop (BENCH_ARGS='--quick')
+	$(BIN)/python -m lab.bench $(BENCH_ARGS)
+
+doctor: $(STAMP) ## what this machine can do: engine, debootstrap, disk, registry, emulation
+	$(BIN)/lab doctor
+
+clean: $(STAMP) ## remove the lab's containers and target images, and old runs (bases kept)
+	$(BIN)/lab clean
+	find reports -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

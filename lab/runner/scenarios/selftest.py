@@ -1,0 +1,85 @@
+# IN-CONTAINER CODE: standard library only, Python 3.9+ and PyPy; never imports lab.*.
+"""Harness self-tests: cells that misbehave on purpose, so tests can check how the harness and
+the host contain each fault. Not in CATALOG: a run never plans them; tests name them as
+``selftest.<name>``.
+"""
+
+import os
+import signal
+import sys
+import time
+
+
+def crash(ctx):
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def fail(ctx):
+    raise RuntimeError("selftest: a scenario that raises")
+
+
+def exit3(ctx):
+    sys.exit(3)
+
+
+def hang(ctx):
+    time.sleep(3600)
+
+
+def sleep(ctx):
+    time.sleep(float(ctx.params.get("seconds", 5)))
+    ctx.record("slept", True)
+
+
+def noisy(ctx):
+    line = "z" * 1023 + "\n"
+    for _ in range(int(ctx.params.get("kib", 10 * 1024))):
+        sys.stdout.write(line)
+    sys.stdout.flush()
+    ctx.record("wrote_kib", int(ctx.params.get("kib", 10 * 1024)))
+
+
+def badresult(ctx):
+    with open(ctx.result_path, "w") as fh:
+        fh.write("{this is not json")
+    os._exit(0)
+
+
+def oom(ctx):
+    hoard = []
+    for _ in range(int(ctx.params.get("mib", 4096))):
+        hoard.append(bytearray(1024 * 1024))
+    ctx.record("allocated_mib", len(hoard))
+
+
+def forkbomb(ctx):
+    """Fork until the pids limit says no, then reap everything: bounded by the container."""
+    children = []
+    error = None
+    try:
+        for _ in range(int(ctx.params.get("max", 100000))):
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(30)
+                os._exit(0)
+            children.append(pid)
+    except OSError as exc:
+        error = "%s: %s" % (type(exc).__name__, exc)
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+    ctx.record("forks_before_limit", len(children))
+    ctx.record("fork_error", error)
+
+
+def kill_runner(ctx):
+    os.kill(int(os.environ["LAB_RUNNER_PID"]), signal.SIGKILL)
+    time.sleep(5)
+
+
+class Shim(object):
+    def __init__(self, fn):
+        self.run = fn

@@ -1,0 +1,39 @@
+"""Run the in-container runner directly with the host interpreter (no Docker)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.images import stage_runner
+
+
+def run_plan(tmp: Path, cells: list[dict[str, Any]], *, parallel: int = 4,
+             python: str = sys.executable) -> dict[tuple[str, str | None], dict[str, Any]]:
+    """Stage the runner as ``labrunner`` (as in the images), run ``cells``, return records."""
+    stage = stage_runner(tmp / "stage")
+    out = tmp / "out"
+    out.mkdir()
+    plan = out / "plan.json"
+    plan.write_text(json.dumps({"parallel": parallel, "cells": cells}))
+    proc = subprocess.run(
+        [python, "-m", "labrunner", "run", "--plan", str(plan), "--out", str(out)],
+        env={"PYTHONPATH": str(stage), "PATH": "/usr/bin:/bin"}, capture_output=True,
+        text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert records[0]["kind"] == "start" and records[-1]["kind"] == "done"
+    return {(r["scenario"], r["start_method"]): r for r in records if r["kind"] == "cell"}
+
+
+@pytest.fixture
+def runner(tmp_path: Path):
+    def go(cells: list[dict[str, Any]], **kw: Any):
+        return run_plan(tmp_path, cells, **kw)
+    return go

@@ -1,0 +1,139 @@
+"""Every scenario, run by the real runner with the host interpreter, under every start method."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+
+import pytest
+
+from lab.runner.scenarios import CATALOG, START_METHODS
+
+METHODS = [m for m in START_METHODS if m in multiprocessing.get_all_start_methods()]
+
+
+def cells_for(name: str, deadline: float | None = None) -> list[dict]:
+    meta = CATALOG[name]
+    methods: list[str | None] = []
+    if meta["start_methods"] in ("none", "none+each"):
+        methods.append(None)
+    if meta["start_methods"] in ("each", "none+each"):
+        methods.extend(METHODS)
+    return [{"scenario": name, "start_method": m, "params": {"quick": True},
+             "deadline_s": deadline or meta["deadline_s"]} for m in methods]
+
+
+def test_probe_observes_this_interpreter(runner):
+    rec = runner(cells_for("probe"))[("probe", None)]
+    assert rec["outcome"] == "ok", rec
+    m = rec["measurements"]
+    assert m["version"] == ".".join(map(str, sys.version_info[:3]))
+    assert m["start_methods"] == multiprocessing.get_all_start_methods()
+    assert m["default_start_method"] in m["start_methods"]
+    assert m["pointer_bits"] == 64
+    assert m["switch_interval_s"] == sys.getswitchinterval()
+    assert m["runner_is_pid1"] is False  # the runner is the cell's parent, never PID 1 here
+
+
+def test_fork_held_lock_hangs_under_fork_only_and_shows_the_child_blocked(runner):
+    recs = runner(cells_for("fork_held_lock", deadline=4))
+    fork = recs[("fork_held_lock", "fork")]
+    assert fork["outcome"] == "hung"
+    # The child's stack names the line where it blocked.
+    child = fork["stacks"].split("(child process)", 1)[1]
+    assert "in child_takes_lock" in child
+    assert "fork_held_lock.py\", line 24" in child
+    for method in METHODS:
+        if method != "fork":
+            assert recs[("fork_held_lock", method)]["outcome"] == "ok"
+            assert recs[("fork_held_lock", method)]["measurements"]["child_acquired_lock"]
+
+
+def test_queue_join_before_drain_is_the_documented_deadlock(runner):
+    recs = runner(cells_for("queue_join_before_drain", deadline=4))
+    for method in METHODS:
+        rec = recs[("queue_join_before_drain", method)]
+        assert rec["outcome"] == "hung", (method, rec["detail"])
+        assert "_finalize_join" in rec["stacks"] or "join_thread" in rec["stacks"]
+        assert rec["duration_s"] < 4 + 3  # killed within its deadline, plus the grace
+
+
+def test_hung_cells_wait_side_by_side(runner):
+    cells = cells_for("queue_join_before_drain", deadline=3)
+    start = __import__("time").monotonic()
+    runner(cells, parallel=len(cells))
+    assert __import__("time").monotonic() - start < 3 * len(cells)
+
+
+def test_fork_warning_records_each_variant(runner):
+    recs = runner(cells_for("fork_warning"))
+    for method in METHODS:
+        m = recs[("fork_warning", method)]["measurements"]
+        assert set(m) == {"default", "always", "error"}
+        for variant in m.values():
+            assert variant["exit_code"] is not None
+    fork = recs[("fork_warning", "fork")]["measurements"]
+    expect_warning = sys.version_info >= (3, 12)
+    assert fork["always"]["warned"] is expect_warning
+
+
+@pytest.mark.parametrize("name", ["countdown", "threading_gil", "process_startup",
+                                  "queue_transfer", "queue_iftry", "queue_growth",
+                                  "fork_held_io"])
+def test_scenario_runs_and_records(runner, name):
+    recs = runner(cells_for(name), parallel=1)
+    assert recs, name
+    for (scenario, method), rec in recs.items():
+        assert rec["outcome"] in ("ok", "hung"), (scenario, method, rec["detail"], rec["output"])
+        assert rec["measurements"], (scenario, method)
+        if rec["outcome"] == "hung":
+            # Only fork may hang here (an inherited held I/O lock), and it shows the stack.
+            assert name == "fork_held_io" and method == "fork" and rec["stacks"]
+
+
+def test_countdown_statistics(runner):
+    m = runner(cells_for("countdown")[:1])[("countdown", None)]["measurements"]
+    assert m["serial"]["n"] == 3 and len(m["serial"]["samples"]) == 3
+    assert m["threads"]["q1"] <= m["threads"]["median"] <= m["threads"]["q3"]
+    assert m["speedup"] == pytest.approx(m["serial"]["median"] / m["threads"]["median"])
+
+
+def test_queue_growth_unbounded_grows_more_than_bounded(runner):
+    m = runner(cells_for("queue_growth")[:1])[("queue_growth", METHODS[0])]["measurements"]
+    assert m["unbounded"]["growth_kib"] > m["bounded"]["growth_kib"]
+
+
+def test_unavailable_start_method_is_skipped(runner):
+    rec = runner([{"scenario": "fork_held_lock", "start_method": "nosuchmethod",
+                   "deadline_s": 10}])[("fork_held_lock", "nosuchmethod")]
+    assert rec["outcome"] == "skipped"
+    assert "not offered" in rec["detail"]
+
+
+@pytest.mark.parametrize("name,outcome,needle", [
+    ("crash", "crashed", "SIGSEGV"),
+    ("fail", "failed", "RuntimeError: selftest"),
+    ("exit3", "failed", "code 3"),
+    ("badresult", "error", "malformed"),
+    ("hang", "hung", "deadline"),
+    ("nosuch", "error", "unknown self-test"),
+])
+def test_harness_outcomes(runner, name, outcome, needle):
+    rec = runner([{"scenario": f"selftest.{name}", "deadline_s": 2}])[(f"selftest.{name}", None)]
+    assert rec["outcome"] == outcome, rec
+    assert needle in (rec["detail"] or "") + (rec.get("signal") or ""), rec["detail"]
+
+
+def test_large_output_is_truncated_with_a_marker(runner):
+    rec = runner([{"scenario": "selftest.noisy", "deadline_s": 30,
+                   "params": {"kib": 10 * 1024}}])[("selftest.noisy", None)]
+    assert rec["outcome"] == "ok"
+    assert "bytes truncated" in rec["output"]
+    assert len(rec["output"]) < 40 * 1024
+
+
+def test_crashed_cell_does_not_hide_the_others(runner):
+    recs = runner([{"scenario": "selftest.crash", "deadline_s": 5},
+                   {"scenario": "probe", "deadline_s": 30}])
+    assert recs[("selftest.crash", None)]["outcome"] == "crashed"
+    assert recs[("probe", None)]["outcome"] == "ok"
