@@ -93,6 +93,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lab.scheduler import select_scenarios
 
     scenarios = select_scenarios(args.scenarios) if args.scenarios else None
+    if any(not t.host_python for t in targets):
+        from lab.engine import Engine
+
+        Engine.connect().close()  # no engine: one line, before any run folder exists
     options = RunOptions(targets=targets, out=args.out, jobs=args.jobs, scenarios=scenarios,
                          quick=args.quick, command=["lab", *sys.argv[1:]],
                          progress=not args.no_progress)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,10 @@ from lab.errors import DockerError, EngineUnavailable, ImageUnavailable
 
 MANAGED = "lab.managed"
 API_TIMEOUT_S = 60
+# Pinned rather than "auto": auto-detection makes a request inside the SDK's constructor and
+# leaks its socket when the engine is missing. 1.41 is Docker 20.10 (Debian 12's docker.io),
+# and newer engines keep accepting it.
+API_VERSION = "1.41"
 BUILD_TIMEOUT_S = 900
 
 
@@ -96,6 +101,22 @@ def _converted(action: str) -> Iterator[None]:
         raise DockerError(f"{action}: {_short(exc)}") from exc
 
 
+def _unix_socket_problem(url: str, timeout: float) -> str | None:
+    """Check a unix:// endpoint ourselves: the SDK leaks its socket when connect fails."""
+    if not url.startswith("unix://"):
+        return None
+    path = url[len("unix://"):]
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        sock.close()
+    return None
+
+
 class Engine:
     """One connection to the Docker engine."""
 
@@ -105,10 +126,19 @@ class Engine:
     @classmethod
     def connect(cls, *, timeout: float = API_TIMEOUT_S, ping_timeout: float = 5.0) -> Engine:
         """Connect and ping; a missing engine fails within ``ping_timeout`` seconds."""
+        problem = _unix_socket_problem(endpoint(), ping_timeout)
+        if problem:
+            raise EngineUnavailable(
+                f"Docker engine not reachable at {endpoint()} ({problem}). "
+                "Start Docker (see ../shared/PLATFORM.md or `lab doctor`), or set DOCKER_HOST."
+            )
+        client = None
         try:
-            client = docker.from_env(timeout=ping_timeout)
+            client = docker.from_env(timeout=ping_timeout, version=API_VERSION)
             client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            if client is not None:
+                client.close()
             raise EngineUnavailable(
                 f"Docker engine not reachable at {endpoint()} ({_short(exc)}). "
                 "Start Docker (see ../shared/PLATFORM.md or `lab doctor`), or set DOCKER_HOST."

@@ -123,6 +123,8 @@ def cell_from_dict(data: dict[str, Any]) -> Cell:
 
 
 def from_dict(data: dict[str, Any]) -> RunResults:
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     version = data.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise ValueError(

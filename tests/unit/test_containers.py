@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from lab.containers import JobContext, JsonlTail, run_job
+from lab.matrix import load_matrix
+from lab.scheduler import plan_runs
+
+from .fakes import FakeEngine, runner_writes_all_ok
+
+
+def job_and_ctx(tmp_path: Path, phase: str = "behaviour", **kw):
+    target = load_matrix().get("cp311")
+    plan = plan_runs([target])
+    job = plan.behaviour[0] if phase == "behaviour" else plan.timing[0]
+    seen = []
+    ctx = JobContext(run_id="r1", run_dir=tmp_path, target=target, image_tag="lab-target:x",
+                     cpuset=kw.get("cpuset"), stop=kw.get("stop", threading.Event()),
+                     on_cell=seen.append, concurrent=lambda: ["cp39-behaviour"])
+    return job, ctx, seen
+
+
+def test_every_planned_cell_comes_back_once_and_the_container_is_removed(tmp_path):
+    job, ctx, seen = job_and_ctx(tmp_path)
+    engine = FakeEngine()
+    cells = run_job(engine, job, ctx)
+    assert [(c.scenario, c.start_method) for c in cells] == [
+        (c.scenario, c.start_method) for c in job.cells]
+    assert all(c.outcome == "ok" and c.target == "cp311" for c in cells)
+    assert len(seen) == len(cells)  # each persisted as it arrived
+    assert engine.removed == ["c0"]
+    assert cells[0].concurrent == ["cp39-behaviour"] and not cells[0].exclusive
+
+
+def test_container_is_hardened_and_labelled(tmp_path):
+    job, ctx, _ = job_and_ctx(tmp_path, "timing", cpuset="0,1")
+    engine = FakeEngine()
+    cells = run_job(engine, job, ctx)
+    spec = engine.started[0]
+    assert spec.labels["lab.managed"] == "true" and spec.labels["lab.run"] == "r1"
+    assert spec.labels["lab.target"] == "cp311"
+    assert spec.user == "10001:10001" and spec.cpuset_cpus == "0,1"
+    assert spec.command[:3] == ["/usr/bin/python3.11", "-m", "labrunner"]
+    assert all(c.exclusive and c.concurrent == [] and c.kind == "timing" for c in cells)
+
+
+def test_runner_dying_turns_unreported_cells_into_errors(tmp_path):
+    def dies_after_two(out: Path, plan):
+        runner_writes_all_ok(out, plan)
+        lines = (out / "results.jsonl").read_text().splitlines()[:3]
+        (out / "results.jsonl").write_text("\n".join(lines) + "\n")
+        return {"ExitCode": 137}
+
+    job, ctx, _ = job_and_ctx(tmp_path)
+    cells = run_job(FakeEngine(dies_after_two), job, ctx)
+    assert [c.outcome for c in cells[:2]] == ["ok", "ok"]
+    assert all(c.outcome == "error" for c in cells[2:])
+    assert "exited with code 137 before this cell reported" in cells[2].detail
+    assert cells[2].output == "runner log tail"
+
+
+def test_oom_kill_marks_cells_crashed(tmp_path):
+    def oom(out: Path, plan):
+        (out / "results.jsonl").write_text('{"kind": "start"}\n')
+        return {"ExitCode": 137, "OOMKilled": True}
+
+    job, ctx, _ = job_and_ctx(tmp_path)
+    cells = run_job(FakeEngine(oom), job, ctx)
+    assert all(c.outcome == "crashed" for c in cells)
+    assert "OOM" in cells[0].detail
+
+
+def test_malformed_record_is_reported_and_the_rest_survive(tmp_path):
+    def garbage(out: Path, plan):
+        runner_writes_all_ok(out, plan)
+        lines = (out / "results.jsonl").read_text().splitlines()
+        lines[2] = "{not json"
+        (out / "results.jsonl").write_text("\n".join(lines) + "\n")
+        return {"ExitCode": 0}
+
+    job, ctx, _ = job_and_ctx(tmp_path)
+    cells = run_job(FakeEngine(garbage), job, ctx)
+    assert cells[1].outcome == "error" and "malformed result record" in cells[1].detail
+    assert [c.outcome for c in cells if c is not cells[1]] == ["ok"] * (len(cells) - 1)
+
+
+def test_unknown_outcome_and_bad_index_are_errors(tmp_path):
+    def weird(out: Path, plan):
+        recs = [{"kind": "cell", "index": 0, "outcome": "splendid"},
+                {"kind": "cell", "index": 999, "outcome": "ok"}, {"kind": "done"}]
+        (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+        return {"ExitCode": 0}
+
+    job, ctx, _ = job_and_ctx(tmp_path)
+    cells = run_job(FakeEngine(weird), job, ctx)
+    assert cells[0].outcome == "error" and "splendid" in cells[0].detail
+    assert "bad index 999" in cells[1].detail
+
+
+def test_host_deadline_kills_and_removes(tmp_path, monkeypatch):
+    def never_exits(out: Path, plan):
+        return {"Status": "running"}
+
+    monkeypatch.setattr("lab.scheduler.CONTAINER_OVERHEAD_S", -10_000)
+    job, ctx, _ = job_and_ctx(tmp_path)
+    engine = FakeEngine(never_exits)
+    cells = run_job(engine, job, ctx)
+    assert engine.killed == ["c0"] and engine.removed == ["c0"]
+    assert all("host deadline" in c.detail for c in cells)
+
+
+def test_stop_event_interrupts(tmp_path):
+    stop = threading.Event()
+    stop.set()
+    job, ctx, _ = job_and_ctx(tmp_path, stop=stop)
+    engine = FakeEngine(lambda out, plan: {"Status": "running"})
+    cells = run_job(engine, job, ctx)
+    assert engine.removed == ["c0"]
+    assert all(c.outcome == "error" and "interrupted" in c.detail for c in cells)
+
+
+def test_container_that_cannot_start_becomes_error_rows(tmp_path):
+    job, ctx, _ = job_and_ctx(tmp_path)
+    cells = run_job(FakeEngine(fail_start=True), job, ctx)
+    assert all(c.outcome == "error" and "no space left" in c.detail for c in cells)
+
+
+def test_jsonl_tail_reads_only_complete_lines(tmp_path):
+    path = tmp_path / "r.jsonl"
+    tail = JsonlTail(path)
+    assert tail.read() == []
+    path.write_text('{"a": 1}\n{"b"')
+    assert tail.read() == [{"a": 1}]
+    with open(path, "a") as fh:
+        fh.write(': 2}\n[1]\n')
+    assert tail.read() == [{"b": 2}, "a result record that is not an object"]
+
+

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.errors import ConfigError
+from lab.matrix import load_matrix, native_platforms, select_targets
+
+DEFAULT_IDS = ["cp39", "cp311", "cp313", "cp314", "cp315", "pp311"]
+
+
+def test_default_matrix_has_the_six_native_targets_in_order():
+    m = load_matrix()
+    assert [t.id for t in select_targets(m)] == DEFAULT_IDS
+
+
+def test_targets_of_one_suite_share_one_base():
+    m = load_matrix()
+    sid = {m.get(t).base for t in ("cp314", "cp315", "pp311")}
+    assert len(sid) == 1
+    base = sid.pop()
+    assert base is not None and base.suite == "sid"
+    assert set(base.packages) == {"python3.14", "python3.15", "pypy3"}
+
+
+def test_registry_target_has_an_image_and_no_base():
+    t = load_matrix().get("cp312-slim")
+    assert t.image == "python:3.12-slim" and t.base is None and t.kind == "registry"
+
+
+def test_unknown_target_names_the_valid_ids():
+    with pytest.raises(ConfigError) as exc:
+        select_targets(load_matrix(), ids=["cp99"])
+    assert "cp99" in str(exc.value) and "cp311" in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_lab_toml_overrides_and_adds(tmp_path: Path):
+    (tmp_path / "lab.toml").write_text(
+        '[base.bookworm]\nsuite = "bookworm"\npackages = ["python3.11", "python3-dev"]\n'
+        '[[target]]\nid = "cp311"\nimplementation = "cpython"\nversion = "3.11"\n'
+        'python = "/usr/bin/python3.11"\nbase = "bookworm"\n'
+        '[[target]]\nid = "mine"\nimplementation = "cpython"\nversion = "3.13"\n'
+        'python = "/usr/local/bin/python3"\nimage = "python:3.13-slim"\n'
+    )
+    m = load_matrix(search_dir=tmp_path)
+    assert m.get("cp311").base.packages == ("python3.11", "python3-dev")
+    assert m.get("cp311-i386").base.packages == ("python3.11", "python3-dev")
+    assert m.ids[-1] == "mine"
+    assert "mine" in [t.id for t in select_targets(m)]
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('[[target]]\nid = "cp39"\npyton = "x"\n', "'pyton'"),
+    ('[base.x]\nsuite = "sid"\npackages = ["a"]\nmirorr = "y"\n', "'mirorr'"),
+    ('[[target]]\nid = "n"\nimplementation = "c"\nversion = "3"\npython = "p"\n', "exactly one"),
+    ('[[target]]\nid = "n"\nimplementation = "c"\nversion = "3"\npython = "p"\nbase = "nope"\n',
+     "'nope'"),
+    ('[[target]]\nid = "n"\nimplementation = "c"\nversion = "3"\npython = "p"\nimage = "i"\n'
+     'platform = "linux/vax"\n', "linux/vax"),
+    ("[[target]\n", "not valid TOML"),
+    ('[surprise]\n', "'surprise'"),
+])
+def test_malformed_config_names_the_problem(tmp_path: Path, text: str, needle: str):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_matrix(cfg)
+    assert needle in str(exc.value)
+
+
+def test_missing_config_file(tmp_path: Path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_matrix(tmp_path / "nope.toml")
+
+
+def test_platform_selection_and_groups():
+    m = load_matrix()
+    arm = select_targets(m, platforms=["linux/arm64"])
+    assert [t.id for t in arm] == ["cp311-arm64", "cp314-arm64"]
+    assert all(t.platform == "linux/arm64" for t in arm)
+    assert [t.id for t in select_targets(m, platforms=["registry"])] == ["cp310-slim",
+                                                                          "cp312-slim"]
+    assert len(select_targets(m, platforms=["all"])) == len(m.targets)
+    with pytest.raises(ConfigError, match="unknown platform"):
+        select_targets(m, platforms=["linux/m68k"])
+
+
+def test_emulation_follows_the_host_cpu(monkeypatch):
+    monkeypatch.setattr("lab.matrix.host_machine", lambda: "x86_64")
+    m = load_matrix()
+    assert not m.get("cp311-i386").emulated and m.get("cp311-arm64").emulated
+    monkeypatch.setattr("lab.matrix.host_machine", lambda: "aarch64")
+    assert not m.get("cp311-arm64").emulated and m.get("cp311").emulated
+    assert "linux/arm64" in native_platforms()
+    # The default matrix stays native-only whatever the host.
+    assert all(not t.emulated for t in select_targets(m))
