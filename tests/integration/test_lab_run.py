@@ -1,0 +1,119 @@
+"""`lab run` end to end against the real engine: oldest and newest CPython, and PyPy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from .conftest import REPO, lab, lab_containers, load_results, only_run
+
+SCHEMA = json.loads((REPO / "lab" / "schema" / "results.schema.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    proc = lab("run", "--targets", "cp39,cp315,pp311", "--quick", "--out", str(out),
+               "--no-progress")
+    return proc, out
+
+
+def test_run_exits_zero_and_every_target_is_ok(full_run):
+    proc, out = full_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = load_results(only_run(out))
+    jsonschema.validate(data, SCHEMA)
+    assert [t["id"] for t in data["targets"]] == ["cp39", "cp315", "pp311"]
+    assert all(t["status"] == "ok" and t["image"]["id"].startswith("sha256:")
+               for t in data["targets"])
+    assert data["run"]["complete"] is True
+    assert data["run"]["docker"]["version"]
+    assert (out / "latest").resolve() == only_run(out).resolve()
+
+
+def test_probe_is_observed_in_each_container(full_run):
+    _, out = full_run
+    targets = {t["id"]: t for t in load_results(only_run(out))["targets"]}
+    for tid, version in (("cp39", "3.9."), ("cp315", "3.15."), ("pp311", "3.11.")):
+        probe = targets[tid]["probe"]
+        assert probe["version"].startswith(version)
+        assert probe["default_start_method"] in probe["start_methods"]
+        assert probe["uid"] == 10001  # non-root
+        assert probe["runner_is_pid1"] is False and "docker-init" in probe["pid1_cmdline"]
+        assert probe["executable"] == targets[tid]["python"] or probe["executable"].startswith(
+            "/usr/bin/")
+    assert targets["pp311"]["probe"]["implementation"] == "pypy"
+    assert targets["cp39"]["probe"]["gil_enabled"] is None  # no sys._is_gil_enabled before 3.13
+    assert targets["cp315"]["probe"]["gil_enabled"] is True
+
+
+def test_every_cell_has_an_observed_outcome_in_matrix_order(full_run):
+    _, out = full_run
+    cells = load_results(only_run(out))["results"]
+    assert len(cells) == 3 * 30
+    assert [c["target"] for c in cells[:30]] == ["cp39"] * 30
+    assert all(c["outcome"] in ("ok", "hung", "skipped") for c in cells), [
+        (c["target"], c["scenario"], c["start_method"], c["outcome"], c["detail"])
+        for c in cells if c["outcome"] not in ("ok", "hung", "skipped")]
+    timing = [c for c in cells if c["kind"] == "timing"]
+    assert timing and all(c["exclusive"] and c["concurrent"] == [] and c["cpus"]
+                          for c in timing)
+
+
+def test_a_hung_cell_shows_where_the_child_blocked(full_run):
+    _, out = full_run
+    cells = load_results(only_run(out))["results"]
+    for tid in ("cp39", "cp315", "pp311"):
+        cell = next(c for c in cells if c["target"] == tid and c["scenario"] == "fork_held_lock"
+                    and c["start_method"] == "fork")
+        assert cell["outcome"] == "hung"
+        child = cell["stacks"].split("(child process)", 1)[1]
+        assert "labrunner/scenarios/fork_held_lock.py" in child
+        assert "in child_takes_lock" in child
+        assert cell["duration_s"] < cell["deadline_s"] + 3
+
+
+def test_report_and_junit_are_written(full_run):
+    _, out = full_run
+    run = only_run(out)
+    html = (run / "index.html").read_text()
+    assert "cp315" in html and "fork_held_lock" in html
+    assert (run / "junit.xml").is_file()
+
+
+def test_nothing_is_left_behind(full_run, engine):
+    _, out = full_run
+    run_id = only_run(out).name
+    assert lab_containers(engine, **{"lab.run": run_id}) == []
+
+
+def test_unavailable_target_does_not_hide_the_others(tmp_path: Path, engine):
+    proc = lab("run", "--targets", "cp312-slim,cp39", "--scenarios", "probe",
+               "--out", str(tmp_path), "--no-progress")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    data = load_results(only_run(tmp_path))
+    rows = {t["id"]: t for t in data["targets"]}
+    assert rows["cp312-slim"]["status"] == "unavailable"
+    assert "python:3.12-slim" in rows["cp312-slim"]["reason"]
+    assert rows["cp39"]["status"] == "ok" and rows["cp39"]["probe"]["version"].startswith("3.9")
+    assert "cp312-slim: unavailable" in proc.stderr
+
+
+def test_a_missing_debian_package_is_build_failed(tmp_path: Path, engine):
+    cfg = tmp_path / "broken.toml"
+    cfg.write_text('[base.broken]\nsuite = "bookworm"\npackages = ["python3.11", '
+                   '"no-such-package-lab"]\n[[target]]\nid = "broken"\n'
+                   'implementation = "cpython"\nversion = "3.11"\npython = "/usr/bin/python3.11"\n'
+                   'base = "broken"\n')
+    out = tmp_path / "runs"
+    proc = lab("run", "--config", str(cfg), "--targets", "broken,cp39", "--scenarios", "probe",
+               "--out", str(out), "--no-progress")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    rows = {t["id"]: t for t in load_results(only_run(out))["targets"]}
+    assert rows["broken"]["status"] == "build_failed"
+    assert "debootstrap bookworm/amd64" in rows["broken"]["reason"]
+    assert "no-such-package-lab" in rows["broken"]["reason"]
+    assert rows["cp39"]["status"] == "ok"
