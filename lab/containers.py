@@ -183,12 +183,12 @@ def _cell_from_record(rec: dict[str, Any], spec: CellSpec, job: Job, ctx: JobCon
         outcome = "error"
     code = rec.get("exit_code")
     cpus = rec.get("cpus")
+    measurements = rec.get("measurements")
     return Cell(
         target=ctx.target.id, scenario=spec.scenario, start_method=spec.start_method,
         outcome=str(outcome),
         duration_s=num("duration_s"),
-        measurements=rec.get("measurements") if isinstance(rec.get("measurements"), dict)
-        else {},
+        measurements=measurements if isinstance(measurements, dict) else {},
         warnings=[w for w in rec.get("warnings") or [] if isinstance(w, dict)],
         stacks=rec.get("stacks") if isinstance(rec.get("stacks"), str) else None,
         detail=str(detail) if detail is not None else None,

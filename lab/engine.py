@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import docker
 import docker.errors
 import requests.exceptions
 
+import docker
 from lab.errors import DockerError, EngineUnavailable, ImageUnavailable
 
 MANAGED = "lab.managed"
@@ -134,7 +134,8 @@ class Engine:
             )
         client = None
         try:
-            client = docker.from_env(timeout=ping_timeout, version=API_VERSION)
+            client = docker.from_env(  # type: ignore[attr-defined]
+                timeout=ping_timeout, version=API_VERSION)
             client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             if client is not None:

@@ -221,7 +221,7 @@ class ImageBuilder:
                     image_id = engine.build(
                         build_context(), tag=plan.tag,
                         buildargs={"BASE": plan.base_ref, "PYTHON": target.python},
-                        labels=labels, log=log.write,
+                        labels=labels, log=lambda text: None if log.write(text) else None,
                     )
                 except DockerError as exc:
                     raise BuildFailed(str(exc), log_tail=exc.log_tail) from exc

@@ -1,28 +1,484 @@
-"""The report: renders a results file to one self-contained HTML page and a junit.xml.
+"""The report: one self-contained HTML page (and junit.xml) per run, rendering only.
 
-Rendering only: it reads ``results.json`` (or a run folder) and nothing else, so any old run can
-be re-rendered. Every template is autoescaped, and every container-provided string is passed
-through ``inert`` (control characters shown, length capped) before it reaches a template.
+It reads ``results.json`` (or a run folder) and nothing else, so any old run can be re-rendered.
+Every template is autoescaped, and every string that came from a container is first made inert
+by ``sanitize``: control characters shown as escapes, invalid text replaced, length capped with
+a marker. Charts are inline SVG; nothing is fetched from the network; no JavaScript is needed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from lab.results import RunResults, load
+from lab.documented import documented
+from lab.results import Cell, RunResults, TargetResult, load
+from lab.runner.scenarios import CATALOG, START_METHODS
+from lab.verdicts import anchor, judge
+
+FIELD_LIMIT = 2000  # characters of an ordinary container-provided string
+BLOCK_LIMIT = 48 * 1024  # stacks and output
+DETAIL_LIMIT = 8 * 1024  # a detail can hold a traceback
+NOISY_SPREAD = 0.10  # IQR / median above this: the chart warns
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def inert(text: str, limit: int = FIELD_LIMIT) -> str:
+    """Make a container-provided string safe to show: visible control characters (ANSI
+    escapes, NUL), no lone surrogates (invalid UTF-8 that came through), capped length."""
+    cut = len(text) - limit
+    if cut > 0:
+        text = text[:limit]
+    text = _SURROGATE.sub("\ufffd", text)
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    if cut > 0:
+        text += f"\n[... lab: {cut} more characters cut ...]"
+    return text
+
+
+def sanitize(value: Any, limit: int = FIELD_LIMIT) -> Any:
+    if isinstance(value, str):
+        return inert(value, limit)
+    if isinstance(value, dict):
+        return {inert(str(k), 200): sanitize(v, limit) for k, v in list(value.items())[:500]}
+    if isinstance(value, list | tuple):
+        return [sanitize(v, limit) for v in list(value)[:2000]]
+    return value
+
+
+def sanitize_results(r: RunResults) -> RunResults:
+    cells = [dataclasses.replace(
+        c,
+        measurements=sanitize(c.measurements), warnings=sanitize(c.warnings),
+        stacks=inert(c.stacks, BLOCK_LIMIT) if c.stacks else c.stacks,
+        output=inert(c.output, BLOCK_LIMIT) if c.output else c.output,
+        detail=inert(c.detail, DETAIL_LIMIT) if c.detail else c.detail,
+        signal=inert(c.signal, 100) if c.signal else c.signal,
+    ) for c in r.results]
+    targets = [dataclasses.replace(t, probe=sanitize(t.probe),
+                                   reason=inert(t.reason, BLOCK_LIMIT) if t.reason else t.reason)
+               for t in r.targets]
+    return RunResults(run=r.run, targets=targets, results=cells, schema_version=r.schema_version)
+
+
+# -- the view model ------------------------------------------------------------------------------
+PLATFORM_ORDER = ["linux/amd64", "linux/386", "linux/arm64"]
+
+
+def column_order(targets: list[TargetResult]) -> list[TargetResult]:
+    """Targets as columns: grouped by platform (native first), then CPython by version."""
+    def key(t: TargetResult) -> tuple[Any, ...]:
+        plat = PLATFORM_ORDER.index(t.platform) if t.platform in PLATFORM_ORDER else 99
+        parts = tuple(int(p) for p in t.version.split(".") if p.isdigit())
+        return (t.kind == "host", plat, t.emulated, t.implementation != "cpython", parts)
+    return sorted(targets, key=key)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Value:
+    text: str
+    changed: str | None = None  # "changed in 3.14"
+    documented: str | None = None
+    source: str | None = None
+    mismatch: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Row:
+    label: str
+    values: list[Value]
+    hint: str = ""
+
+
+def show(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(show(v) for v in value) or "—"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={show(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _fork_warning(r: RunResults, t: TargetResult, variant: str, field_: str) -> Any:
+    cell = r.cell(t.id, "fork_warning", "fork")
+    if not cell or cell.outcome != "ok":
+        return None
+    v = cell.measurements.get(variant)
+    return v.get(field_) if isinstance(v, dict) else None
+
+
+PROBE_ROWS: list[tuple[str, str, str]] = [
+    # (label, key, hint); keys starting with "_" are derived below
+    ("Python", "version", "platform.python_version()"),
+    ("Implementation", "implementation", "sys.implementation.name"),
+    ("Machine", "machine", "platform.machine()"),
+    ("Pointer size (bits)", "pointer_bits", "struct.calcsize('P') * 8"),
+    ("libc", "libc", "platform.libc_ver()"),
+    ("Default start method", "default_start_method", "get_start_method() on first use"),
+    ("Start method before first use", "start_method_before_use",
+     "get_start_method(allow_none=True)"),
+    ("get_all_start_methods()", "start_methods", "in the order returned"),
+    ("Default listed first", "_default_first", "get_all_start_methods()[0] == default"),
+    ("Fork warning (-W always)", "_fork_warning_always",
+     "a fork child from a threaded process; fork_warning cell"),
+    ("-W error raises it", "_fork_warning_error_raises", "fork_warning cell, -W error"),
+    ("GIL enabled", "gil_enabled", "sys._is_gil_enabled()"),
+    ("sys._is_gil_enabled exists", "has_is_gil_enabled", ""),
+    ("os.cpu_count()", "cpu_count", ""),
+    ("os.process_cpu_count()", "process_cpu_count", "3.13+"),
+    ("os.process_cpu_count exists", "_has_process_cpu_count", ""),
+    ("CPU affinity", "affinity", "os.sched_getaffinity(0)"),
+    ("cgroup CPU quota", "_cgroup_quota", "read from /sys/fs/cgroup"),
+    ("Pickle default protocol", "pickle_default_protocol", "what spawn/forkserver send"),
+    ("Switch interval (s)", "switch_interval_s", "sys.getswitchinterval()"),
+    ("Runner is PID 1", "runner_is_pid1", "containers run with an init"),
+    ("PID 1", "pid1_cmdline", "/proc/1/cmdline"),
+    ("uid", "uid", "containers run unprivileged"),
+]
+
+
+def probe_value(r: RunResults, t: TargetResult, key: str) -> Any:
+    p = t.probe
+    if key == "_default_first":
+        methods = p.get("start_methods")
+        return methods[0] == p.get("default_start_method") if methods else None
+    if key == "_fork_warning_always":
+        return _fork_warning(r, t, "always", "warned")
+    if key == "_fork_warning_error_raises":
+        return _fork_warning(r, t, "error", "raised")
+    if key == "_has_process_cpu_count":
+        return p.get("process_cpu_count") is not None if p else None
+    if key == "_cgroup_quota":
+        q = p.get("cgroup_cpu_quota")
+        if not isinstance(q, dict):
+            return None
+        return "none" if q.get("cpus") is None else f"{q['cpus']:g} CPUs"
+    return p.get(key)
+
+
+DOC_KEYS = {"default_start_method": "default_start_method",
+            "_default_first": "default_first_in_all_start_methods",
+            "_fork_warning_always": "fork_warning_always",
+            "_fork_warning_error_raises": "fork_warning_error_raises",
+            "gil_enabled": "gil_enabled", "has_is_gil_enabled": "has_is_gil_enabled",
+            "pickle_default_protocol": "pickle_default_protocol",
+            "switch_interval_s": "switch_interval_s",
+            "_has_process_cpu_count": "has_process_cpu_count"}
+
+
+def probe_rows(r: RunResults, columns: list[TargetResult]) -> list[Row]:
+    rows = []
+    for label, key, hint in PROBE_ROWS:
+        values = []
+        prev: dict[tuple[str, str], tuple[str, str]] = {}
+        for t in columns:
+            raw = probe_value(r, t, key) if t.probe else None
+            text = show(raw)
+            group = (t.implementation, t.platform)
+            changed = None
+            if raw is not None and group in prev and prev[group][0] != text and key not in (
+                    "version", "pid1_cmdline", "libc"):
+                changed = f"changed in {t.version} (was {prev[group][0]} in {prev[group][1]})"
+            if raw is not None:
+                prev[group] = (text, t.version)
+            doc = None
+            mismatch = False
+            if key in DOC_KEYS:
+                system = "linux" if t.kind != "host" else t.platform.split("/")[0]
+                fact = documented(DOC_KEYS[key], implementation=t.implementation,
+                                  version=t.version, platform=system)
+                if fact is not None:
+                    doc = fact
+                    mismatch = raw is not None and show(raw) != show(fact.value)
+            values.append(Value(text=text, changed=changed,
+                                documented=show(doc.value) if doc else None,
+                                source=doc.source if doc else None, mismatch=mismatch))
+        rows.append(Row(label=label, values=values, hint=hint))
+    return rows
+
+
+@dataclass(frozen=True, kw_only=True)
+class HazardRow:
+    scenario: str
+    start_method: str | None
+    title: str
+    kind: str
+    cells: list[Cell | None]
+
+
+def hazard_rows(r: RunResults, columns: list[TargetResult]) -> list[HazardRow]:
+    rows = []
+    for name, meta in CATALOG.items():
+        methods: list[str | None] = []
+        if meta["start_methods"] in ("none", "none+each"):
+            methods.append(None)
+        if meta["start_methods"] in ("each", "none+each"):
+            methods.extend(START_METHODS)
+        for m in methods:
+            cells = [r.cell(t.id, name, m) for t in columns]
+            if any(cells):
+                rows.append(HazardRow(scenario=name, start_method=m, title=str(meta["title"]),
+                                      kind=str(meta["kind"]), cells=cells))
+    return rows
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bar:
+    label: str
+    value: float
+    lo: float | None = None
+    hi: float | None = None
+    text: str = ""
+    warn: str = ""
+    anchor: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Chart:
+    title: str
+    unit: str
+    bars: list[Bar]
+    note: str = ""
+    reference: float | None = None  # a vertical line (e.g. speedup 1.0)
+    max_value: float = 1.0
+    groups: list[str] = field(default_factory=list)
+
+
+def _stat(s: Any) -> tuple[float, float, float, int] | None:
+    if not isinstance(s, dict) or not isinstance(s.get("median"), int | float):
+        return None
+    return float(s["median"]), float(s.get("q1") or s["median"]), float(
+        s.get("q3") or s["median"]), int(s.get("n") or 0)
+
+
+def _spread_warning(median: float, lo: float, hi: float) -> str:
+    if median and (hi - lo) / abs(median) > NOISY_SPREAD:
+        return f"spread {(hi - lo) / abs(median):.0%} of the median: do not trust small gaps"
+    return ""
+
+
+def _cpus(c: Cell) -> str:
+    cpus = ",".join(str(x) for x in c.cpus or []) or "?"
+    extra = " exclusive" if c.exclusive else (
+        f" shared with {', '.join(c.concurrent)}" if c.concurrent else "")
+    return f"CPUs {cpus}{extra}" + (" · emulated: not comparable" if c.emulated else "")
+
+
+def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
+    charts = []
+    ok = [t for t in columns if t.status == "ok"]
+
+    bars = []
+    for t in ok:
+        for m in (None, "fork", "spawn", "forkserver"):
+            c = r.cell(t.id, "countdown", m)
+            if not c or c.outcome != "ok":
+                continue
+            samples = sorted(x for x in c.measurements.get("speedup_samples") or []
+                             if isinstance(x, int | float))
+            s = c.measurements.get("speedup")
+            if not isinstance(s, int | float) or not samples:
+                continue
+            q1 = samples[len(samples) // 4]
+            q3 = samples[(3 * len(samples)) // 4]
+            serial = _stat(c.measurements.get("serial"))
+            label = f"{t.id} · {'2 threads' if m is None else '2 procs ' + m}"
+            bars.append(Bar(label=label, value=float(s), lo=q1, hi=q3,
+                            text=f"x{s:.2f} (IQR {q1:.2f}–{q3:.2f}, n={len(samples)}; serial "
+                                 f"{serial[0]:.2f} s; {_cpus(c)})" if serial else f"x{s:.2f}",
+                            warn=_spread_warning(float(s), q1, q3), anchor=anchor(c)))
+    if bars:
+        charts.append(Chart(title="Countdown speedup over serial (2 workers)", unit="x",
+                            bars=bars, reference=1.0,
+                            max_value=max(2.2, max(b.hi or b.value for b in bars) * 1.05),
+                            note="1.0 = no gain. 2.0 = perfect use of 2 CPUs. Process times "
+                                 "include start-up, as a user pays it."))
+
+    bars = []
+    for t in ok:
+        for m in START_METHODS:
+            c = r.cell(t.id, "process_startup", m)
+            st = _stat(c.measurements.get("startup")) if c and c.outcome == "ok" else None
+            if not c or not st:
+                continue
+            med, q1, q3, n = st
+            first = c.measurements.get("first_s")
+            bars.append(Bar(label=f"{t.id} · {m}", value=med * 1000, lo=q1 * 1000,
+                            hi=q3 * 1000,
+                            text=f"{med * 1000:.1f} ms (IQR {q1 * 1000:.1f}–{q3 * 1000:.1f}, "
+                                 f"n={n}; first {_ms(first)}; {_cpus(c)})",
+                            warn=_spread_warning(med, q1, q3), anchor=anchor(c)))
+    if bars:
+        charts.append(Chart(title="Process start + join latency", unit="ms", bars=bars,
+                            max_value=max(b.hi or b.value for b in bars) * 1.05,
+                            note="A trivial child; the first start (forkserver launches its "
+                                 "server then) is shown apart."))
+
+    for channel, size, unit, scale in (("queue", "small", "k items/s", 1e-3),
+                                       ("pipe", "small", "k items/s", 1e-3),
+                                       ("queue", "large", "MB/s", 1.0),
+                                       ("pipe", "large", "MB/s", 1.0)):
+        bars = []
+        metric = "items_per_s" if size == "small" else "mb_per_s"
+        for t in ok:
+            for m in START_METHODS:
+                c = r.cell(t.id, "queue_transfer", m)
+                if not c or c.outcome != "ok":
+                    continue
+                st = _stat(_nested(c.measurements, f"{channel}_{size}", metric))
+                if not st:
+                    continue
+                med, q1, q3, n = st
+                bars.append(Bar(label=f"{t.id} · {m}", value=med * scale, lo=q1 * scale,
+                                hi=q3 * scale,
+                                text=f"{med * scale:,.1f} {unit} (IQR {q1 * scale:,.1f}–"
+                                     f"{q3 * scale:,.1f}, n={n}; {_cpus(c)})",
+                                warn=_spread_warning(med, q1, q3), anchor=anchor(c)))
+        if bars:
+            what = "small items (an int)" if size == "small" else "~1 MB items"
+            name = "multiprocessing.Queue" if channel == "queue" else "Pipe"
+            charts.append(Chart(title=f"{name} throughput, {what}", unit=unit, bars=bars,
+                                max_value=max(b.hi or b.value for b in bars) * 1.05))
+
+    bars = []
+    for t in ok:
+        c = next((x for m in START_METHODS if (x := r.cell(t.id, "queue_iftry", m))
+                  and x.outcome == "ok"), None)
+        if not c:
+            continue
+        for qtype in ("queue.Queue", "multiprocessing.Queue"):
+            for state in ("empty", "nonempty"):
+                for variant, short in (("if_empty", "if empty()"), ("try_except", "except")):
+                    st = _stat(_nested(c.measurements, qtype, f"{state}_{variant}_ns"))
+                    if not st:
+                        continue
+                    med, q1, q3, n = st
+                    bars.append(Bar(label=f"{t.id} · {qtype.split('.')[0][:2]} {state} · "
+                                          f"{short}",
+                                    value=med, lo=q1, hi=q3,
+                                    text=f"{med:,.0f} ns/call (IQR {q1:,.0f}–{q3:,.0f}, n={n}; "
+                                         f"{_cpus(c)})",
+                                    warn=_spread_warning(med, q1, q3), anchor=anchor(c)))
+    if bars:
+        charts.append(Chart(title="if q.empty() vs try/except queue.Empty, per call",
+                            unit="ns", bars=bars,
+                            max_value=max(b.hi or b.value for b in bars) * 1.05,
+                            note="qu = queue.Queue, mu = multiprocessing.Queue (first start "
+                                 "method offered). Lower is cheaper."))
+    return charts
+
+
+def _ms(seconds: Any) -> str:
+    return f"{seconds * 1000:.0f} ms" if isinstance(seconds, int | float) else "—"
+
+
+def _nested(d: Any, *keys: str) -> Any:
+    for k in keys:
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
+@dataclass(frozen=True, kw_only=True)
+class Change:
+    what: str
+    old: str
+    new: str
+
+
+def compare_runs(new: RunResults, old: RunResults) -> list[Change]:
+    """Cells whose outcome changed, probe values that changed, timing shifts beyond noise."""
+    changes = []
+    for c in new.results:
+        o = old.cell(*c.key)
+        if o is None:
+            continue
+        label = f"{c.target} · {c.scenario} · {c.start_method or '—'}"
+        if o.outcome != c.outcome:
+            changes.append(Change(what=label, old=o.outcome, new=c.outcome))
+            continue
+        for path in (("startup",), ("serial",), ("threads",), ("processes",)):
+            a, b = _stat(_nested(o.measurements, *path)), _stat(_nested(c.measurements, *path))
+            if a and b and (b[1] > a[2] or b[2] < a[1]) and abs(b[0] - a[0]) > 0.1 * a[0]:
+                changes.append(Change(what=f"{label} · {path[0]} median",
+                                      old=f"{a[0]:.4g} s", new=f"{b[0]:.4g} s"))
+    for t in new.targets:
+        ot = old.target(t.id)
+        if not ot:
+            continue
+        for key in ("version", "default_start_method", "start_methods", "gil_enabled",
+                    "pickle_default_protocol"):
+            if show(t.probe.get(key)) != show(ot.probe.get(key)) and t.probe and ot.probe:
+                changes.append(Change(what=f"{t.id} · {key}", old=show(ot.probe.get(key)),
+                                      new=show(t.probe.get(key))))
+    return changes
+
+
+def outcome_counts(r: RunResults) -> dict[str, int]:
+    counts = {o: 0 for o in ("ok", "hung", "crashed", "failed", "skipped", "error")}
+    for c in r.results:
+        counts[c.outcome] = counts.get(c.outcome, 0) + 1
+    return counts
 
 
 def environment() -> Environment:
     env = Environment(loader=PackageLoader("lab", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       trim_blocks=True, lstrip_blocks=True)
+    env.filters["show"] = show
+    env.globals["anchor"] = anchor
     return env
 
 
 def render_html(results: RunResults, *, compare: RunResults | None = None) -> str:
-    return environment().get_template("report.html.j2").render(r=results, compare=compare)
+    r = sanitize_results(results)
+    columns = column_order(r.targets)
+    ok_columns = [t for t in columns if t.status == "ok"]
+    problems = [c for c in r.results if c.outcome in ("hung", "crashed", "failed", "error")]
+    return environment().get_template("report.html.j2").render(
+        r=r, columns=columns, probe_rows=probe_rows(r, ok_columns), ok_columns=ok_columns,
+        hazards=hazard_rows(r, ok_columns), charts=timing_charts(r, ok_columns),
+        claims=judge(r), problems=problems, counts=outcome_counts(r),
+        compare=compare, changes=compare_runs(r, sanitize_results(compare)) if compare else [],
+    )
+
+
+def render_junit(results: RunResults) -> str:
+    """One test case per cell: hung and crashed are failures, failed/error are errors."""
+    r = sanitize_results(results)
+    suites = ET.Element("testsuites", name=f"concurrency-lab {r.run.id}")
+    for t in r.targets:
+        cells = [c for c in r.results if c.target == t.id]
+        suite = ET.SubElement(suites, "testsuite", name=t.id, tests=str(max(1, len(cells))))
+        if t.status != "ok":
+            case = ET.SubElement(suite, "testcase", classname=t.id, name="image")
+            ET.SubElement(case, "error", message=f"{t.status}: {(t.reason or '')[:200]}")
+            continue
+        for c in cells:
+            case = ET.SubElement(suite, "testcase", classname=t.id,
+                                 name=f"{c.scenario}[{c.start_method or '-'}]",
+                                 time=f"{c.duration_s or 0:.3f}")
+            body = "\n".join(x for x in (c.detail, c.stacks) if x)
+            if c.outcome in ("hung", "crashed"):
+                ET.SubElement(case, "failure", message=f"{c.outcome}: {c.detail or ''}"[:300],
+                              type=c.outcome).text = body
+            elif c.outcome in ("failed", "error"):
+                ET.SubElement(case, "error", message=f"{c.outcome}: {c.detail or ''}"[:300],
+                              type=c.outcome).text = body
+            elif c.outcome == "skipped":
+                ET.SubElement(case, "skipped", message=c.detail or "")
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True)
 
 
 def render_run(run_dir: Path) -> Path:
@@ -34,5 +490,6 @@ def render_file(path: Path, *, output: Path | None = None, compare: Path | None 
     old = load(compare) if compare else None
     folder = path if path.is_dir() else path.parent
     out = output or folder / "index.html"
-    out.write_text(render_html(results, compare=old))
+    out.write_text(render_html(results, compare=old), encoding="utf-8")
+    (out.parent / "junit.xml").write_text(render_junit(results), encoding="utf-8")
     return out

@@ -194,7 +194,7 @@ def recover(run_dir: Path) -> RunResults:
 
 
 def read_cells(path: Path) -> list[Cell]:
-    cells = []
+    cells: list[Cell] = []
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lab import __version__
 from lab.containers import JobContext, run_job
@@ -140,7 +141,7 @@ class Run:
             self.cells.append(cell)
         self.progress.cell(cell.target, cell.outcome)
 
-    def set_target(self, tid: str, **changes: object) -> None:
+    def set_target(self, tid: str, **changes: Any) -> None:
         with self.cells_lock:
             self.target_rows[tid] = dataclasses.replace(self.target_rows[tid], **changes)
 

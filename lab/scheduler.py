@@ -106,8 +106,10 @@ def plan_cells(scenarios: Iterable[str], *, quick: bool = False) -> list[CellSpe
         if meta["start_methods"] in ("each", "none+each"):
             methods.extend(START_METHODS)
         for method in methods:
+            deadline = meta["deadline_s"]
+            assert isinstance(deadline, int | float)
             cells.append(CellSpec(scenario=name, start_method=method, kind=str(meta["kind"]),
-                                  deadline_s=float(meta["deadline_s"]), params=params))
+                                  deadline_s=float(deadline), params=params))
     return cells
 
 

@@ -21,11 +21,11 @@ def run_cell(scenario, start_method, params, result_path):
         module = scenarios.get(scenario)
     except (KeyError, ImportError) as exc:
         ctx.status = "error"
-        ctx.detail = "harness: %s" % (exc,)
+        ctx.detail = f"harness: {exc}"
         ctx.flush()
         return 0
     if start_method is not None and start_method not in multiprocessing.get_all_start_methods():
-        ctx.skip("start method %r is not offered by this interpreter" % start_method)
+        ctx.skip(f"start method {start_method!r} is not offered by this interpreter")
         return 0
     try:
         with warnings.catch_warnings(record=True) as caught:

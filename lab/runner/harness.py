@@ -52,7 +52,7 @@ def read_bounded(path, head=OUTPUT_HEAD, tail=OUTPUT_TAIL):
     cut = size - head - tail
     return (
         first.decode("utf-8", "replace")
-        + "\n[... lab: %d bytes truncated ...]\n" % cut
+        + f"\n[... lab: {cut} bytes truncated ...]\n"
         + last.decode("utf-8", "replace")
     )
 
@@ -68,7 +68,7 @@ def group_members(pgid):
         if not name.isdigit():
             continue
         try:
-            with open("/proc/%s/stat" % name) as fh:
+            with open(f"/proc/{name}/stat") as fh:
                 stat = fh.read()
             fields = stat[stat.rindex(")") + 2 :].split()
             if int(fields[2]) == pgid:
@@ -80,7 +80,7 @@ def group_members(pgid):
 
 def describe_process(pid):
     try:
-        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
             cmd = fh.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
     except OSError:
         cmd = "?"
@@ -91,14 +91,14 @@ def signal_name(num):
     try:
         return signal.Signals(num).name
     except ValueError:
-        return "signal %d" % num
+        return f"signal {num}"
 
 
-class RunningCell(object):
+class RunningCell:
     def __init__(self, index, cell, out_dir, deadline_scale):
         self.index = index
         self.cell = cell
-        self.dir = os.path.join(out_dir, "cells", "%03d" % index)
+        self.dir = os.path.join(out_dir, "cells", f"{index:03d}")
         self.stacks_dir = os.path.join(self.dir, "stacks")
         os.makedirs(self.stacks_dir, exist_ok=True)
         self.result_path = os.path.join(self.dir, "result.json")
@@ -189,15 +189,15 @@ class RunningCell(object):
             pid = int(name.split(".")[0]) if name.split(".")[0].isdigit() else -1
             role = "cell main process" if pid == self.proc.pid else "child process"
             cmd = self.processes.get(pid, "")
-            parts.append("=== pid %d (%s) %s\n%s" % (pid, role, cmd, text))
+            parts.append(f"=== pid {pid} ({role}) {cmd}\n{text}")
         if self.hung:
             dumped = set(int(n.split(".")[0]) for n in names if n.split(".")[0].isdigit())
             for pid, cmd in sorted(self.processes.items()):
                 if pid not in dumped or not os.path.getsize(
-                    os.path.join(self.stacks_dir, "%d.txt" % pid)
+                    os.path.join(self.stacks_dir, f"{pid}.txt")
                 ):
-                    parts.append("=== pid %d %s\n(no stack: the process had no dump handler)"
-                                 % (pid, cmd))
+                    parts.append(
+                        f"=== pid {pid} {cmd}\n(no stack: the process had no dump handler)")
         return "\n\n".join(parts) or None
 
     def record(self):
@@ -209,7 +209,7 @@ class RunningCell(object):
             if not isinstance(result, dict):
                 result, problem = None, "result file is not a JSON object"
         except (OSError, ValueError) as exc:
-            problem = "result file missing or malformed: %s" % (exc,)
+            problem = f"result file missing or malformed: {exc}"
         result = result or {}
         code = self.proc.returncode
         rec = {
@@ -231,18 +231,17 @@ class RunningCell(object):
         }
         if self.hung:
             rec["outcome"] = "hung"
-            rec["detail"] = "no result within the %.1f s deadline; stacks dumped, group killed" % (
-                self.deadline_s
-            )
+            rec["detail"] = (f"no result within the {self.deadline_s:.1f} s deadline; "
+                             "stacks dumped, group killed")
             rec["stacks"] = self.collect_stacks()
         elif code is not None and code < 0:
             rec["outcome"] = "crashed"
             rec["signal"] = signal_name(-code)
-            rec["detail"] = "cell process killed by %s" % rec["signal"]
+            rec["detail"] = "cell process killed by {}".format(rec["signal"])
             rec["stacks"] = self.collect_stacks()
         elif code != 0:
             rec["outcome"] = "failed"
-            rec["detail"] = result.get("detail") or "cell process exited with code %s" % code
+            rec["detail"] = result.get("detail") or f"cell process exited with code {code}"
         elif problem:
             rec["outcome"] = "error"
             rec["detail"] = problem
@@ -250,7 +249,7 @@ class RunningCell(object):
             status = result.get("status")
             rec["outcome"] = status if status in ("ok", "failed", "skipped", "error") else "error"
             if status not in ("ok", "failed", "skipped", "error"):
-                rec["detail"] = "result file has an unknown status %r" % (status,)
+                rec["detail"] = f"result file has an unknown status {status!r}"
         return rec
 
 
@@ -279,8 +278,9 @@ def run_plan(plan, out_dir):
                     running.append(RunningCell(index, cell, out_dir, scale))
                 except Exception as exc:  # harness fault: this cell only
                     emit({"kind": "cell", "record_version": RECORD_VERSION, "index": index,
-                          "scenario": cell.get("scenario"), "start_method": cell.get("start_method"),
-                          "outcome": "error", "detail": "could not start cell: %r" % (exc,)})
+                          "scenario": cell.get("scenario"),
+                          "start_method": cell.get("start_method"),
+                          "outcome": "error", "detail": f"could not start cell: {exc!r}"})
             now = time.monotonic()
             for rc in list(running):
                 if rc.step(now):

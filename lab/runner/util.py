@@ -25,7 +25,7 @@ def install_stack_dump():
     directory = os.environ.get(STACKS_ENV)
     if not directory:
         return
-    path = os.path.join(directory, "%d.txt" % os.getpid())
+    path = os.path.join(directory, f"{os.getpid()}.txt")
     try:
         _stack_file = open(path, "w")
         faulthandler.register(STACK_SIGNAL, file=_stack_file, all_threads=True, chain=False)
@@ -100,7 +100,7 @@ def affinity():
         return None
 
 
-class CellContext(object):
+class CellContext:
     """What a scenario sees: its start method, parameters, and a place to record results.
 
     ``record`` rewrites the cell's result file atomically each time, so the measurements taken

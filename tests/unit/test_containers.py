@@ -4,8 +4,6 @@ import json
 import threading
 from pathlib import Path
 
-import pytest
-
 from lab.containers import JobContext, JsonlTail, run_job
 from lab.matrix import load_matrix
 from lab.scheduler import plan_runs

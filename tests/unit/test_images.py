@@ -65,7 +65,7 @@ def test_emulation_problem_explains_what_to_do(tmp_path, monkeypatch):
     root.mkdir()
     (root / "status").write_text("enabled")
     assert "qemu-user-static" in emulation_problem("arm64")
-    (root / "qemu-aarch64").write_text("enabled\ninterpreter /usr/libexec/qemu-aarch64\nflags: OC\n")
+    (root / "qemu-aarch64").write_text("enabled\ninterpreter /q\nflags: OC\n")
     assert "F flag" in emulation_problem("arm64")
     (root / "qemu-aarch64").write_text("enabled\ninterpreter x\nflags: OCF\n")
     assert emulation_problem("arm64") is None

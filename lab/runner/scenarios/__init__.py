@@ -65,8 +65,8 @@ def get(name):
 
         fn = getattr(selftest, name.split(".", 1)[1], None)
         if fn is None or not callable(fn):
-            raise KeyError("unknown self-test %r" % name)
+            raise KeyError(f"unknown self-test {name!r}")
         return selftest.Shim(fn)
     if name not in CATALOG:
-        raise KeyError("unknown scenario %r; known: %s" % (name, ", ".join(sorted(CATALOG))))
+        raise KeyError("unknown scenario {!r}; known: {}".format(name, ", ".join(sorted(CATALOG))))
     return importlib.import_module("." + name, __name__)

@@ -25,7 +25,7 @@ TRIALS = 40
 def child_prints_and_logs():
     log = logging.getLogger("lab.fork_held_io")
     for i in range(5):
-        print("child line %d" % i)
+        print(f"child line {i}")
         log.warning("child log %d", i)
     sys.stdout.flush()
 

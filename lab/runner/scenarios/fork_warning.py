@@ -52,8 +52,8 @@ def run(ctx):
     for name, flags in VARIANTS:
         cmd = [sys.executable] + flags + [path, ctx.start_method]
         try:
-            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, env=env, timeout=15)
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                                  env=env, timeout=15)
         except subprocess.TimeoutExpired:
             ctx.record(name, {"timed_out": True})
             continue

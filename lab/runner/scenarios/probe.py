@@ -36,7 +36,7 @@ def cgroup_cpu_quota():
         period = _read(base + "/cpu.cfs_period_us")
         if quota is not None and period:
             cpus = None if int(quota) < 0 else int(quota) / float(period)
-            return {"cpus": cpus, "source": "cgroup v1 cfs", "raw": "%s %s" % (quota, period)}
+            return {"cpus": cpus, "source": "cgroup v1 cfs", "raw": f"{quota} {period}"}
     return {"cpus": None, "source": None, "raw": None}
 
 
@@ -73,7 +73,7 @@ def observe():
         "system": platform.system(),
         "platform": platform.platform(),
         "pointer_bits": struct.calcsize("P") * 8,
-        "libc": "%s %s" % libc if libc[0] else None,
+        "libc": "{} {}".format(*libc) if libc[0] else None,
         "start_method_before_use": unset,
         "default_start_method": default,
         "start_methods": list(multiprocessing.get_all_start_methods()),

@@ -23,7 +23,7 @@ def start_and_join(mp):
     p.join()
     took = time.perf_counter() - t0
     if p.exitcode != 0:
-        raise RuntimeError("trivial child exited with %s" % p.exitcode)
+        raise RuntimeError(f"trivial child exited with {p.exitcode}")
     return took
 
 

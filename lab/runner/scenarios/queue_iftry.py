@@ -58,10 +58,10 @@ def bench(make, calls, repeats):
                 if state == "nonempty":
                     fill(q, calls)
                 samples.append(fn(q, calls) * 1e9)
-            out["%s_%s_ns" % (state, name)] = summarize(samples)
-        a = out["%s_if_empty_ns" % state]["median"]
-        b = out["%s_try_except_ns" % state]["median"]
-        out["%s_if_over_try" % state] = a / b if b else None
+            out[f"{state}_{name}_ns"] = summarize(samples)
+        a = out[f"{state}_if_empty_ns"]["median"]
+        b = out[f"{state}_try_except_ns"]["median"]
+        out[f"{state}_if_over_try"] = a / b if b else None
     return out
 
 

@@ -67,7 +67,7 @@ def run(ctx):
             samples = [once(ctx.mp, channel, count, size) for _ in range(repeats)]
             moved = count - 1  # the first item only starts the clock
             rates = [moved / s for s in samples]
-            ctx.record("%s_%s" % (channel, size_name), {
+            ctx.record(f"{channel}_{size_name}", {
                 "items": moved,
                 "item_bytes": item_bytes[size_name],
                 "seconds": summarize(samples),

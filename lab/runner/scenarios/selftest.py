@@ -64,7 +64,7 @@ def forkbomb(ctx):
                 os._exit(0)
             children.append(pid)
     except OSError as exc:
-        error = "%s: %s" % (type(exc).__name__, exc)
+        error = f"{type(exc).__name__}: {exc}"
     for pid in children:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -80,6 +80,6 @@ def kill_runner(ctx):
     time.sleep(5)
 
 
-class Shim(object):
+class Shim:
     def __init__(self, fn):
         self.run = fn

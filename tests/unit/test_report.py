@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from lab.cli import main
+from lab.report import column_order, compare_runs, inert, probe_rows, render_html, render_junit
+from lab.results import from_dict, load, to_dict
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-cp39-cp315-quick.json"
+
+HOSTILE = [
+    "<script>alert('x')</script>",
+    '" onmouseover="alert(1)" x="',
+    "{{ 7*7 }}{% raw %}",
+    "\x1b[31mred\x1b[0m",
+    "nul\x00byte",
+    "bad utf-8 \udcff\udcfe",
+]
+HUGE = "A" * 10_000_000  # one 10 MB line
+
+
+def hostile_results(tmp_path: Path) -> Path:
+    data = json.loads(GOLDEN.read_text())
+    blob = "|".join(HOSTILE)
+    data["targets"][0]["probe"]["libc"] = blob
+    data["targets"][0]["probe"]["default_start_method"] = HOSTILE[0]
+    data["targets"][2]["reason"] = blob
+    for cell in data["results"][:40]:
+        cell["detail"] = blob
+        cell["stacks"] = blob
+        cell["output"] = blob
+        cell["outcome"] = "hung"
+        cell["measurements"] = {HOSTILE[0]: blob, "nested": {"x": [HOSTILE[1], HOSTILE[3]]}}
+        cell["warnings"] = [{"category": HOSTILE[2], "message": blob}]
+    data["results"][0]["output"] = HUGE
+    data["results"][1]["stacks"] = HUGE
+    data["results"][2]["measurements"] = {"line": HUGE}
+    data["targets"][1]["probe"]["libc"] = HUGE
+    path = tmp_path / "results.json"
+    # ensure_ascii keeps the lone surrogates as \udcff escapes, as a container could send them
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_hostile_strings_are_inert_and_truncated(tmp_path: Path, capsys):
+    src = hostile_results(tmp_path)
+    out = tmp_path / "report.html"
+    assert main(["report", str(src), "-o", str(out)]) == 0
+    raw = out.read_bytes()
+    html = raw.decode("utf-8")  # valid UTF-8 despite the lone surrogates
+    assert "<script" not in html.lower()
+    assert "&lt;script&gt;alert(" in html
+    assert 'onmouseover="alert(1)"' not in html
+    assert "{{ 7*7 }}" in html  # shown literally, never evaluated
+    assert "\x1b" not in html and "\\x1b[31m" in html
+    assert "\x00" not in html and "nul\\x00byte" in html
+    assert "\ufffd" in html
+    assert "more characters cut" in html
+    assert len(raw) < 2 * 1024 * 1024  # four 10 MB lines, each cut
+    junit = (tmp_path / "junit.xml").read_text(encoding="utf-8")
+    ET.fromstring(junit.encode())  # still well-formed XML
+    assert "\x00" not in junit
+
+
+def test_inert_caps_and_marks():
+    assert inert("abc") == "abc"
+    assert inert("x" * 10, limit=4) == "xxxx\n[... lab: 6 more characters cut ...]"
+    assert inert("\x07") == "\\x07"
+    assert inert("tab\tnewline\n") == "tab\tnewline\n"
+
+
+def test_report_is_self_contained():
+    html = render_html(load(GOLDEN))
+    assert "<script" not in html and "<link" not in html and "<img" not in html
+    assert 'src="' not in html and "url(" not in html and "@import" not in html
+    assert "<svg" in html and "<style>" in html
+
+
+def test_sections_and_stacks_one_click_from_the_matrix():
+    r = load(GOLDEN)
+    html = render_html(r)
+    for section in ("summary", "defaults", "hazards", "deadlocks", "timings", "claims",
+                    "environment"):
+        assert f'id="{section}"' in html
+    hung = next(c for c in r.results if c.outcome == "hung")
+    anchor = f"cell-{hung.target}-{hung.scenario}-{hung.start_method}"
+    assert f'href="#{anchor}"' in html  # the HUNG badge links to ...
+    block = html.split(f'id="{anchor}"', 1)[1].split('class="problem', 1)[0]
+    assert "<details open>" in block and "child process" in block  # ... the open stacks
+
+
+def test_probe_rows_mark_changes_and_documented_values():
+    r = load(GOLDEN)
+    cols = [t for t in column_order(r.targets) if t.status == "ok"]
+    assert [t.id for t in cols] == ["cp39", "cp315"]
+    rows = {row.label: row for row in probe_rows(r, cols)}
+    default = rows["Default start method"].values
+    assert default[0].text == "fork" and default[1].text == "forkserver"
+    assert default[1].changed == "changed in 3.15 (was fork in 3.9)"
+    assert default[0].documented == "fork" and default[1].documented == "forkserver"
+    assert not default[0].mismatch and not default[1].mismatch
+    raises = rows["-W error raises it"].values
+    assert raises[1].text == "yes" and raises[1].documented == "yes"
+
+
+def test_documented_mismatch_is_flagged():
+    data = json.loads(GOLDEN.read_text())
+    data["targets"][1]["probe"]["default_start_method"] = "spawn"  # cp315 says spawn
+    r = from_dict(data)
+    rows = {row.label: row for row in probe_rows(r, [t for t in r.targets if t.status == "ok"])}
+    v = rows["Default start method"].values[1]
+    assert v.mismatch and v.documented == "forkserver"
+    assert "≠ observed" in render_html(r)
+
+
+def test_partial_run_is_marked():
+    data = json.loads(GOLDEN.read_text())
+    data["run"]["complete"] = False
+    data["run"]["interrupted"] = True
+    html = render_html(from_dict(data))
+    assert "Partial run" in html and "interrupted" in html
+
+
+def test_junit_has_one_case_per_cell_and_hangs_fail():
+    r = load(GOLDEN)
+    root = ET.fromstring(render_junit(r))
+    cases = root.findall(".//testcase")
+    ok_targets = [t for t in r.targets if t.status == "ok"]
+    assert len(cases) == len(r.results) + (len(r.targets) - len(ok_targets))
+    hung = sum(c.outcome == "hung" for c in r.results)
+    assert len(root.findall(".//failure[@type='hung']")) == hung > 0
+    assert len(root.findall(".//error")) == len(r.targets) - len(ok_targets)  # unavailable
+
+
+def test_compare_shows_changed_outcomes(tmp_path: Path):
+    old = load(GOLDEN)
+    cells = [dataclasses.replace(c, outcome="ok") if c.scenario == "fork_held_lock" else c
+             for c in old.results]
+    new = dataclasses.replace(old, results=cells)
+    changes = compare_runs(new, old)
+    assert any("fork_held_lock · fork" in ch.what and ch.old == "hung" and ch.new == "ok"
+               for ch in changes)
+    (tmp_path / "new.json").write_text(json.dumps(to_dict(new)))
+    out = tmp_path / "cmp.html"
+    assert main(["report", str(tmp_path / "new.json"), "--compare", str(GOLDEN),
+                 "-o", str(out)]) == 0
+    assert "Changes since run" in out.read_text()
+
+
+def test_compare_against_itself_is_quiet():
+    r = load(GOLDEN)
+    assert compare_runs(r, r) == []
+
+
+@pytest.mark.parametrize("key", ["targets", "results"])
+def test_empty_run_renders(key):
+    data = json.loads(GOLDEN.read_text())
+    data[key] = []
+    assert "<html" in render_html(from_dict(data))

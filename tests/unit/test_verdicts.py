@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from lab.results import from_dict, load
+from lab.verdicts import CONFIRMED, INCONCLUSIVE, NOT_OBSERVABLE, REFUTED, judge
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-cp39-cp315-quick.json"
+
+
+def verdicts(r):
+    return {c.number: c.verdicts for c in judge(r)}
+
+
+def test_every_claim_has_a_verdict_per_ok_target_with_evidence():
+    r = load(GOLDEN)
+    claims = judge(r)
+    assert [c.number for c in claims] == list(range(1, 9))
+    for c in claims:
+        assert set(c.verdicts) >= {"cp39", "cp315"}
+        assert "cp312-slim" not in c.verdicts  # unavailable: no verdict
+        for tid in ("cp39", "cp315"):
+            v = c.verdicts[tid]
+            assert v.status in (CONFIRMED, REFUTED, INCONCLUSIVE, NOT_OBSERVABLE)
+            assert v.summary
+            assert v.evidence, (c.number, tid)
+
+
+def test_verdicts_follow_the_cells_not_the_version():
+    r = load(GOLDEN)
+    v = verdicts(r)
+    assert v[5]["cp39"].status == CONFIRMED  # fork child hung on the held lock
+    assert v[6]["cp39"].status == REFUTED
+    # Flip the observation: the verdict must follow.
+    cells = [dataclasses.replace(c, outcome="ok", stacks=None)
+             if (c.scenario, c.start_method) in (("fork_held_lock", "fork"),
+                                                  ("fork_held_io", "fork")) else c
+             for c in r.results]
+    v2 = verdicts(dataclasses.replace(r, results=cells))
+    assert v2[5]["cp39"].status == REFUTED
+    assert v2[6]["cp39"].status == CONFIRMED
+
+
+def test_claim3_reports_the_observed_defaults_and_other_systems():
+    claim = judge(load(GOLDEN))[2]
+    assert "fork" in claim.note and "forkserver" in claim.note
+    assert "differs between versions" in claim.note
+    assert claim.verdicts["macOS"].status == NOT_OBSERVABLE
+    assert "spawn" in claim.verdicts["macOS"].summary
+
+
+def test_claim3_uses_a_macos_host_target_when_one_ran():
+    data = json.loads(GOLDEN.read_text())
+    host = dict(data["targets"][0], id="host-cp313", kind="host", platform="darwin/arm64")
+    host["probe"] = dict(host["probe"], default_start_method="spawn",
+                         start_methods=["spawn", "fork", "forkserver"])
+    data["targets"].append(host)
+    claim = judge(from_dict(data))[2]
+    assert claim.verdicts["macOS"].status == CONFIRMED
+    assert "host-cp313" in claim.verdicts["macOS"].summary
+
+
+def test_missing_cells_are_not_observable():
+    r = load(GOLDEN)
+    v = verdicts(dataclasses.replace(r, results=[c for c in r.results
+                                                 if c.scenario == "probe"]))
+    for n in (1, 2, 4, 5, 6, 7, 8):
+        assert v[n]["cp39"].status == NOT_OBSERVABLE
+
+
+def test_threads_speedup_drives_claim2():
+    r = load(GOLDEN)
+
+    def with_speedup(samples):
+        cells = []
+        for c in r.results:
+            if c.scenario == "countdown" and c.start_method is None:
+                m = dict(c.measurements, speedup=sum(samples) / len(samples),
+                         speedup_samples=samples)
+                c = dataclasses.replace(c, measurements=m)
+            cells.append(c)
+        return verdicts(dataclasses.replace(r, results=cells))[2]["cp39"].status
+
+    assert with_speedup([1.0, 1.01, 0.99]) == CONFIRMED
+    assert with_speedup([1.9, 1.95, 1.85]) == REFUTED  # a free-threaded build would do this
+    assert with_speedup([1.1, 1.5, 1.3]) == INCONCLUSIVE
