@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from lab import __version__
-from lab.errors import ConfigError, EngineUnavailable, LabError
+from lab.errors import ConfigError, EngineUnavailable, Interrupted, LabError
 from lab.matrix import GROUPS, Matrix, Target, host_target, load_matrix, select_targets
 
 EXIT_PARTIAL = 1
@@ -236,6 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except Interrupted as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        if exc.forced:  # pressed twice: do not wait for worker threads at exit
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.exit_code)
+        return exc.exit_code
     except LabError as exc:
         print(f"lab: error: {exc}", file=sys.stderr)
         return exc.exit_code

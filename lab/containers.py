@@ -300,6 +300,8 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
                 cell = replace(cell, outcome="crashed", detail=f"{cell.detail} (OOM kill noted)")
             cells.append(cell)
             continue
+        if ctx.stop.is_set():
+            continue  # interrupted: a partial run keeps only what finished
         detail = why or ("; ".join(problems) if problems else "no result record came back")
         if problems and why:
             detail = f"{why}; also: {'; '.join(problems)}"

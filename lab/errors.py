@@ -50,6 +50,10 @@ class BuildFailed(LabError):
 
 
 class Interrupted(LabError):
-    """The user pressed Ctrl-C; what finished was kept."""
+    """The user pressed Ctrl-C; what finished was kept. ``forced``: pressed twice."""
 
     exit_code = 130
+
+    def __init__(self, message: str, *, forced: bool = False) -> None:
+        super().__init__(message)
+        self.forced = forced

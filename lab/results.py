@@ -217,6 +217,8 @@ class CellSink:
     def add(self, cell: Cell) -> None:
         line = json.dumps(dataclasses.asdict(cell), default=repr)
         with self._lock:
+            if self._fh.closed:  # a straggler after an interrupted run was saved
+                return
             self._fh.write(line + "\n")
             self._fh.flush()
             os.fsync(self._fh.fileno())

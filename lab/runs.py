@@ -266,41 +266,43 @@ class Run:
         builder = ImageBuilder(log_dir=self.dir / "logs", on_stage=self.progress.stage)
         targets = {t.id: t for t in self.options.targets}
         self.progress.start()
-        interrupted = False
+        interrupted = forced = False
         engine_lost: EngineUnavailable | None = None
+        submitted: list[cf.Future[None]] = []
         pool = cf.ThreadPoolExecutor(max_workers=max(1, self.options.jobs),
                                      thread_name_prefix="lab")
         try:
-            futures = [pool.submit(self.build_then_behaviour, t, builder)
-                       for t in self.options.targets]
-            self._wait(futures)
-            timing = pool.submit(self.timing, targets)
-            self._wait([timing])
+            submitted += [pool.submit(self.build_then_behaviour, t, builder)
+                          for t in self.options.targets]
+            self._wait(submitted)
+            submitted.append(pool.submit(self.timing, targets))
+            self._wait(submitted[-1:])
         except EngineUnavailable as exc:
             engine_lost = exc
             self.stop.set()
         except KeyboardInterrupt:
             interrupted = True
             self.stop.set()
-            self.progress.note("interrupted: stopping and removing containers (Ctrl-C again "
-                               "to force)")
+            self.progress.note("interrupted: stopping and removing containers "
+                               "(Ctrl-C again to force)")
             try:
                 self._cleanup_now()
                 pool.shutdown(wait=False, cancel_futures=True)
-                cf.wait(futures, timeout=8)
+                cf.wait(submitted, timeout=8)  # workers notice the stop within a poll
             except KeyboardInterrupt:
+                forced = True
                 self._cleanup_now()
         finally:
             pool.shutdown(wait=not (interrupted or engine_lost), cancel_futures=True)
             self.progress.finish()
-            self.sink.close()
         results = self.results(complete=not interrupted and not self.stop.is_set())
+        self.sink.close()
         write_json(results, self.dir / "results.json")
         if engine_lost is not None:
             raise EngineUnavailable(f"{engine_lost} Partial results kept in {self.dir}.")
         if interrupted:
             raise Interrupted(f"interrupted; kept {len(results.results)} finished cell(s) in "
-                              f"{self.dir}")
+                              f"{self.dir}", forced=forced)
         return results
 
     def _wait(self, futures: list[cf.Future[None]]) -> None:

@@ -68,3 +68,4 @@ def test_report_renders_a_golden_run(tmp_path: Path, capsys):
     out = tmp_path / "r.html"
     assert main(["report", str(golden), "-o", str(out)]) == 0
     assert out.read_text().startswith("<!doctype html>")
+

@@ -1,0 +1,137 @@
+"""``make bench``: the lab's scheduler against a naive sequential loop, on one matrix.
+
+Three measurements in one invocation, images built beforehand so only execution is timed:
+1. the lab (behaviour containers in parallel, timing containers exclusive and pinned);
+2. a naive loop: one container per target x scenario x start method, one after another,
+   each hung cell waiting out the same deadline;
+3. the countdown cells run while the behaviour containers share the CPUs (no pinning, no
+   exclusivity), to show what pinning buys.
+Printed: both wall times and their ratio, the lab's overhead over its ideal schedule (sum of
+timing work divided by cores, plus one deadline for all hung cells), and the countdown spread
+(IQR / median of the speedup samples) with and without pinning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from statistics import median
+
+from lab.containers import JobContext, run_job
+from lab.engine import Engine
+from lab.images import ImageBuilder, plan_image
+from lab.matrix import load_matrix, select_targets
+from lab.results import Cell
+from lab.runs import Run, RunOptions
+from lab.scheduler import Job, plan_runs
+
+GOAL_RATIO, GOAL_OVERHEAD, GOAL_SPREAD = 3.0, 0.10, 0.05
+
+
+def spread(cells: list[Cell]) -> float | None:
+    """Median over countdown cells of IQR / median of their speedup samples."""
+    values = []
+    for c in cells:
+        samples = sorted(c.measurements.get("speedup_samples") or [])
+        if c.scenario != "countdown" or c.outcome != "ok" or len(samples) < 2:
+            continue
+        q1, q3 = samples[len(samples) // 4], samples[(3 * len(samples)) // 4]
+        values.append((q3 - q1) / median(samples))
+    return median(values) if values else None
+
+
+def one_job(engine: Engine, job: Job, target, image: str, run_dir: Path, run_id: str,
+            cpuset: str | None) -> list[Cell]:
+    ctx = JobContext(run_id=run_id, run_dir=run_dir, target=target, image_tag=image,
+                     cpuset=cpuset, stop=threading.Event(), on_cell=lambda c: None,
+                     concurrent=lambda: [])
+    return run_job(engine, job, ctx)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lab.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", default=None, help="comma-separated ids (default matrix)")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    targets = select_targets(load_matrix(), ids=args.targets.split(",") if args.targets else None)
+    work = Path(tempfile.mkdtemp(prefix="lab-bench-"))
+    engine = Engine.connect()
+    builder = ImageBuilder(log_dir=work)
+    images = {t.id: builder.ensure(engine, plan_image(t))[0] for t in targets}
+    cores = len(os.sched_getaffinity(0))
+    print(f"bench: {len(targets)} targets, {cores} cores, quick={args.quick}; work in {work}")
+
+    started = time.monotonic()
+    lab_results = Run(RunOptions(targets=targets, out=work / "lab", quick=args.quick,
+                                 progress=False, command=["lab.bench"])).go()
+    lab_wall = time.monotonic() - started
+    print(f"lab:   {lab_wall:7.1f} s")
+
+    plan = plan_runs(targets, quick=args.quick)
+    by_id = {t.id: t for t in targets}
+    started = time.monotonic()
+    naive_cells: list[Cell] = []
+    for job in plan.jobs:
+        for i, cell in enumerate(job.cells):
+            single = Job(target_id=job.target_id, phase=f"naive{i}-{job.phase}", cells=(cell,),
+                         parallel=1, exclusive=False, deadline_scale=job.deadline_scale)
+            naive_cells += one_job(engine, single, by_id[job.target_id], images[job.target_id],
+                                   work / "naive", "bench-naive", None)
+    naive_wall = time.monotonic() - started
+    print(f"naive: {naive_wall:7.1f} s")
+
+    # Countdown while the behaviour containers share the CPUs: no pinning, no exclusivity.
+    shared: list[Cell] = []
+    started = time.monotonic()
+    with cf.ThreadPoolExecutor(max_workers=len(plan.behaviour) + 1) as pool:
+        futures = [pool.submit(one_job, Engine.connect(), j, by_id[j.target_id],
+                               images[j.target_id], work / "shared", "bench-shared", None)
+                   for j in plan.behaviour]
+        countdown_jobs = [Job(target_id=j.target_id, phase="shared-countdown",
+                              cells=tuple(c for c in j.cells if c.scenario == "countdown"),
+                              parallel=1, exclusive=False, deadline_scale=j.deadline_scale)
+                          for j in plan.timing]
+        for job in countdown_jobs:
+            shared += one_job(engine, job, by_id[job.target_id], images[job.target_id],
+                              work / "shared", "bench-shared", None)
+        cf.wait(futures)
+
+    timing_work = sum(c.duration_s or 0 for c in lab_results.results if c.kind == "timing")
+    hung = [c for c in lab_results.results if c.outcome == "hung"]
+    one_deadline = max((c.deadline_s or 0 for c in hung), default=0.0)
+    ideal = timing_work / cores + one_deadline
+    overhead = lab_wall / ideal - 1 if ideal else None
+    pinned, unpinned = spread(lab_results.results), spread(shared)
+
+    def fmt(x: float | None, pct: bool = True) -> str:
+        return "n/a" if x is None else (f"{x:.1%}" if pct else f"{x:.2f}")
+
+    ratio = naive_wall / lab_wall
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+    print()
+    print(f"wall time      lab {lab_wall:.1f} s   naive loop {naive_wall:.1f} s   "
+          f"ratio x{ratio:.2f} (goal >= x{GOAL_RATIO:.0f}: {verdict(ratio >= GOAL_RATIO)})")
+    print(f"ideal schedule {ideal:.1f} s = timing work {timing_work:.1f} s / {cores} cores "
+          f"+ one deadline {one_deadline:.1f} s ({len(hung)} hung cells)")
+    met = overhead is not None and overhead <= GOAL_OVERHEAD
+    print(f"lab overhead   {fmt(overhead)} over ideal (goal <= {GOAL_OVERHEAD:.0%}: "
+          f"{verdict(met)})")
+    met = pinned is not None and pinned <= GOAL_SPREAD
+    print(f"countdown spread (IQR/median of speedup)  pinned+exclusive {fmt(pinned)}   "
+          f"sharing CPUs {fmt(unpinned)}   (goal <= {GOAL_SPREAD:.0%}: {verdict(met)})")
+    naive_hung = sum(c.outcome == "hung" for c in naive_cells)
+    print(f"cells          lab {len(lab_results.results)} ({len(hung)} hung)   "
+          f"naive {len(naive_cells)} ({naive_hung} hung)")
+    engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from lab import doctor
+
+
+def test_platforms_say_native_or_what_to_install(monkeypatch):
+    monkeypatch.setattr("lab.doctor.native_platforms", lambda: {"linux/amd64", "linux/386"})
+    fix = "apt-get install qemu-user-static"
+    monkeypatch.setattr("lab.doctor.emulation_problem",
+                        lambda arch: None if arch == "arm64" else fix)
+    checks = {c.name: c for c in doctor.check_platforms()}
+    assert checks["platform linux/amd64"].detail == "runs natively"
+    assert checks["platform linux/386"].level == "ok"
+    assert checks["platform linux/arm64"].level == "ok"
+    assert "emulated" in checks["platform linux/arm64"].detail
+    assert checks["platform linux/riscv64"].level == "warn"
+    assert "qemu-user-static" in checks["platform linux/riscv64"].detail
+
+
+def test_missing_debootstrap_is_a_failure_with_the_fix(monkeypatch):
+    monkeypatch.setattr("lab.doctor.shutil.which", lambda name: None)
+    check = doctor.check_debootstrap()
+    assert check.level == "fail" and "apt-get install debootstrap" in check.detail
