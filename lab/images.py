@@ -167,13 +167,24 @@ def emulation_problem(arch: str) -> str | None:
 
 
 @contextmanager
-def file_lock(name: str) -> Iterator[None]:
-    """A lock shared by every lab process on this machine (parallel runs and test workers)."""
+def file_lock(name: str, stop: threading.Event | None = None) -> Iterator[None]:
+    """A lock shared by every lab process on this machine (parallel runs and test workers).
+
+    Polls rather than blocks, so that a stopped run (Ctrl-C) never leaves a worker thread
+    waiting in flock for another process's build.
+    """
     locks = cache_dir() / "locks"
     locks.mkdir(exist_ok=True)
     safe = name.replace("/", "_").replace(":", "_")
     with open(locks / f"{safe}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if stop is not None and stop.is_set():
+                    raise BuildFailed(f"stopped while waiting for {name}") from None
+                time.sleep(0.2)
         try:
             yield
         finally:
@@ -190,8 +201,10 @@ def _tail(path: Path, lines: int = 20) -> str:
 class ImageBuilder:
     """Makes target images; safe to call from several threads (one Engine per thread)."""
 
-    def __init__(self, *, log_dir: Path, on_stage: Callable[[str, str], None] | None = None):
+    def __init__(self, *, log_dir: Path, on_stage: Callable[[str, str], None] | None = None,
+                 stop: threading.Event | None = None):
         self.log_dir = log_dir
+        self.stop = stop
         self.on_stage = on_stage or (lambda target_id, stage: None)
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -204,11 +217,11 @@ class ImageBuilder:
         """(tag, image id) of the target's image, made if missing. Raises per-target errors."""
         target = plan.target
         if plan.base_key is not None and target.base is not None:
-            with self._thread_lock(plan.base_key), file_lock(plan.base_key):
+            with self._thread_lock(plan.base_key), file_lock(plan.base_key, self.stop):
                 self._ensure_base(engine, target.base, target.arch, plan.base_key, target.id)
         else:
             self._ensure_registry(engine, plan.base_ref, target.id)
-        with self._thread_lock(plan.tag), file_lock(plan.tag):
+        with self._thread_lock(plan.tag), file_lock(plan.tag, self.stop):
             found = engine.image(plan.tag)
             if found is not None:
                 return plan.tag, found.id
@@ -263,7 +276,10 @@ class ImageBuilder:
                 base.suite, str(rootfs), base.mirror,
             ]
             started = time.monotonic()
-            with open(log_path, "w") as log:
+            # One debootstrap per suite and architecture at a time: they share a .deb cache.
+            with open(log_path, "w") as log, file_lock(f"debs-{base.suite}-{arch}", self.stop):
+                if self.stop is not None and self.stop.is_set():
+                    raise BuildFailed(f"stopped before debootstrap {base.suite}/{arch}")
                 try:
                     proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL,

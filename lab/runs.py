@@ -263,7 +263,8 @@ class Run:
             finally:
                 engine.close()
         self.write_head()
-        builder = ImageBuilder(log_dir=self.dir / "logs", on_stage=self.progress.stage)
+        builder = ImageBuilder(log_dir=self.dir / "logs", on_stage=self.progress.stage,
+                               stop=self.stop)
         targets = {t.id: t for t in self.options.targets}
         self.progress.start()
         interrupted = forced = False

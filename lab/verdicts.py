@@ -284,14 +284,19 @@ class _Judge:
         ev = tuple(anchor(c) for c in cells)
         grew, parts = [], []
         for c in cells:
-            unb = _num(_get(c.measurements, "unbounded", "growth_kib"))
-            bnd = _num(_get(c.measurements, "bounded", "growth_kib"))
-            backlog = _num(c.measurements.get("backlog_mib"))
-            if unb is None or bnd is None or backlog is None:
+            unb, bnd = c.measurements.get("unbounded"), c.measurements.get("bounded")
+            items = _num(_get(unb, "items"))
+            back_u = _num(_get(unb, "peak_backlog_items"))
+            back_b = _num(_get(bnd, "peak_backlog_items"))
+            mem_u, mem_b = _num(_get(unb, "growth_kib")), _num(_get(bnd, "growth_kib"))
+            if items is None or back_u is None or back_b is None:
                 continue
-            parts.append(f"{c.start_method}: +{unb / 1024:.1f} MiB unbounded vs "
-                         f"+{bnd / 1024:.1f} MiB bounded (backlog {backlog:.1f} MiB)")
-            grew.append(unb >= 4 * max(bnd, 256) and unb / 1024 >= 0.25 * backlog)
+            mem = (f"; peak RSS +{mem_u / 1024:.1f} vs +{mem_b / 1024:.1f} MiB"
+                   if mem_u is not None and mem_b is not None else "")
+            parts.append(f"{c.start_method}: up to {back_u:.0f} of {items:.0f} items waiting "
+                         f"unbounded vs {back_b:.0f} bounded (maxsize "
+                         f"{_get(bnd, 'maxsize')}){mem}")
+            grew.append(back_u >= 0.5 * items and back_u >= 4 * max(back_b, 1))
         summary = "; ".join(parts) + "; 'slow' not judged: see consumer times"
         if grew and all(grew):
             return Verdict(status=CONFIRMED, summary=summary, evidence=ev)

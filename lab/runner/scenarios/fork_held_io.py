@@ -2,12 +2,14 @@
 """fork_held_io - claim 6: does the standard library's own I/O survive a fork mid-write?
 
 How: a thread writes through ``print()`` and ``logging`` in a tight loop (to /dev/null, so the
-hazard is the locks, not the disk) while the main thread starts children one after another with
-the cell's start method. Each child prints and logs a few lines and exits. The parent joins
-each child without a timeout: a child that inherited a held ``BufferedWriter`` or handler lock
-blocks forever and the cell shows ``hung`` with its stack. Recorded: trials completed.
-logging re-initialises its locks at fork (3.7+); ``sys.stdout``'s buffer lock has no such
-hook, so a hang here is a real stdlib hazard under ``fork``.
+hazard is the locks, not the disk) while the main thread starts a child with the cell's start
+method; the writer pauses once ``start()`` has returned, so the parent's join is not starved of
+the GIL and any hang is the child's. Each child prints and logs a few lines and exits. The
+parent joins each child without a timeout: a child that inherited a held ``BufferedWriter`` or
+handler lock blocks forever and the cell shows ``hung`` with its stack. Up to ``TRIALS``
+children or ``BUDGET_S`` seconds. Recorded: trials completed. logging re-initialises its locks
+at fork (3.7+); ``sys.stdout``'s buffer lock has no such hook, so a hang here is a real stdlib
+hazard under ``fork``.
 """
 
 import io
@@ -20,6 +22,7 @@ import time
 from ..util import start_child
 
 TRIALS = 40
+BUDGET_S = 4.0
 
 
 def child_prints_and_logs():
@@ -39,30 +42,40 @@ def run(ctx):
     handler = logging.StreamHandler(sink)
     log.addHandler(handler)
     log.propagate = False
+    busy = threading.Event()
     stop = threading.Event()
     lines = [0]
 
     def writer():
         payload = "y" * 512
         while not stop.is_set():
+            if not busy.wait(0.1):
+                continue
             print(payload)
             log.warning("busy %s", payload)
             lines[0] += 2
 
     thread = threading.Thread(target=writer, name="busy-writer", daemon=True)
     thread.start()
-    time.sleep(0.05)
     ctx.record("trials_planned", trials)
+    started = time.perf_counter()
     try:
         for i in range(trials):
+            busy.set()
+            time.sleep(0.002)  # let the writer get going: the fork lands mid-write
             proc = start_child(ctx, child_prints_and_logs)
+            busy.clear()
             proc.join()  # no timeout: an inherited held I/O lock shows as a hung cell
             ctx.record("trials_completed", i + 1)
             if proc.exitcode != 0:
                 ctx.record("child_failures", ctx.measurements.get("child_failures", 0) + 1)
+            if time.perf_counter() - started > BUDGET_S:
+                break
     finally:
         stop.set()
+        busy.set()
         thread.join(5)
         sys.stdout = old_stdout
         log.removeHandler(handler)
     ctx.record("writer_lines", lines[0])
+    ctx.record("seconds", time.perf_counter() - started)
