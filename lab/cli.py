@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host-python", action="append", default=[], metavar="PATH",
                      help="also run directly with this host interpreter (repeatable)")
     run.add_argument("--no-progress", action="store_true", help="no progress display")
+    run.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                     help="run-level watchdog (default: computed from the plan)")
 
     build = sub.add_parser("build", help="build (or reuse) the target images only")
     _add_selection(build)
@@ -99,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         Engine.connect().close()  # no engine: one line, before any run folder exists
     options = RunOptions(targets=targets, out=args.out, jobs=args.jobs, scenarios=scenarios,
                          quick=args.quick, command=["lab", *sys.argv[1:]],
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, timeout_s=args.timeout)
     run = Run(options)
     print(f"run {run.run_id}: {len(targets)} target(s), {len(run.plan.jobs)} job(s) -> {run.dir}",
           file=sys.stderr)
@@ -113,12 +115,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     point_latest(args.out, run.dir)
     print(f"report: {html}")
     bad = [t for t in results.targets if t.status != "ok"]
+    if not results.run.complete:
+        print(f"  the run is partial: {'; '.join(results.run.notes)}", file=sys.stderr)
     errors = [c for c in results.results if c.outcome == "error"]
     for t in bad:
         print(f"  {t.id}: {t.status}: {(t.reason or '').splitlines()[0]}", file=sys.stderr)
     if errors:
         print(f"  {len(errors)} cell(s) ended in error (see the report)", file=sys.stderr)
-    return EXIT_PARTIAL if bad or errors else 0
+    return EXIT_PARTIAL if bad or errors or not results.run.complete else 0
 
 
 def _render_quietly(run_dir: Path) -> None:

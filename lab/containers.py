@@ -137,8 +137,19 @@ class HostProcess:
         return code is not None, code, False
 
     def stop(self) -> None:
+        """SIGTERM: the runner kills its cells' process groups (each cell has a session of its
+        own, so killing the runner's group alone would orphan them), then SIGKILL."""
+        if self.proc.poll() is not None:
+            return
+        self._signal(signal.SIGTERM)
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
 

@@ -20,6 +20,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from lab.documented import documented
 from lab.results import Cell, RunResults, TargetResult, load
 from lab.runner.scenarios import CATALOG, START_METHODS
+from lab.scheduler import start_methods_of
 from lab.verdicts import anchor, judge
 
 FIELD_LIMIT = 2000  # characters of an ordinary container-provided string
@@ -221,12 +222,7 @@ class HazardRow:
 def hazard_rows(r: RunResults, columns: list[TargetResult]) -> list[HazardRow]:
     rows = []
     for name, meta in CATALOG.items():
-        methods: list[str | None] = []
-        if meta["start_methods"] in ("none", "none+each"):
-            methods.append(None)
-        if meta["start_methods"] in ("each", "none+each"):
-            methods.extend(START_METHODS)
-        for m in methods:
+        for m in start_methods_of(name):
             cells = [r.cell(t.id, name, m) for t in columns]
             if any(cells):
                 rows.append(HazardRow(scenario=name, start_method=m, title=str(meta["title"]),

@@ -42,6 +42,15 @@ from lab.results import (
 from lab.scheduler import Job, Plan, cell_order, plan_runs
 
 REPORTS = Path("reports")
+BUILD_ALLOWANCE_S = 1800.0  # one cold debootstrap of the slowest base, emulated
+
+
+def watchdog_budget(plan: Plan, jobs: int) -> float:
+    """The whole run's upper bound: builds, behaviour waves in parallel, timing in series."""
+    behaviour = sum(j.host_deadline_s for j in plan.behaviour) / max(1, jobs)
+    longest = max((j.host_deadline_s for j in plan.behaviour), default=0.0)
+    timing = sum(j.host_deadline_s for j in plan.timing)
+    return BUILD_ALLOWANCE_S + max(behaviour, longest) + timing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +63,7 @@ class RunOptions:
     command: list[str] = field(default_factory=list)
     progress: bool = True
     run_id: str | None = None
+    timeout_s: float | None = None  # the run-level watchdog; None: computed from the plan
 
 
 def new_run_id() -> str:
@@ -266,6 +276,16 @@ class Run:
         builder = ImageBuilder(log_dir=self.dir / "logs", on_stage=self.progress.stage,
                                stop=self.stop)
         targets = {t.id: t for t in self.options.targets}
+        budget = self.options.timeout_s or watchdog_budget(self.plan, self.options.jobs)
+        expired = threading.Event()
+
+        def watchdog() -> None:
+            if not self.stop.wait(budget):
+                expired.set()
+                self.progress.note(f"watchdog: the run exceeded {budget:.0f} s; stopping")
+                self.stop.set()
+
+        threading.Thread(target=watchdog, name="lab-watchdog", daemon=True).start()
         self.progress.start()
         interrupted = forced = False
         engine_lost: EngineUnavailable | None = None
@@ -296,7 +316,12 @@ class Run:
         finally:
             pool.shutdown(wait=not (interrupted or engine_lost), cancel_futures=True)
             self.progress.finish()
+        if expired.is_set():
+            self.info = dataclasses.replace(self.info, notes=[
+                *self.info.notes, f"stopped by the run watchdog after {budget:.0f} s; "
+                "only finished cells are shown"])
         results = self.results(complete=not interrupted and not self.stop.is_set())
+        self.stop.set()  # releases the watchdog
         self.sink.close()
         write_json(results, self.dir / "results.json")
         if engine_lost is not None:

@@ -93,6 +93,17 @@ def select_scenarios(names: Iterable[str] | None) -> list[str]:
     return [s for s in CATALOG if s in wanted]
 
 
+def start_methods_of(scenario: str, offered: Iterable[str] = START_METHODS) -> list[str | None]:
+    """The cells' start methods for a scenario: None for a cell without a child process."""
+    kind = CATALOG[scenario]["start_methods"]
+    methods: list[str | None] = []
+    if kind in ("none", "none+each"):
+        methods.append(None)
+    if kind in ("each", "none+each"):
+        methods.extend(offered)
+    return methods
+
+
 def plan_cells(scenarios: Iterable[str], *, quick: bool = False) -> list[CellSpec]:
     """Every (scenario, start method) cell, in catalog order. Methods the interpreter
     lacks are planned anyway: the runner records them as ``skipped``, observed."""
@@ -100,12 +111,7 @@ def plan_cells(scenarios: Iterable[str], *, quick: bool = False) -> list[CellSpe
     params = {"quick": True} if quick else {}
     for name in scenarios:
         meta = CATALOG[name]
-        methods: list[str | None] = []
-        if meta["start_methods"] in ("none", "none+each"):
-            methods.append(None)
-        if meta["start_methods"] in ("each", "none+each"):
-            methods.extend(START_METHODS)
-        for method in methods:
+        for method in start_methods_of(name):
             deadline = meta["deadline_s"]
             assert isinstance(deadline, int | float)
             cells.append(CellSpec(scenario=name, start_method=method, kind=str(meta["kind"]),

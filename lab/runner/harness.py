@@ -262,6 +262,14 @@ def run_plan(plan, out_dir):
     results_path = os.path.join(out_dir, "results.jsonl")
     pending = list(enumerate(cells))
     running = []
+    stopping = []
+
+    def on_term(signum, frame):
+        # Cells run in sessions of their own, so killing the runner alone would orphan them
+        # (a host interpreter has no container to take them all down): kill their groups.
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, on_term)
     with open(results_path, "a") as sink:
 
         def emit(record):
@@ -272,6 +280,11 @@ def run_plan(plan, out_dir):
         emit({"kind": "start", "record_version": RECORD_VERSION, "cells": len(cells),
               "pid": os.getpid(), "cpus": affinity()})
         while pending or running:
+            if stopping:
+                for rc in running:
+                    rc.killpg(signal.SIGKILL)
+                    rc.proc.wait()
+                return 128 + stopping[0]
             while pending and len(running) < parallel:
                 index, cell = pending.pop(0)
                 try:

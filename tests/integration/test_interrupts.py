@@ -70,6 +70,20 @@ def test_ctrl_c_mid_run_cleans_up_fast_and_keeps_finished_cells(engine, image_of
     assert "Partial run" in (run_dir(out) / "index.html").read_text()
 
 
+def test_ctrl_c_as_the_container_starts_leaves_nothing(engine, image_of, tmp_path):
+    image_of("cp311")
+    out = tmp_path / "runs"
+    proc = start_lab("run", "--targets", "cp311", "--scenarios", HANGING, "--out", str(out),
+                     "--no-progress")
+    wait_for(lambda: run_dir(out) is not None and bool(
+        lab_containers(engine, **{"lab.run": run_dir(out).name})), 60, "a container")
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert lab_containers(engine, **{"lab.run": run_dir(out).name}) == []
+    assert load_results(run_dir(out))["run"]["interrupted"] is True
+
+
 def test_ctrl_c_during_a_build_leaves_nothing(engine, tmp_path):
     cfg = tmp_path / "lab.toml"
     cfg.write_text(f'[base.fresh]\nsuite = "bookworm"\npackages = ["python3.11", "hello"]\n'

@@ -8,17 +8,14 @@ import sys
 import pytest
 
 from lab.runner.scenarios import CATALOG, START_METHODS
+from lab.scheduler import start_methods_of
 
 METHODS = [m for m in START_METHODS if m in multiprocessing.get_all_start_methods()]
 
 
 def cells_for(name: str, deadline: float | None = None) -> list[dict]:
     meta = CATALOG[name]
-    methods: list[str | None] = []
-    if meta["start_methods"] in ("none", "none+each"):
-        methods.append(None)
-    if meta["start_methods"] in ("each", "none+each"):
-        methods.extend(METHODS)
+    methods = start_methods_of(name, METHODS)
     return [{"scenario": name, "start_method": m, "params": {"quick": True},
              "deadline_s": deadline or meta["deadline_s"]} for m in methods]
 
