@@ -212,6 +212,7 @@ def _cell_from_record(rec: dict[str, Any], spec: CellSpec, job: Job, ctx: JobCon
         concurrent=concurrent,
         emulated=ctx.target.emulated,
         deadline_s=num("deadline_s"),
+        cpu=rec.get("cpu") if isinstance(rec.get("cpu"), dict) else None,
     )
 
 

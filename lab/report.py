@@ -21,7 +21,7 @@ from lab.documented import documented
 from lab.results import Cell, RunResults, TargetResult, load
 from lab.runner.scenarios import CATALOG, START_METHODS
 from lab.scheduler import start_methods_of
-from lab.verdicts import anchor, judge
+from lab.verdicts import CONTENDED, anchor, contention, judge
 
 FIELD_LIMIT = 2000  # characters of an ordinary container-provided string
 BLOCK_LIMIT = 48 * 1024  # stacks and output
@@ -269,7 +269,17 @@ def _cpus(c: Cell) -> str:
     cpus = ",".join(str(x) for x in c.cpus or []) or "?"
     extra = " exclusive" if c.exclusive else (
         f" shared with {', '.join(c.concurrent)}" if c.concurrent else "")
-    return f"CPUs {cpus}{extra}" + (" · emulated: not comparable" if c.emulated else "")
+    others = contention(c)
+    load = f"; others used {others:.2f} CPU" if others is not None else ""
+    return f"CPUs {cpus}{extra}{load}" + (" · emulated: not comparable" if c.emulated else "")
+
+
+def _warnings(c: Cell, median: float, lo: float, hi: float) -> str:
+    parts = [w for w in (_spread_warning(median, lo, hi),) if w]
+    others = contention(c)
+    if others is not None and others > CONTENDED:
+        parts.append(f"other processes used {others:.2f} CPU meanwhile: contended")
+    return "; ".join(parts)
 
 
 def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
@@ -294,7 +304,7 @@ def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
             bars.append(Bar(label=label, value=float(s), lo=q1, hi=q3,
                             text=f"x{s:.2f} (IQR {q1:.2f}–{q3:.2f}, n={len(samples)}; serial "
                                  f"{serial[0]:.2f} s; {_cpus(c)})" if serial else f"x{s:.2f}",
-                            warn=_spread_warning(float(s), q1, q3), anchor=anchor(c)))
+                            warn=_warnings(c, float(s), q1, q3), anchor=anchor(c)))
     if bars:
         charts.append(Chart(title="Countdown speedup over serial (2 workers)", unit="x",
                             bars=bars, reference=1.0,
@@ -315,7 +325,7 @@ def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
                             hi=q3 * 1000,
                             text=f"{med * 1000:.1f} ms (IQR {q1 * 1000:.1f}–{q3 * 1000:.1f}, "
                                  f"n={n}; first {_ms(first)}; {_cpus(c)})",
-                            warn=_spread_warning(med, q1, q3), anchor=anchor(c)))
+                            warn=_warnings(c, med, q1, q3), anchor=anchor(c)))
     if bars:
         charts.append(Chart(title="Process start + join latency", unit="ms", bars=bars,
                             max_value=max(b.hi or b.value for b in bars) * 1.05,
@@ -341,7 +351,7 @@ def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
                                 hi=q3 * scale,
                                 text=f"{med * scale:,.1f} {unit} (IQR {q1 * scale:,.1f}–"
                                      f"{q3 * scale:,.1f}, n={n}; {_cpus(c)})",
-                                warn=_spread_warning(med, q1, q3), anchor=anchor(c)))
+                                warn=_warnings(c, med, q1, q3), anchor=anchor(c)))
         if bars:
             what = "small items (an int)" if size == "small" else "~1 MB items"
             name = "multiprocessing.Queue" if channel == "queue" else "Pipe"
@@ -366,7 +376,7 @@ def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
                                     value=med, lo=q1, hi=q3,
                                     text=f"{med:,.0f} ns/call (IQR {q1:,.0f}–{q3:,.0f}, n={n}; "
                                          f"{_cpus(c)})",
-                                    warn=_spread_warning(med, q1, q3), anchor=anchor(c)))
+                                    warn=_warnings(c, med, q1, q3), anchor=anchor(c)))
     if bars:
         charts.append(Chart(title="if q.empty() vs try/except queue.Empty, per call",
                             unit="ns", bars=bars,

@@ -52,6 +52,9 @@ class Cell:
     concurrent: list[str] = field(default_factory=list)  # other containers running meanwhile
     emulated: bool = False  # timings not comparable with native ones
     deadline_s: float | None = None
+    # CPU seconds of the cell, of every other process on the machine meanwhile, and stolen
+    # by the hypervisor (own_s, others_s, others_cpus, steal_s, host_busy_s, wall_s).
+    cpu: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple[str, str, str | None]:

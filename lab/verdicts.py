@@ -19,6 +19,8 @@ REFUTED = "refuted"
 INCONCLUSIVE = "inconclusive"
 NOT_OBSERVABLE = "not observable"
 
+CONTENDED = 0.15  # CPUs other processes used on average during a timing cell: not trusted
+TIMING_CLAIMS = (1, 2, 4, 7)
 PARALLEL_SPEEDUP = 1.4  # 2 workers on >= 2 CPUs: clearly parallel above this
 SERIAL_SPEEDUP = 1.2  # below this: no parallel gain
 
@@ -52,6 +54,12 @@ CLAIMS = {
     7: "Checking q.empty() before get_nowait() is cheaper than catching queue.Empty.",
     8: "An unbounded multiprocessing.Queue can grow without limit and become slow.",
 }
+
+
+def contention(c: Cell) -> float | None:
+    """CPUs that other processes on the machine used on average while the cell ran."""
+    value = (c.cpu or {}).get("others_cpus")
+    return float(value) if isinstance(value, int | float) else None
 
 
 def anchor(cell: Cell) -> str:
@@ -312,6 +320,8 @@ def judge(results: RunResults) -> list[Claim]:
     for number, text in CLAIMS.items():
         method = getattr(j, f"claim{number}")
         verdicts = {t.id: method(t) for t in targets}
+        if number in TIMING_CLAIMS:
+            verdicts = {tid: _discount_contended(results, v) for tid, v in verdicts.items()}
         note, extra = "", cast(tuple[str, ...], ())
         if number == 3:
             extra = ("macOS", "Windows")
@@ -328,6 +338,19 @@ def judge(results: RunResults) -> list[Claim]:
         claims.append(Claim(number=number, text=text, verdicts=verdicts, note=note,
                             extra_columns=extra))
     return claims
+
+
+def _discount_contended(results: RunResults, v: Verdict) -> Verdict:
+    """A timing verdict from cells that other processes disturbed decides nothing."""
+    cells = [c for c in results.results if anchor(c) in v.evidence]
+    worst = max((x for c in cells if (x := contention(c)) is not None), default=None)
+    if worst is None or worst <= CONTENDED:
+        return v
+    note = f"; other processes used up to {worst:.2f} CPU during these cells"
+    if v.status in (CONFIRMED, REFUTED):
+        return Verdict(status=INCONCLUSIVE, summary=f"{v.summary}{note}: would have been "
+                       f"{v.status}, not trusted", evidence=v.evidence)
+    return Verdict(status=v.status, summary=v.summary + note, evidence=v.evidence)
 
 
 def _other_systems(results: RunResults) -> dict[str, Verdict]:

@@ -87,6 +87,20 @@ def describe_process(pid):
     return cmd[:300]
 
 
+def host_cpu_jiffies():
+    """(busy, steal) jiffies summed over every CPU, from /proc/stat (host-wide: /proc/stat is
+    not namespaced, so a container sees what every process on the machine used)."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal ...
+    busy = fields[0] + fields[1] + fields[2] + sum(fields[5:7])
+    steal = fields[7] if len(fields) > 7 else 0
+    return busy, steal
+
+
 def signal_name(num):
     try:
         return signal.Signals(num).name
@@ -129,6 +143,8 @@ class RunningCell:
         if cell.get("start_method"):
             args += ["--start-method", cell["start_method"]]
         self.output = open(self.output_path, "wb")
+        self.rusage = None
+        self.cpu_start = host_cpu_jiffies()
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             args,
@@ -148,7 +164,7 @@ class RunningCell:
     def step(self, now):
         """Advance this cell; return True once it is over and reaped."""
         if self.phase == "run":
-            if self.proc.poll() is not None:
+            if self.reap():
                 self.finished = now
                 self.killpg(signal.SIGKILL)  # leftovers such as a forkserver
                 return True
@@ -170,10 +186,44 @@ class RunningCell:
                 self.killpg(signal.SIGKILL)
                 self.phase = "reap"
             return False
-        if self.proc.poll() is not None:
+        if self.reap():
             self.killpg(signal.SIGKILL)
             return True
         return False
+
+    def reap(self):
+        """Reap the cell process with wait4, keeping its rusage (which includes the children
+        it joined). True once it has exited."""
+        if self.proc.returncode is not None:
+            return True
+        try:
+            pid, status, rusage = os.wait4(self.proc.pid, os.WNOHANG)
+        except ChildProcessError:
+            return self.proc.poll() is not None
+        if pid == 0:
+            return False
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        self.rusage = rusage
+        return True
+
+    def cpu_record(self):
+        """CPU seconds the cell used, and what every other process on the machine used (and
+        the hypervisor stole) meanwhile: a timing taken while others ran is noise."""
+        end = host_cpu_jiffies()
+        if self.cpu_start is None or end is None:
+            return None
+        hz = float(os.sysconf("SC_CLK_TCK"))
+        busy = (end[0] - self.cpu_start[0]) / hz
+        steal = (end[1] - self.cpu_start[1]) / hz
+        own = None
+        if self.rusage is not None:
+            own = self.rusage.ru_utime + self.rusage.ru_stime
+        wall = self.finished - self.started
+        others = max(0.0, busy - own) if own is not None else None
+        return {"wall_s": round(wall, 4), "own_s": own, "host_busy_s": round(busy, 3),
+                "others_s": None if others is None else round(others, 3),
+                "steal_s": round(steal, 3),
+                "others_cpus": None if others is None or wall <= 0 else round(others / wall, 3)}
 
     def collect_stacks(self):
         parts = []
@@ -228,6 +278,7 @@ class RunningCell:
             "signal": None,
             "output": read_bounded(self.output_path),
             "cpus": affinity(),
+            "cpu": self.cpu_record(),
         }
         if self.hung:
             rec["outcome"] = "hung"

@@ -88,6 +88,14 @@ def test_scenario_runs_and_records(runner, name):
             assert name == "fork_held_io" and method == "fork" and rec["stacks"]
 
 
+def test_cells_record_their_cpu_and_everyone_elses(runner):
+    rec = runner(cells_for("countdown")[:1])[("countdown", None)]
+    cpu = rec["cpu"]
+    assert cpu["own_s"] > 0.5 * cpu["wall_s"]  # a CPU-bound cell used about its wall time
+    assert cpu["others_s"] >= 0 and cpu["steal_s"] >= 0
+    assert cpu["host_busy_s"] >= cpu["own_s"] * 0.9
+
+
 def test_countdown_statistics(runner):
     m = runner(cells_for("countdown")[:1])[("countdown", None)]["measurements"]
     assert m["serial"]["n"] == 3 and len(m["serial"]["samples"]) == 3

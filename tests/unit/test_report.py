@@ -162,3 +162,11 @@ def test_empty_run_renders(key):
     data = json.loads(GOLDEN.read_text())
     data[key] = []
     assert "<html" in render_html(from_dict(data))
+
+
+def test_contended_timing_is_flagged_in_the_chart():
+    r = load(GOLDEN)
+    cells = [dataclasses.replace(c, cpu={"others_cpus": 0.5, "wall_s": 1.0})
+             if c.scenario == "countdown" else c for c in r.results]
+    html = render_html(dataclasses.replace(r, results=cells))
+    assert "other processes used 0.50 CPU meanwhile: contended" in html

@@ -86,3 +86,17 @@ def test_threads_speedup_drives_claim2():
     assert with_speedup([1.0, 1.01, 0.99]) == CONFIRMED
     assert with_speedup([1.9, 1.95, 1.85]) == REFUTED  # a free-threaded build would do this
     assert with_speedup([1.1, 1.5, 1.3]) == INCONCLUSIVE
+
+
+def test_contended_timing_cells_decide_nothing():
+    r = load(GOLDEN)
+    assert verdicts(r)[4]["cp39"].status == CONFIRMED
+    cells = [dataclasses.replace(c, cpu={"others_cpus": 0.9, "wall_s": 1.0})
+             if c.scenario == "process_startup" and c.target == "cp39" else c
+             for c in r.results]
+    v = verdicts(dataclasses.replace(r, results=cells))[4]["cp39"]
+    assert v.status == INCONCLUSIVE
+    assert "0.90 CPU" in v.summary and "would have been confirmed" in v.summary
+    # Behaviour claims do not care about CPU contention.
+    cells = [dataclasses.replace(c, cpu={"others_cpus": 0.9}) for c in r.results]
+    assert verdicts(dataclasses.replace(r, results=cells))[5]["cp39"].status == CONFIRMED
