@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -323,6 +322,3 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
         cells.append(cell)
     return cells
 
-
-def host_python_version() -> str:
-    return sys.version.split()[0]

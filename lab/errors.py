@@ -23,14 +23,18 @@ class EngineUnavailable(LabError):
     exit_code = 3
 
 
-class DockerError(LabError):
-    """A Docker operation failed (converted from the SDK's and requests' exceptions)."""
+class _WithLogTail(LabError):
+    """An error that carries the end of a log (build output, container logs)."""
 
     exit_code = 4
 
     def __init__(self, message: str, *, log_tail: str = "") -> None:
         super().__init__(message)
         self.log_tail = log_tail
+
+
+class DockerError(_WithLogTail):
+    """A Docker operation failed (converted from the SDK's and requests' exceptions)."""
 
 
 class ImageUnavailable(LabError):
@@ -39,14 +43,8 @@ class ImageUnavailable(LabError):
     exit_code = 4
 
 
-class BuildFailed(LabError):
+class BuildFailed(_WithLogTail):
     """Making a target's image failed; ``log_tail`` holds the end of the build log."""
-
-    exit_code = 4
-
-    def __init__(self, message: str, *, log_tail: str = "") -> None:
-        super().__init__(message)
-        self.log_tail = log_tail
 
 
 class Interrupted(LabError):

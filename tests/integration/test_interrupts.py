@@ -46,13 +46,24 @@ def cells_done(out: Path) -> int:
     return len((d / "cells.jsonl").read_text().splitlines())
 
 
+def hanging_run(out: Path, *, cells: int, env: dict[str, str] | None = None
+                ) -> tuple[subprocess.Popen[str], str]:
+    """Start `lab run` on cp311's hanging scenarios; return once ``cells`` have finished."""
+    proc = start_lab("run", "--targets", "cp311", "--scenarios", HANGING, "--out", str(out),
+                     "--no-progress", env=env)
+    try:
+        wait_for(lambda: cells_done(out) >= cells, 120, f"{cells} finished cell(s)")
+    except AssertionError:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc, run_dir(out).name
+
+
 def test_ctrl_c_mid_run_cleans_up_fast_and_keeps_finished_cells(engine, image_of, tmp_path):
     image_of("cp311")
     out = tmp_path / "runs"
-    proc = start_lab("run", "--targets", "cp311", "--scenarios", HANGING, "--out", str(out),
-                     "--no-progress")
-    wait_for(lambda: cells_done(out) >= 2, 120, "the first finished cells")
-    run_id = run_dir(out).name
+    proc, run_id = hanging_run(out, cells=2)
     assert lab_containers(engine, **{"lab.run": run_id})  # mid-run: a container is running
     sent = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
@@ -116,10 +127,7 @@ def test_ctrl_c_during_a_build_leaves_nothing(engine, tmp_path):
 def test_sigkilled_harness_leftovers_are_removed_by_the_next_run(engine, image_of, tmp_path):
     image_of("cp311")
     out = tmp_path / "runs"
-    proc = start_lab("run", "--targets", "cp311", "--scenarios", HANGING, "--out", str(out),
-                     "--no-progress")
-    wait_for(lambda: cells_done(out) >= 1, 120, "a finished cell")
-    run_id = run_dir(out).name
+    proc, run_id = hanging_run(out, cells=1)
     wait_for(lambda: bool(lab_containers(engine, **{"lab.run": run_id})), 30, "a container")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=10)
@@ -192,10 +200,8 @@ def test_engine_lost_mid_run_is_one_clear_error_and_keeps_results(engine, image_
     proxy = SocketProxy(tmp_path / "docker.sock")
     out = tmp_path / "runs"
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/docker.sock"}
-    proc = start_lab("run", "--targets", "cp311", "--scenarios", HANGING, "--out", str(out),
-                     "--no-progress", env=env)
+    proc, _ = hanging_run(out, cells=2, env=env)
     try:
-        wait_for(lambda: cells_done(out) >= 2, 120, "the first finished cells")
         proxy.cut()
         _, err = proc.communicate(timeout=60)
     finally:
