@@ -100,3 +100,15 @@ def test_contended_timing_cells_decide_nothing():
     # Behaviour claims do not care about CPU contention.
     cells = [dataclasses.replace(c, cpu={"others_cpus": 0.9}) for c in r.results]
     assert verdicts(dataclasses.replace(r, results=cells))[5]["cp39"].status == CONFIRMED
+
+
+def test_full_default_run_golden():
+    r = load(GOLDEN.parent / "run-default-six-targets.json")
+    v = verdicts(r)
+    ids = ["cp39", "cp311", "cp313", "cp314", "cp315", "pp311"]
+    assert [t.id for t in r.targets] == ids
+    # Behaviour claims, observed the same way on every target of that run.
+    assert {v[5][t].status for t in ids} == {CONFIRMED}
+    assert {v[6][t].status for t in ids} == {REFUTED}
+    # Growth is judged on the feeder backlog, so PyPy's GC no longer hides it.
+    assert v[8]["pp311"].status == CONFIRMED and "items waiting" in v[8]["pp311"].summary
