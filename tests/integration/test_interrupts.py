@@ -136,13 +136,12 @@ def test_sigkilled_harness_leftovers_are_removed_by_the_next_run(engine, image_o
     r = lab("report", str(run_dir(out)))
     assert r.returncode == 0, r.stderr
     assert "Partial run" in (run_dir(out) / "index.html").read_text()
-    # The next run sweeps leftovers of dead harnesses on this host.
+    # The next run sweeps leftovers of dead harnesses on this host (under pytest-xdist another
+    # worker's run may sweep them first; either way they must be gone).
     nxt = lab("run", "--targets", "cp311", "--scenarios", "probe", "--out",
               str(tmp_path / "next"), "--no-progress")
     assert nxt.returncode == 0, nxt.stderr
     assert lab_containers(engine, **{"lab.run": run_id}) == []
-    notes = load_results(run_dir(tmp_path / "next"))["run"]["notes"]
-    assert any("leftover" in n for n in notes)
 
 
 class SocketProxy:

@@ -91,9 +91,12 @@ def test_scenario_runs_and_records(runner, name):
 def test_cells_record_their_cpu_and_everyone_elses(runner):
     rec = runner(cells_for("countdown")[:1])[("countdown", None)]
     cpu = rec["cpu"]
-    assert cpu["own_s"] > 0.5 * cpu["wall_s"]  # a CPU-bound cell used about its wall time
-    assert cpu["others_s"] >= 0 and cpu["steal_s"] >= 0
-    assert cpu["host_busy_s"] >= cpu["own_s"] * 0.9
+    # Load-independent invariants (how much CPU the cell gets depends on what else runs).
+    assert cpu["own_s"] > 0.05  # the cell's rusage, including the children it joined
+    assert cpu["others_s"] == pytest.approx(max(0.0, cpu["host_busy_s"] - cpu["own_s"]),
+                                            abs=0.002)
+    assert cpu["steal_s"] >= 0 and cpu["wall_s"] > 0
+    assert cpu["others_cpus"] == pytest.approx(cpu["others_s"] / cpu["wall_s"], abs=0.002)
 
 
 def test_countdown_statistics(runner):

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import os
+import socket
+
+from lab.engine import ContainerInfo
+from lab.matrix import load_matrix, select_targets
+from lab.runs import remove_leftovers, watchdog_budget
+from lab.scheduler import plan_runs
+
+DEAD_PID = "999999999"
+
+
+class Listing:
+    def __init__(self, containers):
+        self.items = containers
+        self.removed = []
+
+    def containers(self, labels):
+        return [c for c in self.items if all(c.labels.get(k) == v for k, v in labels.items())]
+
+    def remove_container(self, cid, *, quiet=False):
+        self.removed.append(cid)
+
+
+def box(cid, *, host=None, pid=DEAD_PID, run="r1"):
+    return ContainerInfo(id=cid, name=cid, status="Up", labels={
+        "lab.managed": "true", "lab.run": run, "lab.host": host or socket.gethostname(),
+        "lab.pid": pid})
+
+
+def test_sweep_removes_only_dead_harnesses_on_this_host():
+    engine = Listing([box("dead"), box("alive", pid=str(os.getpid())),
+                      box("elsewhere", host="another-host")])
+    assert remove_leftovers(engine) == ["dead"]
+    assert engine.removed == ["dead"]
+
+
+def test_sweep_of_one_run_and_of_everything():
+    engine = Listing([box("a", run="r1", pid=str(os.getpid())), box("b", run="r2")])
+    assert remove_leftovers(engine, run_id="r1") == ["a"]
+    engine = Listing([box("a", pid=str(os.getpid())), box("b", host="x")])
+    assert sorted(remove_leftovers(engine, everything=True)) == ["a", "b"]
+
+
+def test_watchdog_budget_covers_the_plan():
+    plan = plan_runs(select_targets(load_matrix()))
+    budget = watchdog_budget(plan, jobs=3)
+    assert budget > sum(j.host_deadline_s for j in plan.timing)
+    assert budget < 24 * 3600
