@@ -270,6 +270,8 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
                 labels={**run_labels(ctx.run_id, ctx.target.id), "lab.phase": job.phase},
                 binds={str(out_dir.resolve()): INNER_OUT},
                 cpuset_cpus=ctx.cpuset,
+                # The runner then measures a cell's CPU by the container's cgroup.
+                environment={"LAB_IN_CONTAINER": "1"},
             )
             workload = ContainerWorkload(engine, spec)
         deadline = time.monotonic() + job.host_deadline_s

@@ -57,8 +57,15 @@ CLAIMS = {
 
 
 def contention(c: Cell) -> float | None:
-    """CPUs that other processes on the machine used on average while the cell ran."""
-    value = (c.cpu or {}).get("others_cpus")
+    """CPUs that other processes on the machine used on average while the cell ran.
+
+    Unknown for a forkserver cell measured by its rusage (a host interpreter): the server and
+    its workers are never reaped by the cell, so their CPU would count as someone else's.
+    """
+    cpu = c.cpu or {}
+    if cpu.get("own_scope") == "process" and c.start_method == "forkserver":
+        return None
+    value = cpu.get("others_cpus")
     return float(value) if isinstance(value, int | float) else None
 
 

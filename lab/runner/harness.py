@@ -101,6 +101,34 @@ def host_cpu_jiffies():
     return busy, steal
 
 
+def cgroup_cpu_seconds():
+    """CPU seconds used by this container's cgroup (v2 cpu.stat, else v1 cpuacct.usage).
+
+    Only meaningful inside a container (LAB_IN_CONTAINER): on a host it is the whole machine's.
+    """
+    try:
+        with open("/sys/fs/cgroup/cpu.stat") as fh:
+            for line in fh:
+                if line.startswith("usage_usec "):
+                    return int(line.split()[1]) / 1e6
+    except (OSError, ValueError):
+        pass
+    for path in ("/sys/fs/cgroup/cpuacct/cpuacct.usage",
+                 "/sys/fs/cgroup/cpu,cpuacct/cpuacct.usage"):
+        try:
+            with open(path) as fh:
+                return int(fh.read().strip()) / 1e9
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def own_cpu_seconds():
+    if os.environ.get("LAB_IN_CONTAINER") == "1":
+        return cgroup_cpu_seconds()
+    return None
+
+
 def signal_name(num):
     try:
         return signal.Signals(num).name
@@ -145,6 +173,7 @@ class RunningCell:
         self.output = open(self.output_path, "wb")
         self.rusage = None
         self.cpu_start = host_cpu_jiffies()
+        self.own_start = own_cpu_seconds()
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             args,
@@ -215,12 +244,19 @@ class RunningCell:
         hz = float(os.sysconf("SC_CLK_TCK"))
         busy = (end[0] - self.cpu_start[0]) / hz
         steal = (end[1] - self.cpu_start[1]) / hz
-        own = None
-        if self.rusage is not None:
-            own = self.rusage.ru_utime + self.rusage.ru_stime
+        # In a container: the container's cgroup, which counts processes the cell never reaps
+        # (a forkserver and the workers it forks). Timing containers run one cell at a time,
+        # so that is this cell's. Elsewhere: the cell's rusage, with the children it joined.
+        own, scope = None, None
+        own_end = own_cpu_seconds()
+        if self.own_start is not None and own_end is not None:
+            own, scope = own_end - self.own_start, "container"
+        elif self.rusage is not None:
+            own, scope = self.rusage.ru_utime + self.rusage.ru_stime, "process"
         wall = self.finished - self.started
         others = max(0.0, busy - own) if own is not None else None
-        return {"wall_s": round(wall, 4), "own_s": own, "host_busy_s": round(busy, 3),
+        return {"wall_s": round(wall, 4), "own_s": own, "own_scope": scope,
+                "host_busy_s": round(busy, 3),
                 "others_s": None if others is None else round(others, 3),
                 "steal_s": round(steal, 3),
                 "others_cpus": None if others is None or wall <= 0 else round(others / wall, 3)}

@@ -63,6 +63,16 @@ def test_every_cell_has_an_observed_outcome_in_matrix_order(full_run):
                           for c in timing)
 
 
+def test_cell_cpu_counts_processes_the_cell_never_reaps(full_run):
+    _, out = full_run
+    cells = load_results(only_run(out))["results"]
+    for c in cells:
+        if c["scenario"] == "countdown" and c["start_method"] == "forkserver":
+            # The forkserver's workers did as much work again as the serial runs.
+            assert c["cpu"]["own_scope"] == "container"
+            assert c["cpu"]["own_s"] > 1.8 * c["measurements"]["serial_cpu_s"], c["cpu"]
+
+
 def test_a_hung_cell_shows_where_the_child_blocked(full_run):
     _, out = full_run
     cells = load_results(only_run(out))["results"]

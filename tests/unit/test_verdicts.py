@@ -112,3 +112,13 @@ def test_full_default_run_golden():
     assert {v[6][t].status for t in ids} == {REFUTED}
     # Growth is judged on the feeder backlog, so PyPy's GC no longer hides it.
     assert v[8]["pp311"].status == CONFIRMED and "items waiting" in v[8]["pp311"].summary
+
+
+def test_forkserver_contention_is_unknown_when_measured_by_rusage():
+    from lab.verdicts import contention
+    r = load(GOLDEN)
+    cell = r.cell("cp39", "process_startup", "forkserver")
+    by_rusage = dataclasses.replace(cell, cpu={"own_scope": "process", "others_cpus": 0.7})
+    by_cgroup = dataclasses.replace(cell, cpu={"own_scope": "container", "others_cpus": 0.7})
+    assert contention(by_rusage) is None  # the server's CPU would look like someone else's
+    assert contention(by_cgroup) == 0.7
