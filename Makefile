@@ -42,7 +42,7 @@ lint: $(STAMP) ## ruff (host code and, for 3.9, the in-container runner) and myp
 bench: $(STAMP) ## the lab versus a naive sequential loop (BENCH_ARGS='--quick')
 	$(BIN)/python -m lab.bench $(BENCH_ARGS)
 
-doctor: $(STAMP) ## what this machine can do: engine, debootstrap, disk, registry, emulation
+doctor: $(STAMP) ## what this machine can do: engine, Debian mirror, disk, registry, emulation
 	$(BIN)/lab doctor
 
 clean: $(STAMP) ## remove the lab's containers and target images, and old runs (bases kept)

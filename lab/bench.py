@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="lab-bench-"))
     engine = Engine.connect()
     builder = ImageBuilder(log_dir=work)
-    images = {t.id: builder.ensure(engine, plan_image(t))[0] for t in targets}
+    images = {t.id: builder.ensure(engine, plan_image(t)).tag for t in targets}
     cores = len(os.sched_getaffinity(0))
     print(f"bench: {len(targets)} targets, {cores} cores, quick={args.quick}; work in {work}")
 

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     clean = sub.add_parser("clean", help="remove every container and image the lab made")
     clean.add_argument("--all", action="store_true", help="also the Debian base images")
 
-    sub.add_parser("doctor", help="check the engine, debootstrap, disk, registry, emulation")
+    sub.add_parser("doctor", help="check the engine, Debian mirror, disk, registry, emulation")
 
     report = sub.add_parser("report", help="render a results.json (or run folder) to HTML")
     report.add_argument("results", type=Path)
@@ -137,6 +137,7 @@ def _render_quietly(run_dir: Path) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     import concurrent.futures as cf
     import tempfile
+    import threading
 
     from lab.engine import Engine
     from lab.images import ImageBuilder, plan_image
@@ -144,7 +145,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     targets = [t for t in _targets(args, _matrix(args)) if not t.host_python]
     Engine.connect().close()
     log_dir = Path(tempfile.mkdtemp(prefix="lab-build-"))
-    builder = ImageBuilder(log_dir=log_dir,
+    stop = threading.Event()
+    builder = ImageBuilder(log_dir=log_dir, stop=stop,
                            on_stage=lambda tid, st: print(f"{tid}: {st}", file=sys.stderr))
     failed = 0
 
@@ -152,12 +154,14 @@ def cmd_build(args: argparse.Namespace) -> int:
         started = time.monotonic()
         engine = Engine.connect()
         try:
-            tag, image_id = builder.ensure(engine, plan_image(target))
-            return f"{target.id}: {tag} ({image_id[7:19]}) in {time.monotonic() - started:.1f}s"
+            image = builder.ensure(engine, plan_image(target))
+            return (f"{target.id}: {image.tag} ({image.id[7:19]}) in "
+                    f"{time.monotonic() - started:.1f}s")
         finally:
             engine.close()
 
-    with cf.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    pool = cf.ThreadPoolExecutor(max_workers=max(1, args.jobs))
+    try:
         futures = {pool.submit(one, t): t for t in targets}
         for fut in cf.as_completed(futures):
             try:
@@ -167,6 +171,15 @@ def cmd_build(args: argparse.Namespace) -> int:
             except LabError as exc:
                 failed += 1
                 print(f"{futures[fut].id}: FAILED: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        # Every download and second stage notices within a fraction of a second, and each
+        # worker removes its own container and half-made image before it returns.
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise Interrupted("interrupted; no partial image was kept") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        builder.close()
     print(f"build logs: {log_dir}", file=sys.stderr)
     return EXIT_PARTIAL if failed else 0
 

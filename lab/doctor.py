@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 
 from lab.errors import LabError
 from lab.images import QEMU_BINFMT, cache_dir, emulation_problem
-from lab.matrix import DEBIAN_ARCH, native_platforms
+from lab.matrix import DEBIAN_ARCH, DEFAULT_MIRROR, native_platforms
 
 MIN_FREE_GB = 5.0
 
@@ -22,7 +21,7 @@ class Check:
 
 def run_checks() -> list[Check]:
     checks = [check_engine()]
-    checks.append(check_debootstrap())
+    checks.append(check_mirror())
     checks.append(check_disk())
     if checks[0].level == "ok":
         checks.append(check_registry())
@@ -46,16 +45,20 @@ def check_engine() -> Check:
                         f"{v['storage_driver']}, cgroup v{v['cgroup_version']}, {v['cpus']} CPUs")
 
 
-def check_debootstrap() -> Check:
-    path = shutil.which("debootstrap")
-    if path is None:
-        return Check(name="debootstrap", level="fail",
-                     detail="missing: Debian-based images cannot be made. "
-                            "apt-get install debootstrap")
-    if os.geteuid() != 0:
-        return Check(name="debootstrap", level="warn",
-                     detail=f"{path}, but not root: building a base needs root (sudo lab build)")
-    return Check(name="debootstrap", level="ok", detail=path)
+def check_mirror(suite: str = "bookworm") -> Check:
+    """Debian bases need the mirror's signed index: fetch one and verify it."""
+    from lab.archive import PINNED_KEYS, fetch_release, mirror_url
+
+    mirror = mirror_url(DEFAULT_MIRROR)
+    try:
+        release = fetch_release(mirror, suite)
+    except LabError as exc:
+        return Check(name="debian mirror", level="fail",
+                     detail=f"{exc} Debian targets will be `unavailable`; set "
+                            "LAB_DEBIAN_MIRROR to a mirror you can reach.")
+    return Check(name="debian mirror", level="ok",
+                 detail=f"{mirror}: {suite} Release of {release.date} verified, signed by "
+                        f"{PINNED_KEYS[release.signed_by]}")
 
 
 def check_disk() -> Check:

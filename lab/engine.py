@@ -11,7 +11,7 @@ import io
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +68,10 @@ class ContainerSpec:
     pids_limit: int = 512
     tmpfs_size: str = "256m"
     platform: str | None = None
+    # Off only for the bootstrap's second stage, which runs dpkg as root inside the container
+    # (still no network): it writes the root filesystem and needs the default capabilities.
+    read_only: bool = True
+    drop_capabilities: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,18 +226,24 @@ class Engine:
             return _short(exc)
         return None
 
-    def import_rootfs(self, tar_path: str, *, repository: str, tag: str,
-                      labels: dict[str, str], platform: str | None = None) -> str:
-        """Import a root filesystem tarball as an image; returns the image id."""
+    def import_stream(self, chunks: Iterable[bytes], *, repository: str, tag: str,
+                      labels: dict[str, str]) -> str:
+        """Import a root filesystem from a tar stream (nothing touches the host's disk)."""
         changes = [f'LABEL {k}="{v}"' for k, v in labels.items()]
         with _converted(f"import {repository}:{tag}"):
-            self._client.api.import_image_from_file(
-                tar_path, repository=repository, tag=tag, changes=changes
-            )
+            self._client.api.import_image_from_data(
+                iter(chunks), repository=repository, tag=tag, changes=changes)
         info = self.image(f"{repository}:{tag}")
         if info is None:
             raise DockerError(f"imported {repository}:{tag} but the engine does not list it")
         return info.id
+
+    def export_container(self, cid: str) -> Iterator[bytes]:
+        """The container's whole filesystem as a tar stream."""
+        with _converted(f"export container {cid[:12]}"):
+            stream = self._client.api.export(cid)
+        with _converted(f"export container {cid[:12]}"):
+            yield from stream
 
     def build(self, context: bytes, *, tag: str, buildargs: dict[str, str],
               labels: dict[str, str], log: Callable[[str], None] | None = None) -> str:
@@ -267,14 +277,16 @@ class Engine:
         return image_id
 
     # -- containers --------------------------------------------------------------------------
-    def start(self, spec: ContainerSpec) -> str:
-        """Create and start a hardened container; returns its id. Removes it if start fails."""
+    def start(self, spec: ContainerSpec, *, files: Iterable[bytes] | None = None) -> str:
+        """Create and start a hardened container; returns its id. Removes it if start fails.
+
+        ``files``: a tar stream copied into the container at / before it starts."""
         host_config = self._client.api.create_host_config(
             init=True,
             network_mode="none",
-            cap_drop=["ALL"],
+            cap_drop=["ALL"] if spec.drop_capabilities else None,
             security_opt=["no-new-privileges"],
-            read_only=True,
+            read_only=spec.read_only,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={spec.tmpfs_size},mode=1777"},
             pids_limit=spec.pids_limit,
             mem_limit=spec.mem_limit,
@@ -290,6 +302,9 @@ class Engine:
             )
         cid = created["Id"]
         try:
+            if files is not None:
+                with _converted(f"copy files into {spec.name}"):
+                    self._client.api.put_archive(cid, "/", iter(files))
             with _converted(f"start container {spec.name}"):
                 self._client.api.start(cid)
         except BaseException:
@@ -314,9 +329,22 @@ class Engine:
                                   timed_out=True)
             time.sleep(0.25)
 
+    def exit_status(self, cid: str) -> int | None:
+        """The exit code once the container has stopped, else None."""
+        state = self.state(cid)
+        if state.get("Status") in ("exited", "dead"):
+            return int(state.get("ExitCode", -1))
+        return None
+
     def state(self, cid: str) -> dict[str, Any]:
         with _converted(f"inspect container {cid[:12]}"):
             return dict(self._client.api.inspect_container(cid).get("State") or {})
+
+    def logs(self, cid: str, *, limit: int = 4 << 20) -> str:
+        """The container's output, at most ``limit`` bytes from its end."""
+        with _converted(f"read logs of {cid[:12]}"):
+            raw = bytes(self._client.api.logs(cid, stdout=True, stderr=True))
+        return raw[-limit:].decode("utf-8", "replace")
 
     def logs_tail(self, cid: str, *, lines: int = 50) -> str:
         with _converted(f"read logs of {cid[:12]}"):

@@ -1,40 +1,52 @@
-"""Images: how an interpreter gets into an image, with no registry needed.
+"""Images: how an interpreter gets into an image, with no registry and no root on the host.
 
 Base resolution per target: present locally -> pulled (registry targets) -> bootstrapped from
-Debian with debootstrap and imported (the offline path). Targets of one base share it. Every
-image carries a content hash of its recipe in its tag and labels, so it is reused across runs
-and rebuilt only when the recipe changes. The runner is baked into a last COPY-only layer:
-editing a scenario never re-bootstraps, and the image id pins the exact runner a run used.
+Debian's signed archive by the lab's own code (``archive`` + ``rootfs``: first stage as a tar
+stream, second stage dpkg in a container) and saved as one layer. Targets of one base share it.
+Every image carries a content hash of its recipe in its tag and labels, so it is reused across
+runs and rebuilt only when the recipe changes; a base's labels also say how it was made
+(suite, Release date, signing key, package versions). The runner is baked into a last
+COPY-only layer: editing a scenario never re-bootstraps, and the image id pins the exact runner.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import io
 import json
 import os
-import shutil
-import subprocess
+import socket
 import tarfile
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TextIO
 
-from lab.engine import MANAGED, Engine
+from lab.archive import (
+    DebCache,
+    fetch_debs,
+    fetch_release,
+    load_index,
+    mirror_url,
+    select_packages,
+)
+from lab.engine import MANAGED, ContainerSpec, Engine
 from lab.errors import BuildFailed, DockerError, ImageUnavailable
-from lab.matrix import DebianBase, Target
+from lab.matrix import DEBIAN_ARCH, DebianBase, Target, native_platforms
+from lab.rootfs import SCRIPT, first_stage, second_stage_script, stage_two_archive
 
-RECIPE_VERSION = 1  # bump to force every image to be rebuilt
+# 2: bases made by the lab's own bootstrap (signed archive, two stages), not debootstrap.
+RECIPE_VERSION = 2  # bump to force every image to be rebuilt
 LAB_UID = 10001
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO_ROOT / "docker" / "Dockerfile"
 RUNNER_DIR = Path(__file__).resolve().parent / "runner"
-DEBOOTSTRAP_TIMEOUT_S = 1800
+SECOND_STAGE_TIMEOUT_S = 900  # native; emulated second stages get four times as long
 
 # binfmt_misc handler names of qemu-user-static, per Debian architecture.
 QEMU_BINFMT = {
@@ -83,12 +95,71 @@ class ImagePlan:
     tag: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class BaseProvenance:
+    """How a Debian base was made; stored in its image labels and in results.json."""
+
+    suite: str
+    codename: str = ""
+    release_date: str = ""  # the signed Release's Date: the archive snapshot the base is of
+    valid_until: str | None = None
+    stale: bool = False  # Valid-Until had passed when it was built (a snapshot mirror)
+    signed_by: str = ""  # primary fingerprint of the pinned key that verified the Release
+    signing_key: str = ""
+    mirror: str = ""
+    packages: dict[str, str] = field(default_factory=dict)  # the base's packages -> version
+    package_count: int = 0
+    image_id: str = ""
+    built: bool = False  # made by this run (False: an existing image was reused)
+    seconds: float | None = None
+
+    def labels(self) -> dict[str, str]:
+        pkgs = ",".join(f"{n}={v}" for n, v in sorted(self.packages.items()))
+        out = {"lab.suite": self.suite, "lab.codename": self.codename,
+               "lab.release-date": self.release_date, "lab.valid-until": self.valid_until or "",
+               "lab.release-stale": "true" if self.stale else "false",
+               "lab.signed-by": self.signed_by, "lab.signing-key": self.signing_key,
+               "lab.mirror": self.mirror, "lab.packages": pkgs,
+               "lab.package-count": str(self.package_count),
+               "lab.bootstrap-seconds": f"{self.seconds or 0:.0f}"}
+        return {k: v.replace('"', "'").replace("\n", " ") for k, v in out.items()}
+
+    @classmethod
+    def from_labels(cls, labels: dict[str, str], *, image_id: str, built: bool
+                    ) -> BaseProvenance:
+        pkgs = dict(p.split("=", 1) for p in labels.get("lab.packages", "").split(",")
+                    if "=" in p)
+        seconds = labels.get("lab.bootstrap-seconds", "")
+        return cls(suite=labels.get("lab.suite", ""), codename=labels.get("lab.codename", ""),
+                   release_date=labels.get("lab.release-date", ""),
+                   valid_until=labels.get("lab.valid-until") or None,
+                   stale=labels.get("lab.release-stale") == "true",
+                   signed_by=labels.get("lab.signed-by", ""),
+                   signing_key=labels.get("lab.signing-key", ""),
+                   mirror=labels.get("lab.mirror", ""), packages=pkgs,
+                   package_count=int(labels.get("lab.package-count", "0") or 0),
+                   image_id=image_id, built=built,
+                   seconds=float(seconds) if seconds.replace(".", "").isdigit() else None)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetImage:
+    """A target's image, ready to run, and (for Debian targets) how its base was made."""
+
+    tag: str
+    id: str
+    base: BaseProvenance | None = None
+
+
 def base_recipe(base: DebianBase, arch: str) -> dict[str, object]:
     return {
         "v": RECIPE_VERSION,
         "suite": base.suite,
         "packages": sorted(base.packages),
-        "mirror": base.mirror,
+        "mirror": mirror_url(base.mirror),
         "variant": base.variant,
         "arch": arch,
         "uid": LAB_UID,
@@ -202,29 +273,40 @@ class ImageBuilder:
     """Makes target images; safe to call from several threads (one Engine per thread)."""
 
     def __init__(self, *, log_dir: Path, on_stage: Callable[[str, str], None] | None = None,
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None, labels: dict[str, str] | None = None):
         self.log_dir = log_dir
         self.stop = stop
         self.on_stage = on_stage or (lambda target_id, stage: None)
+        # Put on every container and temporary image the builder makes, so that a run's
+        # cleanup (by its labels) also finds a bootstrap interrupted half-way.
+        self.labels = {MANAGED: "true", "lab.host": socket.gethostname(),
+                       "lab.pid": str(os.getpid()), **(labels or {})}
+        self.cache = DebCache(cache_dir() / "archive")
+        self.cache.sweep_partial()
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+
+    def close(self) -> None:
+        self.cache.close()
 
     def _thread_lock(self, key: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def ensure(self, engine: Engine, plan: ImagePlan) -> tuple[str, str]:
-        """(tag, image id) of the target's image, made if missing. Raises per-target errors."""
+    def ensure(self, engine: Engine, plan: ImagePlan) -> TargetImage:
+        """The target's image, made if missing. Raises per-target errors."""
         target = plan.target
+        base: BaseProvenance | None = None
         if plan.base_key is not None and target.base is not None:
             with self._thread_lock(plan.base_key), file_lock(plan.base_key, self.stop):
-                self._ensure_base(engine, target.base, target.arch, plan.base_key, target.id)
+                base = self._ensure_base(engine, target.base, target.arch, plan.base_key,
+                                         target.id)
         else:
             self._ensure_registry(engine, plan.base_ref, target.id)
         with self._thread_lock(plan.tag), file_lock(plan.tag, self.stop):
             found = engine.image(plan.tag)
             if found is not None:
-                return plan.tag, found.id
+                return TargetImage(tag=plan.tag, id=found.id, base=base)
             self.on_stage(target.id, "building runner layer")
             labels = {MANAGED: "true", "lab.kind": "target", "lab.target": target.id,
                       "lab.recipe": plan.tag.rsplit("-", 1)[-1], "lab.base-ref": plan.base_ref}
@@ -238,7 +320,7 @@ class ImageBuilder:
                     )
                 except DockerError as exc:
                     raise BuildFailed(str(exc), log_tail=exc.log_tail) from exc
-            return plan.tag, image_id
+            return TargetImage(tag=plan.tag, id=image_id, base=base)
 
     def _ensure_registry(self, engine: Engine, ref: str, target_id: str) -> None:
         if engine.image(ref) is not None:
@@ -247,75 +329,122 @@ class ImageBuilder:
         engine.pull(ref)
 
     def _ensure_base(self, engine: Engine, base: DebianBase, arch: str, tag: str,
-                     target_id: str) -> None:
-        if engine.image(tag) is not None:
-            return
+                     target_id: str) -> BaseProvenance:
+        found = engine.image(tag)
+        if found is not None:
+            return BaseProvenance.from_labels(found.labels, image_id=found.id, built=False)
         problem = emulation_problem(arch)
         if problem:
             raise ImageUnavailable(f"cannot make a {arch} base: {problem}")
-        if shutil.which("debootstrap") is None:
-            raise ImageUnavailable(
-                f"base {tag} is not present and debootstrap is missing: "
-                "apt-get install debootstrap (or run `lab doctor`)"
-            )
-        if os.geteuid() != 0:
-            raise ImageUnavailable(
-                f"base {tag} is not present and debootstrap needs root: run `sudo lab build` "
-                "once, then runs reuse it"
-            )
-        self.on_stage(target_id, f"debootstrap {base.suite}/{arch}")
-        debs = cache_dir() / "debs" / f"{base.suite}-{arch}"
-        debs.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"debootstrap-{base.name}-{arch}.log"
-        work = Path(tempfile.mkdtemp(prefix=f"lab-rootfs-{base.name}-", dir=cache_dir()))
+        log_path = self.log_dir / f"bootstrap-{base.name}-{arch}.log"
+        with open(log_path, "w") as log:
+            try:
+                return self._bootstrap(engine, base, arch, tag, target_id, log)
+            except (BuildFailed, ImageUnavailable) as exc:
+                log.write(f"\nFAILED: {exc}\n")
+                if isinstance(exc, BuildFailed) and not exc.log_tail:
+                    exc.log_tail = _tail(log_path)
+                raise
+
+    def _bootstrap(self, engine: Engine, base: DebianBase, arch: str, tag: str,
+                   target_id: str, log: TextIO) -> BaseProvenance:
+        """debootstrap's minbase with the lab's own code: verified archive, first stage as a
+        tar stream, second stage (dpkg) in a container, the result squashed into one layer."""
+        started = time.monotonic()
+        mirror = mirror_url(base.mirror)
+        where = f"{base.suite}/{arch}"
+
+        def say(stage: str) -> None:
+            log.write(f"[{time.monotonic() - started:6.1f}s] {stage}\n")
+            log.flush()
+            self.on_stage(target_id, stage)
+
+        say(f"reading {base.suite} from {mirror}")
+        release = fetch_release(mirror, base.suite, stop=self.stop)
+        log.write(f"InRelease: {release.codename}, {release.date}, signed by "
+                  f"{release.signed_by} (subkey {release.signing_key})\n")
+        if release.stale:
+            log.write(f"warning: Valid-Until {release.valid_until} has passed (a snapshot "
+                      "mirror); going on\n")
+        index = load_index(release, arch, self.cache, stop=self.stop)
+        selection = select_packages(index, base.packages)
+        for p in selection.all:
+            log.write(f"  {p.name} {p.version}\n")
+        say(f"downloading {len(selection.all)} packages for {where}")
+        debs = fetch_debs(self.cache, mirror, selection.all, stop=self.stop)
+        repo, _, tagname = tag.partition(":")
+        stage1 = f"lab-stage1:{tagname}-{os.getpid()}-{threading.get_ident() % 100000}"
+        s1repo, _, s1tag = stage1.partition(":")
+        cid: str | None = None
         try:
-            rootfs = work / "rootfs"
-            cmd = [
-                "debootstrap", f"--variant={base.variant}", f"--arch={arch}",
-                f"--include={','.join(base.packages)}", f"--cache-dir={debs}",
-                base.suite, str(rootfs), base.mirror,
-            ]
-            started = time.monotonic()
-            # One debootstrap per suite and architecture at a time: they share a .deb cache.
-            with open(log_path, "w") as log, file_lock(f"debs-{base.suite}-{arch}", self.stop):
-                if self.stop is not None and self.stop.is_set():
-                    raise BuildFailed(f"stopped before debootstrap {base.suite}/{arch}")
-                try:
-                    proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL,
-                                          timeout=DEBOOTSTRAP_TIMEOUT_S)
-                except subprocess.TimeoutExpired as exc:
-                    raise BuildFailed(
-                        f"debootstrap {base.suite}/{arch} took over {DEBOOTSTRAP_TIMEOUT_S} s; "
-                        f"see {log_path}", log_tail=_tail(log_path)) from exc
-            if proc.returncode != 0:
+            say(f"first stage {where}: {len(selection.required)} required packages")
+            engine.import_stream(
+                first_stage([(p, debs[p.name]) for p in selection.required], stop=self.stop),
+                repository=s1repo, tag=s1tag, labels={**self.labels, "lab.kind": "stage1"})
+            self._check_stop(f"after the first stage of {where}")
+            say(f"second stage {where}: dpkg in a container")
+            script = second_stage_script(selection, uid=LAB_UID)
+            spec = ContainerSpec(
+                image=stage1, command=["/bin/sh", SCRIPT],
+                name=f"lab-bootstrap-{base.name}-{arch}-{os.getpid()}-"
+                     f"{threading.get_ident() % 100000}",
+                labels={**self.labels, "lab.kind": "bootstrap", "lab.base": base.name},
+                user="0:0", read_only=False, drop_capabilities=False, pids_limit=4096,
+                mem_limit="2g", environment={}, working_dir="/")
+            cid = engine.start(spec, files=stage_two_archive(selection, debs, script))
+            code = self._wait_stage_two(engine, cid, emulated=arch not in _native_arches())
+            log.write(engine.logs(cid))
+            if code != 0:
                 raise BuildFailed(
-                    f"debootstrap {base.suite}/{arch} with {', '.join(base.packages)} failed "
-                    f"(exit {proc.returncode}); see {log_path}", log_tail=_tail(log_path))
-            self._prepare_rootfs(rootfs)
-            self.on_stage(target_id, f"importing {base.name}/{arch}")
-            tar_path = work / "rootfs.tar"
-            subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tar_path),
-                            "."], check=True, stdin=subprocess.DEVNULL, timeout=600)
-            repo, _, tagname = tag.partition(":")
-            engine.import_rootfs(
-                str(tar_path), repository=repo, tag=tagname,
+                    f"the second stage of {where} failed (dpkg exit {code}); see {log.name}")
+            self._check_stop(f"after the second stage of {where}")
+            say(f"saving base {where}")
+            provenance = BaseProvenance(
+                suite=base.suite, codename=release.codename, release_date=release.date,
+                valid_until=release.valid_until, stale=release.stale,
+                signed_by=release.signed_by, signing_key=release.signing_key, mirror=mirror,
+                packages={n: p.version for n, p in selection.wanted.items()},
+                package_count=len(selection.all), built=True,
+                seconds=round(time.monotonic() - started, 1))
+            image_id = engine.import_stream(
+                engine.export_container(cid), repository=repo, tag=tagname,
                 labels={MANAGED: "true", "lab.kind": "base", "lab.base": base.name,
                         "lab.arch": arch, "lab.recipe": tagname.rsplit("-", 1)[-1],
-                        "lab.bootstrap-seconds": f"{time.monotonic() - started:.0f}"},
-            )
+                        **provenance.labels()})
+            if self.stop is not None and self.stop.is_set():
+                engine.remove_image(image_id)
+                raise BuildFailed(f"stopped while saving base {where}; removed it")
+            say(f"base {where} ready")
+            return dataclasses.replace(provenance, image_id=image_id)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            if cid is not None:
+                engine.remove_container(cid, quiet=True)
+            try:
+                if engine.image(stage1) is not None:
+                    engine.remove_image(stage1)
+            except DockerError:
+                pass
 
-    @staticmethod
-    def _prepare_rootfs(rootfs: Path) -> None:
-        """Add the unprivileged ``lab`` user and drop what an image does not need."""
-        with open(rootfs / "etc" / "passwd", "a") as fh:
-            fh.write(f"lab:x:{LAB_UID}:{LAB_UID}:lab:/tmp:/usr/sbin/nologin\n")
-        with open(rootfs / "etc" / "group", "a") as fh:
-            fh.write(f"lab:x:{LAB_UID}:\n")
-        for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            folder = rootfs / sub
-            for item in folder.glob("*"):
-                if item.is_file() and item.name != "lock":
-                    item.unlink()
+    def _check_stop(self, where: str) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise BuildFailed(f"stopped {where}")
+
+    def _wait_stage_two(self, engine: Engine, cid: str, *, emulated: bool) -> int:
+        """Poll the second stage; a stop or the deadline kills it. Returns its exit code."""
+        deadline = time.monotonic() + SECOND_STAGE_TIMEOUT_S * (4 if emulated else 1)
+        while True:
+            status = engine.exit_status(cid)
+            if status is not None:
+                return status
+            if self.stop is not None and self.stop.is_set():
+                engine.kill(cid)
+                raise BuildFailed("stopped during the second stage")
+            if time.monotonic() > deadline:
+                engine.kill(cid)
+                raise BuildFailed("the second stage overran its deadline and was killed")
+            time.sleep(0.25)
+
+
+def _native_arches() -> set[str]:
+    return {DEBIAN_ARCH[p] for p in native_platforms()}
+

@@ -2,6 +2,8 @@
 
 Format history (``schema_version``; the reader ignores keys it does not know):
   1 - lab 0.1.0: run, targets (with probe), results (one cell per scenario x start method).
+  2 - targets[].base: how a Debian base was made by the lab's own bootstrap (suite, signed
+      Release date, signing key, mirror, package versions). Version 1 files read fine.
 The JSON Schema is ``lab/schema/results.schema.json``. The report reads only these files, so any
 old run can be re-rendered; ``cells.jsonl`` is appended as each cell finishes, so a run that
 died keeps what finished.
@@ -19,7 +21,7 @@ from typing import Any, TypeVar
 
 from lab.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 OUTCOMES = ("ok", "hung", "crashed", "failed", "skipped", "error")
 TARGET_STATUSES = ("ok", "unavailable", "build_failed", "error")
 
@@ -75,6 +77,9 @@ class TargetResult:
     reason: str | None = None
     probe: dict[str, Any] = field(default_factory=dict)
     build_seconds: float | None = None
+    # How the Debian base was made (suite, Release date, signing key, package versions);
+    # see images.BaseProvenance. None for registry and host targets.
+    base: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -178,8 +178,7 @@ class Run:
         self.progress.stage(target.id, "image")
         engine = self.connect()
         try:
-            plan = plan_image(target)
-            tag, image_id = builder.ensure(engine, plan)
+            image = builder.ensure(engine, plan_image(target))
         except ImageUnavailable as exc:
             self.set_target(target.id, status="unavailable", reason=str(exc))
             self.progress.stage(target.id, "unavailable")
@@ -197,8 +196,10 @@ class Run:
             return False
         finally:
             engine.close()
-        self.images[target.id] = tag
-        self.set_target(target.id, status="ok", reason=None, image=ImageRef(tag=tag, id=image_id),
+        self.images[target.id] = image.tag
+        self.set_target(target.id, status="ok", reason=None,
+                        image=ImageRef(tag=image.tag, id=image.id),
+                        base=image.base.to_json() if image.base else None,
                         build_seconds=round(time.monotonic() - started, 1))
         return True
 
@@ -274,7 +275,7 @@ class Run:
                 engine.close()
         self.write_head()
         builder = ImageBuilder(log_dir=self.dir / "logs", on_stage=self.progress.stage,
-                               stop=self.stop)
+                               stop=self.stop, labels={"lab.run": self.run_id})
         targets = {t.id: t for t in self.options.targets}
         budget = self.options.timeout_s or watchdog_budget(self.plan, self.options.jobs)
         expired = threading.Event()
@@ -315,6 +316,7 @@ class Run:
                 self._cleanup_now()
         finally:
             pool.shutdown(wait=not (interrupted or engine_lost), cancel_futures=True)
+            builder.close()
             self.progress.finish()
         if expired.is_set():
             self.info = dataclasses.replace(self.info, notes=[

@@ -64,7 +64,8 @@ def image_of(engine: Engine, tmp_path_factory):
 
     def get(target_id: str) -> str:
         if target_id not in cache:
-            cache[target_id] = builder.ensure(engine, plan_image(load_matrix().get(target_id)))[0]
+            cache[target_id] = builder.ensure(
+                engine, plan_image(load_matrix().get(target_id))).tag
         return cache[target_id]
     return get
 

@@ -17,7 +17,9 @@ def test_platforms_say_native_or_what_to_install(monkeypatch):
     assert "qemu-user-static" in checks["platform linux/riscv64"].detail
 
 
-def test_missing_debootstrap_is_a_failure_with_the_fix(monkeypatch):
-    monkeypatch.setattr("lab.doctor.shutil.which", lambda name: None)
-    check = doctor.check_debootstrap()
-    assert check.level == "fail" and "apt-get install debootstrap" in check.detail
+def test_unreachable_mirror_is_a_failure_that_names_the_setting(monkeypatch, tmp_path):
+    monkeypatch.setenv("LAB_DEBIAN_MIRROR", f"file://{tmp_path}/no-mirror")
+    check = doctor.check_mirror()
+    assert check.level == "fail"
+    assert f"{tmp_path}/no-mirror/dists/bookworm/InRelease" in check.detail
+    assert "LAB_DEBIAN_MIRROR" in check.detail
