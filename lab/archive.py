@@ -177,7 +177,8 @@ def _retrying(url: str, stop: threading.Event | None, attempt: Callable[[], Any]
         try:
             return attempt()
         except _NETWORK_ERRORS as exc:
-            final = n == ATTEMPTS or (isinstance(exc, _HttpStatus) and exc.code < 500)
+            final = (n == ATTEMPTS or isinstance(exc, FileNotFoundError)
+                     or (isinstance(exc, _HttpStatus) and exc.code < 500))
             if final:
                 raise ImageUnavailable(f"cannot fetch {url} ({_reach_error(exc)})") from exc
             for _ in range(int(5 * n)):
@@ -204,17 +205,25 @@ def fetch_bytes(url: str, *, limit: int, stop: threading.Event | None = None) ->
 
 # -- signatures ------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _Key:
+class TrustedKey:
     cert: Any  # pysequoia.Cert
     fingerprint: str  # primary, upper case
     ids: frozenset[str]  # the primary and every subkey fingerprint, upper case
+    name: str
+
+    @classmethod
+    def of(cls, cert: Any, name: str) -> TrustedKey:
+        fpr = cert.fingerprint.upper()
+        pile = pysequoia.packet.PacketPile.from_bytes(bytes(cert))
+        ids = frozenset(p.fingerprint.upper() for p in pile if p.fingerprint)
+        return cls(cert=cert, fingerprint=fpr, ids=ids | {fpr}, name=name)
 
 
-_keys_cache: list[_Key] | None = None
+_keys_cache: list[TrustedKey] | None = None
 _keys_lock = threading.Lock()
 
 
-def pinned_keys() -> list[_Key]:
+def pinned_keys() -> list[TrustedKey]:
     """The pinned certificates shipped in ``lab/keys``, loaded once."""
     global _keys_cache
     with _keys_lock:
@@ -225,18 +234,15 @@ def pinned_keys() -> list[_Key]:
                 if not entry.name.endswith(".asc"):
                     continue
                 for cert in pysequoia.Cert.split_bytes(entry.read_bytes()):
-                    fpr = cert.fingerprint.upper()
-                    if fpr not in PINNED_KEYS:
-                        continue
-                    pile = pysequoia.packet.PacketPile.from_bytes(bytes(cert))
-                    ids = frozenset(p.fingerprint.upper() for p in pile if p.fingerprint)
-                    keys.append(_Key(cert=cert, fingerprint=fpr, ids=ids | {fpr}))
+                    name = PINNED_KEYS.get(cert.fingerprint.upper())
+                    if name is not None:
+                        keys.append(TrustedKey.of(cert, name))
             _keys_cache = keys
         return _keys_cache
 
 
 def verify_inrelease(data: bytes, *, where: str,
-                     keys: list[_Key] | None = None) -> tuple[bytes, str, str]:
+                     keys: list[TrustedKey] | None = None) -> tuple[bytes, str, str]:
     """(signed text, primary fingerprint, signing key) of a clearsigned InRelease.
 
     Any good signature by a pinned key is enough (Debian signs with several). Raises
@@ -255,20 +261,20 @@ def verify_inrelease(data: bytes, *, where: str,
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         ours = [k for k in keys if k.ids & set(asked)]
         if ours:
-            names = ", ".join(f"{k.fingerprint} ({PINNED_KEYS[k.fingerprint]})" for k in ours)
+            names = ", ".join(f"{k.fingerprint} ({k.name})" for k in ours)
             raise BuildFailed(
                 f"{where}: the signature by pinned key {names} does not verify ({first}): the "
                 "file was changed after signing. Nothing was imported; check the mirror."
             ) from exc
         named = ", ".join(asked) or "no key at all"
         raise BuildFailed(
-            f"{where}: signed by key {named}, which is not pinned (the lab trusts only Debian's "
-            f"archive keys in lab/keys: {', '.join(PINNED_KEYS)}). Nothing was imported; use "
-            "a Debian mirror."
+            f"{where}: signed by key {named}, which is not pinned (the lab trusts only "
+            f"{', '.join(k.fingerprint for k in keys)}: Debian's archive keys in lab/keys). "
+            "Nothing was imported; use a Debian mirror."
         ) from exc
     sig = result.valid_sigs[0]
     primary, signing = sig.certificate.upper(), sig.signing_key.upper()
-    if primary not in PINNED_KEYS:  # belt and braces: only pinned certs were handed over
+    if primary not in {k.fingerprint for k in keys}:  # belt and braces
         raise BuildFailed(f"{where}: verified by {primary}, which is not pinned.")
     return bytes(result.bytes or b""), primary, signing
 
@@ -283,7 +289,7 @@ def _parse_date(text: str | None) -> dt.datetime | None:
 
 
 def fetch_release(mirror: str, suite: str, *, stop: threading.Event | None = None,
-                  keys: list[_Key] | None = None,
+                  keys: list[TrustedKey] | None = None,
                   now: dt.datetime | None = None) -> Release:
     url = f"{mirror}/dists/{suite}/InRelease"
     data = fetch_bytes(url, limit=MAX_RELEASE_BYTES, stop=stop)
@@ -533,6 +539,9 @@ class DebCache:
         except BaseException:
             for f in futures:
                 f.cancel()
+            # Running downloads notice the stop (or finish) within a chunk; wait for them so
+            # no temporary file outlives this call.
+            cf.wait(futures, timeout=READ_TIMEOUT_S)
             raise
 
     def _submit(self, url: str, sha256: str, size: int, label: str,

@@ -110,7 +110,12 @@ def first_stage(debs: Sequence[tuple[Package, Path]], *, stop: threading.Event |
         if stop is not None and stop.is_set():
             raise BuildFailed("stopped while assembling the first stage")
         try:
-            data = debfile.DebFile(str(path)).data.tgz()
+            deb = debfile.DebFile(str(path))
+        except (debfile.DebError, OSError, EOFError) as exc:
+            raise BuildFailed(f"cannot read {pkg.deb_name} ({exc}): the cached file is "
+                              "damaged; remove ~/.cache/lab/archive and retry.") from exc
+        try:
+            data = deb.data.tgz()
             for member in data:
                 name = _normal(member.name)
                 if not name:
@@ -145,7 +150,9 @@ def first_stage(debs: Sequence[tuple[Package, Path]], *, stop: threading.Event |
                     yield chunk
         except (debfile.DebError, tarfile.TarError, EOFError, OSError) as exc:
             raise BuildFailed(f"cannot read {pkg.deb_name} ({exc}): the cached file is "
-                              "damaged; `lab clean --cache` removes it.") from exc
+                              "damaged; remove ~/.cache/lab/archive and retry.") from exc
+        finally:
+            deb.close()
     for top in MERGED_DIRS:
         if top in merged_used:
             emit(_dir(f"usr/{top}"))
