@@ -17,18 +17,15 @@ help: ## list the targets
 	@echo "  LAB_ARGS='--targets cp311,cp314 --quick' make lab   passes options to 'lab run'"
 	@echo "  TEST_ARGS='-k report' make test                    passes options to pytest"
 
-$(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
-	  { echo "make: the lab's host side needs Python >= 3.11 (PYTHON=$(PYTHON)); set PYTHON=python3.11 or newer"; exit 2; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(STAMP): pyproject.toml .ci/setup
+	PYTHON=$(PYTHON) VENV=$(VENV) .ci/setup venv
 	@touch $@
 
 lab: $(STAMP) ## run the full default matrix and write reports/latest/index.html
 	$(BIN)/lab run $(LAB_ARGS)
 
-test: $(STAMP) ## unit, runner and Docker integration tests, in parallel (pytest-xdist)
+test: $(STAMP) ## set up what the tests need (.ci/setup), then every test, in parallel
+	VENV=$(VENV) .ci/setup test
 	$(BIN)/pytest -n 4 $(TEST_ARGS)
 
 test-unit: $(STAMP) ## only the fast tests that need no Docker

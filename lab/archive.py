@@ -162,6 +162,13 @@ class _HttpStatus(Exception):
         self.code = code
 
 
+def _read_some(fh: BinaryIO) -> bytes:
+    """Up to CHUNK bytes as soon as any arrive (``read`` would wait for all of them, so a
+    slow mirror would delay noticing a stop)."""
+    read1 = getattr(fh, "read1", None)
+    return read1(CHUNK) if read1 is not None else fh.read(CHUNK)
+
+
 def _reach_error(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
@@ -505,6 +512,7 @@ class DebCache:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lab-dl")
         self._inflight: dict[str, cf.Future[Path]] = {}
+        self._open: set[BinaryIO] = set()  # streams being read, closed at once on a stop
         self._lock = threading.Lock()
         self.downloaded_bytes = 0
         self.reused = 0
@@ -530,6 +538,8 @@ class DebCache:
         try:
             pending = set(futures)
             while pending:
+                if stop is not None and stop.is_set():
+                    self._abort_open()
                 _check_stop(stop, "downloading packages")
                 _, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_EXCEPTION)
                 for f in futures:
@@ -543,6 +553,14 @@ class DebCache:
             # no temporary file outlives this call.
             cf.wait(futures, timeout=READ_TIMEOUT_S)
             raise
+
+    def _abort_open(self) -> None:
+        """Close every stream being read: a worker blocked in recv wakes up at once."""
+        with self._lock:
+            streams = list(self._open)
+        for fh in streams:
+            with contextlib.suppress(Exception):
+                fh.close()
 
     def _submit(self, url: str, sha256: str, size: int, label: str,
                 stop: threading.Event | None, limit: int | None) -> cf.Future[Path]:
@@ -572,13 +590,19 @@ class DebCache:
             h = hashlib.sha256()
             got = 0
             with _open_url(url) as src, open(tmp, "wb") as dst:
-                while chunk := src.read(CHUNK):
-                    _check_stop(stop, f"downloading {label}")
-                    got += len(chunk)
-                    if got > size:
-                        break  # longer than the index says: a mismatch, whatever follows
-                    h.update(chunk)
-                    dst.write(chunk)
+                with self._lock:
+                    self._open.add(src)
+                try:
+                    while chunk := _read_some(src):
+                        _check_stop(stop, f"downloading {label}")
+                        got += len(chunk)
+                        if got > size:
+                            break  # longer than the index says: a mismatch, whatever follows
+                        h.update(chunk)
+                        dst.write(chunk)
+                finally:
+                    with self._lock:
+                        self._open.discard(src)
             return h.hexdigest(), got
 
         try:

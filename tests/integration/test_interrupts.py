@@ -11,7 +11,6 @@ import threading
 import time
 from pathlib import Path
 
-from lab.engine import MANAGED
 from lab.runs import remove_leftovers
 
 from .conftest import LAB, REPO, lab, lab_containers, load_results
@@ -93,35 +92,6 @@ def test_ctrl_c_as_the_container_starts_leaves_nothing(engine, image_of, tmp_pat
     assert proc.returncode == 130, err
     assert lab_containers(engine, **{"lab.run": run_dir(out).name}) == []
     assert load_results(run_dir(out))["run"]["interrupted"] is True
-
-
-def test_ctrl_c_during_a_build_leaves_nothing(engine, tmp_path):
-    cfg = tmp_path / "lab.toml"
-    cfg.write_text(f'[base.fresh]\nsuite = "bookworm"\npackages = ["python3.11", "hello"]\n'
-                   f'mirror = "http://deb.debian.org/debian"\nvariant = "minbase"\n'
-                   f'[[target]]\nid = "fresh"\nimplementation = "cpython"\nversion = "3.11"\n'
-                   f'python = "/usr/bin/python3.11"\nbase = "fresh"\n'
-                   f'# {time.time()}\n')
-    out = tmp_path / "runs"
-    proc = start_lab("run", "--config", str(cfg), "--targets", "fresh", "--out", str(out))
-    rootfs = Path.home() / ".cache" / "lab"
-
-    def bootstrapping() -> bool:
-        return any(p.name.startswith("lab-rootfs-fresh-") for p in rootfs.iterdir())
-
-    wait_for(bootstrapping, 60, "debootstrap to start")
-    time.sleep(2)
-    sent = time.monotonic()
-    os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert time.monotonic() - sent < 10
-    wait_for(lambda: not bootstrapping(), 10, "the half-made root filesystem to go")
-    # Neither the half-made base nor a target image of it exists (other tests may be
-    # importing their own images meanwhile, so only this target's are compared).
-    assert engine.images({MANAGED: "true", "lab.base": "fresh"}) == []
-    assert engine.images({MANAGED: "true", "lab.target": "fresh"}) == []
-    assert lab_containers(engine, **{"lab.target": "fresh"}) == []
 
 
 def test_sigkilled_harness_leftovers_are_removed_by_the_next_run(engine, image_of, tmp_path):

@@ -8,6 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from lab.archive import PINNED_KEYS
+
 from .conftest import REPO, lab, lab_containers, load_results, only_run
 
 SCHEMA = json.loads((REPO / "lab" / "schema" / "results.schema.json").read_text())
@@ -124,6 +126,11 @@ def test_a_missing_debian_package_is_build_failed(tmp_path: Path, engine):
     assert proc.returncode == 1, proc.stderr[-2000:]
     rows = {t["id"]: t for t in load_results(only_run(out))["targets"]}
     assert rows["broken"]["status"] == "build_failed"
-    assert "debootstrap bookworm/amd64" in rows["broken"]["reason"]
-    assert "no-such-package-lab" in rows["broken"]["reason"]
+    assert "'no-such-package-lab' does not exist in bookworm/main for amd64" in \
+        rows["broken"]["reason"]
     assert rows["cp39"]["status"] == "ok"
+    # How the working base was made is on its row: suite, signed Release, key, versions.
+    base = rows["cp39"]["base"]
+    assert base["suite"] == "bullseye" and base["packages"]["python3.9"].startswith("3.9")
+    assert base["signed_by"] in PINNED_KEYS and base["release_date"]
+    assert engine.image(base["image_id"]).labels["lab.signed-by"] == base["signed_by"]
