@@ -9,6 +9,10 @@ Three measurements in one invocation, images built beforehand so only execution 
 Printed: both wall times and their ratio, the lab's overhead over its ideal schedule (sum of
 timing work divided by cores, plus one deadline for all hung cells), and the countdown spread
 (IQR / median of the speedup samples) with and without pinning.
+
+``--bases``: instead, the cold image phase: the default matrix's Debian bases (four suites,
+amd64) removed, made again from an empty download cache, three at a time as a run makes them;
+prints the wall time and each base's own time and phases.
 """
 
 from __future__ import annotations
@@ -53,11 +57,62 @@ def one_job(engine: Engine, job: Job, target, image: str, run_dir: Path, run_id:
     return run_job(engine, job, ctx)
 
 
+def bench_bases(ids: str | None) -> int:
+    """The cold image phase: every selected target's base rebuilt from an empty cache."""
+    matrix = load_matrix()
+    targets = select_targets(matrix, ids=ids.split(",") if ids else None)
+    engine = Engine.connect()
+    plans = {t.id: plan_image(t) for t in targets if t.base is not None}
+    for key in {p.base_key for p in plans.values() if p.base_key}:
+        for image in engine.images({"lab.managed": "true"}):
+            if key in image.tags or any(t.startswith(key) for t in image.tags):
+                engine.remove_image(image.id)
+    for p in plans.values():
+        if engine.image(p.tag) is not None:
+            engine.remove_image(p.tag)
+    work = Path(tempfile.mkdtemp(prefix="lab-bench-bases-"))
+    os.environ["LAB_CACHE_DIR"] = str(work / "cache")
+    stages: dict[str, list[tuple[float, str]]] = {}
+    started = time.monotonic()
+
+    def on_stage(tid: str, stage: str) -> None:
+        stages.setdefault(tid, []).append((time.monotonic() - started, stage))
+
+    builder = ImageBuilder(log_dir=work, on_stage=on_stage)
+    per: dict[str, float] = {}
+
+    def one(t) -> None:  # type: ignore[no-untyped-def]
+        e = Engine.connect()
+        try:
+            builder.ensure(e, plans[t.id])
+            per[t.id] = time.monotonic() - started
+        finally:
+            e.close()
+
+    with cf.ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(one, [t for t in targets if t.id in plans]))
+    wall = time.monotonic() - started
+    builder.close()
+    print(f"cold image phase: {len(plans)} targets on "
+          f"{len({p.base_key for p in plans.values()})} bases, empty cache: {wall:.1f} s wall; "
+          f"downloaded {builder.cache.downloaded_bytes / 1e6:.0f} MB")
+    for tid, done in per.items():
+        print(f"  {tid}: ready at {done:.1f} s")
+        for at, stage in stages.get(tid, []):
+            print(f"      {at:6.1f}  {stage}")
+    print(f"logs: {work}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--targets", default=None, help="comma-separated ids (default matrix)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--bases", action="store_true",
+                        help="time the cold image phase instead (bases from an empty cache)")
     args = parser.parse_args(argv)
+    if args.bases:
+        return bench_bases(args.targets)
     targets = select_targets(load_matrix(), ids=args.targets.split(",") if args.targets else None)
     work = Path(tempfile.mkdtemp(prefix="lab-bench-"))
     engine = Engine.connect()

@@ -64,7 +64,10 @@ class ContainerSpec:
     working_dir: str = "/opt/lab"
     user: str = "10001:10001"
     cpuset_cpus: str | None = None
-    mem_limit: str = "1g"
+    # A safety net, not part of any measurement: four cells share a behaviour container, and
+    # PyPy 8's queue_growth producers peak near 300 MB each, so 1 GiB had the cgroup's OOM
+    # killer take them mid-cell (seen with Debian sid's pypy3 8.0.1).
+    mem_limit: str = "2g"
     pids_limit: int = 512
     tmpfs_size: str = "256m"
     platform: str | None = None

@@ -64,7 +64,8 @@ def sanitize_results(r: RunResults) -> RunResults:
         signal=inert(c.signal, 100) if c.signal else c.signal,
     ) for c in r.results]
     targets = [dataclasses.replace(t, probe=sanitize(t.probe),
-                                   reason=inert(t.reason, BLOCK_LIMIT) if t.reason else t.reason)
+                                   reason=inert(t.reason, BLOCK_LIMIT) if t.reason else t.reason,
+                                   base=sanitize(t.base) if isinstance(t.base, dict) else None)
                for t in r.targets]
     return RunResults(run=r.run, targets=targets, results=cells, schema_version=r.schema_version)
 

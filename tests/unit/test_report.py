@@ -170,3 +170,20 @@ def test_contended_timing_is_flagged_in_the_chart():
              if c.scenario == "countdown" else c for c in r.results]
     html = render_html(dataclasses.replace(r, results=cells))
     assert "other processes used 0.50 CPU meanwhile: contended" in html
+
+
+def test_how_each_base_was_made_is_shown_and_escaped():
+    r = load(GOLDEN)
+    base = {"suite": "sid", "release_date": "Fri, 30 Oct 2026 08:08:01 UTC", "stale": True,
+            "valid_until": "Fri, 06 Nov 2026 08:08:01 UTC",
+            "signed_by": "B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8",
+            "packages": {"python3.14": "3.14.10-1", "evil": "<script>x</script>"},
+            "mirror": "http://deb.debian.org/debian", "built": True}
+    first = dataclasses.replace(r.targets[0], base=base)
+    second = dataclasses.replace(r.targets[1], base="not an object")  # type: ignore[arg-type]
+    html = render_html(dataclasses.replace(r, targets=[first, second, *r.targets[2:]]))
+    assert "sid, Release of Fri, 30 Oct 2026 08:08:01 UTC" in html
+    assert "Valid-Until Fri, 06 Nov 2026 08:08:01 UTC had passed" in html
+    assert "signed by B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8" in html
+    assert "python3.14 3.14.10-1" in html and "built in this run" in html
+    assert "<script>x" not in html and "&lt;script&gt;x" in html
