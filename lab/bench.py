@@ -63,13 +63,12 @@ def bench_bases(ids: str | None) -> int:
     targets = select_targets(matrix, ids=ids.split(",") if ids else None)
     engine = Engine.connect()
     plans = {t.id: plan_image(t) for t in targets if t.base is not None}
-    for key in {p.base_key for p in plans.values() if p.base_key}:
-        for image in engine.images({"lab.managed": "true"}):
-            if key in image.tags or any(t.startswith(key) for t in image.tags):
-                engine.remove_image(image.id)
-    for p in plans.values():
-        if engine.image(p.tag) is not None:
-            engine.remove_image(p.tag)
+    bases = {p.base_key for p in plans.values() if p.base_key}
+    # Children first, as `lab clean` removes them: every image made from these bases, then them.
+    doomed = [i for i in engine.images({"lab.managed": "true"})
+              if i.labels.get("lab.base-ref") in bases or bases & set(i.tags)]
+    for image in sorted(doomed, key=lambda i: i.labels.get("lab.kind") == "base"):
+        engine.remove_image(image.id)
     work = Path(tempfile.mkdtemp(prefix="lab-bench-bases-"))
     os.environ["LAB_CACHE_DIR"] = str(work / "cache")
     stages: dict[str, list[tuple[float, str]]] = {}

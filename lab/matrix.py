@@ -47,7 +47,7 @@ GROUPS = ("default", "native", "emulated", "registry", "all")
 
 @dataclass(frozen=True, kw_only=True)
 class DebianBase:
-    """A Debian root filesystem made with debootstrap; shared by the targets that name it."""
+    """A Debian root filesystem made by the lab's bootstrap; shared by the targets that name it."""
 
     name: str
     suite: str

@@ -42,7 +42,7 @@ from lab.results import (
 from lab.scheduler import Job, Plan, cell_order, plan_runs
 
 REPORTS = Path("reports")
-BUILD_ALLOWANCE_S = 1800.0  # one cold debootstrap of the slowest base, emulated
+BUILD_ALLOWANCE_S = 1800.0  # one cold bootstrap of the slowest base, emulated
 
 
 def watchdog_budget(plan: Plan, jobs: int) -> float:
