@@ -160,6 +160,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         finally:
             engine.close()
 
+    builder.prefetch_bases([plan_image(t) for t in targets], Engine.connect)
     pool = cf.ThreadPoolExecutor(max_workers=max(1, args.jobs))
     try:
         futures = {pool.submit(one, t): t for t in targets}

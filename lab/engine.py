@@ -7,19 +7,18 @@ share one ``Engine`` across threads: make one per worker (``Engine.connect()`` i
 
 from __future__ import annotations
 
-import io
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import docker
 import docker.errors
 import requests.exceptions
 
-import docker
 from lab.errors import DockerError, EngineUnavailable, ImageUnavailable
 
 MANAGED = "lab.managed"
@@ -28,7 +27,6 @@ API_TIMEOUT_S = 60
 # leaks its socket when the engine is missing. 1.41 is Docker 20.10 (Debian 12's docker.io),
 # and newer engines keep accepting it.
 API_VERSION = "1.41"
-BUILD_TIMEOUT_S = 900
 
 
 def endpoint() -> str:
@@ -241,43 +239,37 @@ class Engine:
             raise DockerError(f"imported {repository}:{tag} but the engine does not list it")
         return info.id
 
+    def commit_layer(self, base: str, files: bytes, *, repository: str, tag: str,
+                     changes: list[str], labels: dict[str, str], command: list[str],
+                     container_labels: dict[str, str]) -> str:
+        """An image of ``base`` plus ``files`` (a tar, extracted at /) and ``changes``
+        (Dockerfile instructions such as ENV or USER), made by one commit: no build context and
+        no intermediate container per instruction. Returns the image id."""
+        with _converted(f"create a layer for {repository}:{tag}"):
+            created = self._client.api.create_container(
+                base, command=command, labels=container_labels, network_disabled=True,
+                host_config=self._client.api.create_host_config(network_mode="none"))
+        cid = created["Id"]
+        try:
+            with _converted(f"copy files for {repository}:{tag}"):
+                self._client.api.put_archive(cid, "/", files)
+            label_changes = [f'LABEL {k}="{v}"' for k, v in labels.items()]
+            with _converted(f"commit {repository}:{tag}"):
+                self._client.api.commit(cid, repository=repository, tag=tag, pause=False,
+                                        changes=[*changes, *label_changes])
+        finally:
+            self.remove_container(cid, quiet=True)
+        info = self.image(f"{repository}:{tag}")
+        if info is None:
+            raise DockerError(f"committed {repository}:{tag} but the engine does not list it")
+        return info.id
+
     def export_container(self, cid: str) -> Iterator[bytes]:
         """The container's whole filesystem as a tar stream."""
         with _converted(f"export container {cid[:12]}"):
             stream = self._client.api.export(cid)
         with _converted(f"export container {cid[:12]}"):
             yield from stream
-
-    def build(self, context: bytes, *, tag: str, buildargs: dict[str, str],
-              labels: dict[str, str], log: Callable[[str], None] | None = None) -> str:
-        """Build from an in-memory tar context (classic builder); returns the image id."""
-        lines: list[str] = []
-        image_id = None
-        with _converted(f"build {tag}"):
-            stream = self._client.api.build(
-                fileobj=io.BytesIO(context), custom_context=True, tag=tag, buildargs=buildargs,
-                labels=labels, rm=True, forcerm=True, decode=True, timeout=BUILD_TIMEOUT_S,
-                pull=False,
-            )
-            for chunk in stream:
-                if "stream" in chunk:
-                    text = str(chunk["stream"])
-                    lines.append(text)
-                    if log:
-                        log(text)
-                if "aux" in chunk and "ID" in chunk["aux"]:
-                    image_id = chunk["aux"]["ID"]
-                if "error" in chunk:
-                    raise DockerError(
-                        f"build {tag} failed: {' '.join(str(chunk['error']).split())[:300]}",
-                        log_tail="".join(lines[-30:]),
-                    )
-        if image_id is None:
-            info = self.image(tag)
-            if info is None:
-                raise DockerError(f"build {tag} produced no image", log_tail="".join(lines[-30:]))
-            image_id = info.id
-        return image_id
 
     # -- containers --------------------------------------------------------------------------
     def start(self, spec: ContainerSpec, *, files: Iterable[bytes] | None = None) -> str:

@@ -247,7 +247,8 @@ def second_stage_script(selection: Selection, *, uid: int, user: str = "lab") ->
         "export DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C",
         "export PATH=/usr/sbin:/usr/bin:/sbin:/bin",
         f"D={INNER_DIR}/debs",
-        'step() { echo "lab-bootstrap: $*"; }',
+        # Seconds since boot on every step, so the log shows where the time goes.
+        'step() { read -r up _ < /proc/uptime; echo "lab-bootstrap [$up]: $*"; }',
         "dpkgq() { dpkg --force-unsafe-io \"$@\" </dev/null; }",
         "step 'feigning dpkg'",
         'ver=$(dpkg-deb -f "$D/dpkg.deb" Version)',

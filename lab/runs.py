@@ -277,6 +277,9 @@ class Run:
         builder = ImageBuilder(log_dir=self.dir / "logs", on_stage=self.progress.stage,
                                stop=self.stop, labels={"lab.run": self.run_id})
         targets = {t.id: t for t in self.options.targets}
+        if needs_docker:
+            builder.prefetch_bases([plan_image(t) for t in self.options.targets
+                                    if not t.host_python], self.connect)
         budget = self.options.timeout_s or watchdog_budget(self.plan, self.options.jobs)
         expired = threading.Event()
 

@@ -4,7 +4,7 @@ import io
 import tarfile
 
 from lab import images
-from lab.images import base_tag, build_context, emulation_problem, plan_image
+from lab.images import base_tag, emulation_problem, plan_image, runner_archive, runner_changes
 from lab.matrix import load_matrix
 
 
@@ -42,12 +42,25 @@ def test_registry_target_builds_from_the_registry_image():
     assert p.base_ref == "python:3.12-slim" and p.base_key is None
 
 
-def test_build_context_holds_the_dockerfile_and_the_runner_as_labrunner():
-    with tarfile.open(fileobj=io.BytesIO(build_context())) as tar:
-        names = tar.getnames()
-    assert "Dockerfile" in names
-    assert "labrunner/__main__.py" in names and "labrunner/scenarios/probe.py" in names
-    assert not any("__pycache__" in n for n in names)
+def test_the_runner_layer_holds_the_runner_as_labrunner_and_its_settings():
+    with tarfile.open(fileobj=io.BytesIO(runner_archive())) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert "opt/lab/labrunner/__main__.py" in members
+    assert "opt/lab/labrunner/scenarios/probe.py" in members
+    assert members["opt/lab/labrunner"].isdir()
+    assert not any("__pycache__" in n for n in members)
+    assert all(m.uid == 0 and not m.mode & 0o022 for m in members.values())
+    changes = runner_changes("/usr/bin/python3.14")
+    assert "USER 10001:10001" in changes and "WORKDIR /opt/lab" in changes
+    assert any("PYTHONPATH=/opt/lab" in c and "LAB_PYTHON=/usr/bin/python3.14" in c
+               for c in changes)
+
+
+def test_the_runner_settings_are_part_of_the_recipe(monkeypatch):
+    m = load_matrix()
+    before = plan_image(m.get("cp39"))
+    monkeypatch.setattr(images, "runner_changes", lambda python: ["USER 0:0"])
+    assert plan_image(m.get("cp39")).tag != before.tag
 
 
 def test_emulation_problem_explains_what_to_do(tmp_path, monkeypatch):
