@@ -386,10 +386,10 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_index(release: Release, arch: str, cache: DebCache, *,
-               stop: threading.Event | None = None) -> Index:
-    """Fetch (or reuse from the cache) ``main/binary-ARCH/Packages.xz``, checked against the
-    Release's SHA256, and parse it."""
+def fetch_index(release: Release, arch: str, cache: DebCache, *,
+                stop: threading.Event | None = None) -> Path:
+    """``main/binary-ARCH/Packages.xz`` in the cache, fetched if missing, checked against the
+    Release's SHA256."""
     rel_path = f"main/binary-{arch}/Packages.xz"
     if rel_path not in release.sha256:
         raise BuildFailed(
@@ -397,11 +397,53 @@ def load_index(release: Release, arch: str, cache: DebCache, *,
             f"is not published for {arch} there. Pick another suite or architecture.")
     sha, size = release.sha256[rel_path]
     url = f"{release.mirror}/dists/{release.suite}/{rel_path}"
-    path = cache.get(url, sha256=sha, size=size, label=f"{release.suite} {rel_path}",
+    return cache.get(url, sha256=sha, size=size, label=f"{release.suite} {rel_path}",
                      stop=stop, limit=MAX_INDEX_BYTES)
+
+
+def read_index(path: Path, *, suite: str, arch: str) -> Index:
     with lzma.open(path) as fh:
         raw = fh.read()
-    return parse_index(raw, suite=release.suite, arch=arch)
+    return parse_index(raw, suite=suite, arch=arch)
+
+
+def load_index(release: Release, arch: str, cache: DebCache, *,
+               stop: threading.Event | None = None) -> Index:
+    """Fetch and parse a suite's index for ``arch``."""
+    return read_index(fetch_index(release, arch, cache, stop=stop), suite=release.suite,
+                      arch=arch)
+
+
+def resolve(path: Path, *, suite: str, arch: str, wanted: tuple[str, ...]) -> Selection:
+    """Parse a verified index and select a base's packages: the CPU-heavy part (~4 s of
+    python-debian parsing for a suite), made to run in a worker process (``Resolver``)."""
+    return select_packages(read_index(path, suite=suite, arch=arch), wanted)
+
+
+class Resolver:
+    """Resolves bases in spawned worker processes, so that several suites parse at once
+    instead of taking turns on one interpreter lock. Spawn, not fork: the lab is
+    multi-threaded, and a forked child could inherit a lock some thread held."""
+
+    def __init__(self, workers: int = 2) -> None:
+        import multiprocessing
+
+        self._pool = cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def resolve(self, path: Path, *, suite: str, arch: str, wanted: tuple[str, ...],
+                stop: threading.Event | None = None) -> Selection:
+        fut = self._pool.submit(resolve, path, suite=suite, arch=arch, wanted=wanted)
+        while True:
+            try:
+                return fut.result(timeout=0.2)
+            except cf.TimeoutError:
+                if stop is not None and stop.is_set():
+                    fut.cancel()
+                    raise Stopped("stopped while resolving packages") from None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 # -- resolution ------------------------------------------------------------------------------

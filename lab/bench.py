@@ -78,6 +78,7 @@ def bench_bases(ids: str | None) -> int:
         stages.setdefault(tid, []).append((time.monotonic() - started, stage))
 
     builder = ImageBuilder(log_dir=work, on_stage=on_stage)
+    builder.prefetch_bases(list(plans.values()), Engine.connect)  # as a run does
     per: dict[str, float] = {}
 
     def one(t) -> None:  # type: ignore[no-untyped-def]

@@ -30,11 +30,11 @@ from typing import Any, TextIO
 
 from lab.archive import (
     DebCache,
+    Resolver,
     fetch_debs,
+    fetch_index,
     fetch_release,
-    load_index,
     mirror_url,
-    select_packages,
 )
 from lab.engine import MANAGED, ContainerSpec, Engine
 from lab.errors import BuildFailed, DockerError, ImageUnavailable, LabError
@@ -296,6 +296,7 @@ class ImageBuilder:
                        "lab.pid": str(os.getpid()), **(labels or {})}
         self.cache = DebCache(cache_dir() / "archive")
         self.cache.sweep_partial()
+        self.resolver = Resolver()
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         # A base that failed fails every target on it at once, with the same reason, instead of
@@ -306,6 +307,7 @@ class ImageBuilder:
     def close(self) -> None:
         if self._prefetch is not None:
             self._prefetch.shutdown(wait=False, cancel_futures=True)
+        self.resolver.close()
         self.cache.close()
 
     def prefetch_bases(self, plans: list[ImagePlan], connect: Callable[[], Engine]) -> None:
@@ -421,8 +423,9 @@ class ImageBuilder:
         if release.stale:
             log.write(f"warning: Valid-Until {release.valid_until} has passed (a snapshot "
                       "mirror); going on\n")
-        index = load_index(release, arch, self.cache, stop=self.stop)
-        selection = select_packages(index, base.packages)
+        index = fetch_index(release, arch, self.cache, stop=self.stop)
+        selection = self.resolver.resolve(index, suite=base.suite, arch=arch,
+                                          wanted=tuple(base.packages), stop=self.stop)
         for p in selection.all:
             log.write(f"  {p.name} {p.version}\n")
         say(f"downloading {len(selection.all)} packages for {where}")
