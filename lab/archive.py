@@ -421,29 +421,77 @@ def resolve(path: Path, *, suite: str, arch: str, wanted: tuple[str, ...]) -> Se
 
 
 class Resolver:
-    """Resolves bases in spawned worker processes, so that several suites parse at once
-    instead of taking turns on one interpreter lock. Spawn, not fork: the lab is
-    multi-threaded, and a forked child could inherit a lock some thread held."""
-
-    def __init__(self, workers: int = 2) -> None:
-        import multiprocessing
-
-        self._pool = cf.ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    """Resolves a base in a separate interpreter (``python -m lab.archive resolve``), so that
+    several suites parse at once instead of taking turns on one interpreter lock. A plain
+    subprocess rather than multiprocessing: no fork of this multi-threaded process, and no
+    re-import of whatever script imported the lab (spawn would run an unguarded one again)."""
 
     def resolve(self, path: Path, *, suite: str, arch: str, wanted: tuple[str, ...],
                 stop: threading.Event | None = None) -> Selection:
-        fut = self._pool.submit(resolve, path, suite=suite, arch=arch, wanted=wanted)
-        while True:
-            try:
-                return fut.result(timeout=0.2)
-            except cf.TimeoutError:
-                if stop is not None and stop.is_set():
-                    fut.cancel()
-                    raise Stopped("stopped while resolving packages") from None
+        import json
+        import subprocess
+        import sys
+
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lab.archive", "resolve", str(path), suite, arch, *wanted],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        try:
+            while True:
+                try:
+                    out, err = proc.communicate(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    if stop is not None and stop.is_set():
+                        raise Stopped("stopped while resolving packages") from None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if proc.returncode == 3:
+            raise BuildFailed(err.decode(errors="replace").strip())
+        if proc.returncode != 0:
+            tail = err.decode(errors="replace").strip().splitlines()[-5:]
+            raise BuildFailed(f"resolving {suite}/{arch} failed (exit {proc.returncode}): "
+                              + " / ".join(tail))
+        return selection_from_json(json.loads(out))
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        pass
+
+
+def selection_to_json(sel: Selection) -> dict[str, Any]:
+    import dataclasses
+
+    return {"required": [dataclasses.asdict(p) for p in sel.required],
+            "extra": [dataclasses.asdict(p) for p in sel.extra], "wanted": list(sel.wanted)}
+
+
+def selection_from_json(data: dict[str, Any]) -> Selection:
+    required = tuple(Package(**p) for p in data["required"])
+    extra = tuple(Package(**p) for p in data["extra"])
+    by_name = {p.name: p for p in required + extra}
+    return Selection(required=required, extra=extra,
+                     wanted={n: by_name[n] for n in data["wanted"]})
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m lab.archive resolve PACKAGES.xz SUITE ARCH PKG...``: the selection as JSON
+    on stdout; a BuildFailed's message on stderr with exit code 3."""
+    import json
+    import sys
+
+    if len(argv) < 4 or argv[0] != "resolve":
+        print("usage: python -m lab.archive resolve PACKAGES.xz SUITE ARCH PKG...",
+              file=sys.stderr)
+        return 2
+    _, path, suite, arch, *wanted = argv
+    try:
+        sel = resolve(Path(path), suite=suite, arch=arch, wanted=tuple(wanted))
+    except BuildFailed as exc:
+        print(str(exc), file=sys.stderr)
+        return 3
+    json.dump(selection_to_json(sel), sys.stdout)
+    return 0
 
 
 # -- resolution ------------------------------------------------------------------------------
@@ -679,3 +727,9 @@ def fetch_debs(cache: DebCache, mirror: str, packages: Iterable[Package], *,
     items = [(f"{mirror}/{p.filename}", p.sha256, p.size, f"{p.filename}") for p in pkgs]
     paths = cache.get_many(items, stop=stop)
     return {p.name: path for p, path in zip(pkgs, paths, strict=True)}
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(_main(sys.argv[1:]))

@@ -264,6 +264,33 @@ class Engine:
             raise DockerError(f"committed {repository}:{tag} but the engine does not list it")
         return info.id
 
+    def create_volume(self, *, labels: dict[str, str]) -> str:
+        """A new named volume (on the engine's own disk); returns its name."""
+        with _converted("create a volume"):
+            return str(self._client.api.create_volume(labels=labels)["Name"])
+
+    def remove_volume(self, name: str) -> None:
+        try:
+            with _converted(f"remove volume {name[:12]}"):
+                self._client.api.remove_volume(name, force=True)
+        except DockerError as exc:
+            if "no such volume" not in str(exc).lower():
+                raise
+
+    def volumes(self, labels: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
+        """(name, labels) of the volumes carrying ``labels``."""
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        with _converted("list volumes"):
+            found = self._client.api.volumes(filters=filters).get("Volumes") or []
+        return [(str(v["Name"]), dict(v.get("Labels") or {})) for v in found]
+
+    def archive(self, cid: str, path: str) -> Iterator[bytes]:
+        """A tar stream of ``path`` in a (possibly stopped) container, volumes included."""
+        with _converted(f"read {path} from {cid[:12]}"):
+            stream, _ = self._client.api.get_archive(cid, path, chunk_size=1 << 20)
+        with _converted(f"read {path} from {cid[:12]}"):
+            yield from stream
+
     def export_container(self, cid: str) -> Iterator[bytes]:
         """The container's whole filesystem as a tar stream."""
         with _converted(f"export container {cid[:12]}"):
@@ -272,10 +299,12 @@ class Engine:
             yield from stream
 
     # -- containers --------------------------------------------------------------------------
-    def start(self, spec: ContainerSpec, *, files: Iterable[bytes] | None = None) -> str:
+    def start(self, spec: ContainerSpec, *, files: Iterable[bytes] | None = None,
+              files_at: str = "/") -> str:
         """Create and start a hardened container; returns its id. Removes it if start fails.
 
-        ``files``: a tar stream copied into the container at / before it starts."""
+        ``files``: a tar stream copied into the container at ``files_at`` before it starts
+        (a path inside a volume lands in the volume)."""
         host_config = self._client.api.create_host_config(
             init=True,
             network_mode="none",
@@ -299,7 +328,7 @@ class Engine:
         try:
             if files is not None:
                 with _converted(f"copy files into {spec.name}"):
-                    self._client.api.put_archive(cid, "/", iter(files))
+                    self._client.api.put_archive(cid, files_at, iter(files))
             with _converted(f"start container {spec.name}"):
                 self._client.api.start(cid)
         except BaseException:

@@ -39,7 +39,7 @@ from lab.archive import (
 from lab.engine import MANAGED, ContainerSpec, Engine
 from lab.errors import BuildFailed, DockerError, ImageUnavailable, LabError
 from lab.matrix import DEBIAN_ARCH, DebianBase, Target, native_platforms
-from lab.rootfs import SCRIPT, first_stage, second_stage_script, stage_two_archive
+from lab.rootfs import ENTER, TARGET, first_stage, second_stage_script, stage_two_archive
 
 # 2: bases made by the lab's own bootstrap (signed archive, two stages), not debootstrap.
 RECIPE_VERSION = 2  # bump to force every image to be rebuilt
@@ -434,6 +434,7 @@ class ImageBuilder:
         stage1 = f"lab-stage1:{tagname}-{os.getpid()}-{threading.get_ident() % 100000}"
         s1repo, _, s1tag = stage1.partition(":")
         cid: str | None = None
+        volume: str | None = None
         try:
             say(f"first stage {where}: {len(selection.required)} required packages")
             engine.import_stream(
@@ -442,14 +443,16 @@ class ImageBuilder:
             self._check_stop(f"after the first stage of {where}")
             say(f"second stage {where}: dpkg in a container")
             script = second_stage_script(selection, uid=LAB_UID)
+            volume = engine.create_volume(labels={**self.labels, "lab.kind": "bootstrap"})
             spec = ContainerSpec(
-                image=stage1, command=["/bin/sh", SCRIPT],
+                image=stage1, command=["/bin/sh", ENTER],
                 name=f"lab-bootstrap-{base.name}-{arch}-{os.getpid()}-"
                      f"{threading.get_ident() % 100000}",
                 labels={**self.labels, "lab.kind": "bootstrap", "lab.base": base.name},
                 user="0:0", read_only=False, drop_capabilities=False, pids_limit=4096,
-                mem_limit="2g", environment={}, working_dir="/")
-            cid = engine.start(spec, files=stage_two_archive(selection, debs, script))
+                mem_limit="2g", environment={}, working_dir="/", binds={volume: TARGET})
+            cid = engine.start(spec, files=stage_two_archive(selection, debs, script),
+                               files_at=TARGET)
             code = self._wait_stage_two(engine, cid, emulated=arch not in _native_arches())
             log.write(engine.logs(cid))
             if code != 0:
@@ -465,7 +468,7 @@ class ImageBuilder:
                 package_count=len(selection.all), built=True,
                 seconds=round(time.monotonic() - started, 1))
             image_id = engine.import_stream(
-                engine.export_container(cid), repository=repo, tag=tagname,
+                engine.archive(cid, f"{TARGET}/."), repository=repo, tag=tagname,
                 labels={MANAGED: "true", "lab.kind": "base", "lab.base": base.name,
                         "lab.arch": arch, "lab.recipe": tagname.rsplit("-", 1)[-1],
                         **provenance.labels()})
@@ -478,6 +481,8 @@ class ImageBuilder:
             if cid is not None:
                 engine.remove_container(cid, quiet=True)
             try:
+                if volume is not None:
+                    engine.remove_volume(volume)
                 if engine.image(stage1) is not None:
                     engine.remove_image(stage1)
             except DockerError:

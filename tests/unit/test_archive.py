@@ -208,3 +208,14 @@ def test_the_mirror_setting_is_overridden_by_the_environment(monkeypatch):
     assert archive.mirror_url("http://deb.debian.org/debian") == "http://127.0.0.1:9/debian"
     monkeypatch.delenv("LAB_DEBIAN_MIRROR")
     assert archive.mirror_url("http://x/debian") == "http://x/debian"
+
+
+def test_the_resolver_runs_in_its_own_interpreter_and_keeps_errors(mirror, tmp_path):
+    url, key = mirror
+    cache = DebCache(tmp_path / "cache")
+    path = archive.fetch_index(fetch_release(url, "testing", keys=[key]), "amd64", cache)
+    sel = archive.Resolver().resolve(path, suite="testing", arch="amd64", wanted=("python3.11",))
+    assert sel == select_packages(archive.read_index(path, suite="testing", arch="amd64"),
+                                  ["python3.11"])
+    with pytest.raises(BuildFailed, match=r"'nope' does not exist in testing/main"):
+        archive.Resolver().resolve(path, suite="testing", arch="amd64", wanted=("nope",))

@@ -159,3 +159,15 @@ def test_package_names_are_checked_before_they_reach_a_shell():
     idx = parse_index(packages_text(evil).encode(), suite="t", arch="amd64")
     with pytest.raises(BuildFailed, match="not a Debian package name"):
         second_stage_script(select_packages(idx, ["python3.14"]), uid=1)
+
+
+def test_the_second_stage_runs_chrooted_on_the_volume_and_leaves_no_devices():
+    from lab.rootfs import DEVICES, TARGET, enter_script
+
+    script = enter_script()
+    assert f'T={TARGET}' in script and 'chroot "$T" /bin/sh /lab-bootstrap/second-stage' in script
+    assert "--exclude=./target" in script and "--one-file-system" in script
+    for name, _, _ in DEVICES:
+        assert f'mknod -m 666 "$T/dev/{name}"' in script
+    assert script.index("chroot") < script.index('rm -f "$T/dev/null"')
+    assert script.rstrip().endswith('rm -rf "$T/lab-bootstrap"')
