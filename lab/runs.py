@@ -87,20 +87,28 @@ def host_facts() -> dict[str, object]:
 
 def remove_leftovers(engine: Engine, *, run_id: str | None = None,
                      everything: bool = False) -> list[str]:
-    """Remove lab containers: of ``run_id``; or all (``everything``); or, by default, those
-    whose harness on this host is gone (killed with SIGKILL, say)."""
+    """Remove lab containers and volumes (a bootstrap's): of ``run_id``; or all
+    (``everything``); or, by default, those whose harness on this host is gone (killed with
+    SIGKILL, say)."""
     labels = {MANAGED: "true"}
     if run_id:
         labels["lab.run"] = run_id
-    removed = []
     me = socket.gethostname()
+
+    def doomed(found: dict[str, str]) -> bool:
+        if everything or run_id:
+            return True
+        pid = found.get("lab.pid", "")
+        return found.get("lab.host") == me and pid.isdigit() and not _alive(int(pid))
+
+    removed = []
     for c in engine.containers(labels):
-        if not (everything or run_id):
-            pid = c.labels.get("lab.pid", "")
-            if c.labels.get("lab.host") != me or not pid.isdigit() or _alive(int(pid)):
-                continue
-        engine.remove_container(c.id, quiet=True)
-        removed.append(c.name)
+        if doomed(c.labels):
+            engine.remove_container(c.id, quiet=True)
+            removed.append(c.name)
+    for name, found in engine.volumes(labels):  # after the containers that use them
+        if doomed(found):
+            engine.remove_volume(name)
     return removed
 
 

@@ -114,6 +114,14 @@ def nothing_left(engine, name: str) -> None:
     assert [i for i in engine.images({MANAGED: "true", "lab.kind": "stage1"})
             if name in " ".join(i.tags)] == []
     assert [c for c in lab_containers(engine) if name in c] == []
+    assert [v for v, labels in engine.volumes({MANAGED: "true"})
+            if labels.get("lab.kind") == "bootstrap" and not _alive(labels)] == []
+
+
+def _alive(labels: dict[str, str]) -> bool:
+    """A bootstrap volume of another lab process still at work (pytest-xdist runs several)."""
+    pid = labels.get("lab.pid", "")
+    return pid.isdigit() and os.path.exists(f"/proc/{pid}")
 
 
 def cache_is_sound(cache: Path) -> list[str]:

@@ -15,12 +15,21 @@ class Listing:
     def __init__(self, containers):
         self.items = containers
         self.removed = []
+        self.vols = []
+        self.removed_volumes = []
 
     def containers(self, labels):
         return [c for c in self.items if all(c.labels.get(k) == v for k, v in labels.items())]
 
     def remove_container(self, cid, *, quiet=False):
         self.removed.append(cid)
+
+    def volumes(self, labels):
+        return [(v.id, v.labels) for v in self.vols
+                if all(v.labels.get(k) == val for k, val in labels.items())]
+
+    def remove_volume(self, name):
+        self.removed_volumes.append(name)
 
 
 def box(cid, *, host=None, pid=DEAD_PID, run="r1"):
@@ -32,8 +41,10 @@ def box(cid, *, host=None, pid=DEAD_PID, run="r1"):
 def test_sweep_removes_only_dead_harnesses_on_this_host():
     engine = Listing([box("dead"), box("alive", pid=str(os.getpid())),
                       box("elsewhere", host="another-host")])
+    engine.vols = [box("dead-volume"), box("live-volume", pid=str(os.getpid()))]
     assert remove_leftovers(engine) == ["dead"]
     assert engine.removed == ["dead"]
+    assert engine.removed_volumes == ["dead-volume"]  # a killed bootstrap's volume
 
 
 def test_sweep_of_one_run_and_of_everything():
