@@ -302,6 +302,7 @@ class ImageBuilder:
         # A base that failed fails every target on it at once, with the same reason, instead of
         # each of them bootstrapping it again in turn.
         self._failed: dict[str, BuildFailed | ImageUnavailable] = {}
+        self._made: dict[str, BaseProvenance] = {}  # bases this builder made (built=True)
         self._prefetch: cf.ThreadPoolExecutor | None = None
 
     def close(self) -> None:
@@ -341,9 +342,14 @@ class ImageBuilder:
             failed = self._failed.get(plan.base_key)
             if failed is not None:
                 raise failed
+            if plan.base_key in self._made:
+                return self._made[plan.base_key]
             try:
-                return self._ensure_base(engine, plan.target.base, plan.target.arch,
+                base = self._ensure_base(engine, plan.target.base, plan.target.arch,
                                          plan.base_key, plan.target.id)
+                if base.built:
+                    self._made[plan.base_key] = base
+                return base
             except (BuildFailed, ImageUnavailable) as exc:
                 if not (self.stop is not None and self.stop.is_set()):
                     self._failed[plan.base_key] = exc

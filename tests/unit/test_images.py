@@ -82,3 +82,47 @@ def test_emulation_problem_explains_what_to_do(tmp_path, monkeypatch):
     assert "F flag" in emulation_problem("arm64")
     (root / "qemu-aarch64").write_text("enabled\ninterpreter x\nflags: OCF\n")
     assert emulation_problem("arm64") is None
+
+
+def test_a_base_is_bootstrapped_once_for_all_its_targets_and_its_failure_is_shared(
+        monkeypatch, tmp_path):
+    from lab.errors import BuildFailed
+    from lab.images import BaseProvenance, ImageBuilder
+
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    calls: list[str] = []
+    fail = {"sid": False}
+
+    def fake_base(self, engine, base, arch, tag, target_id):
+        calls.append(target_id)
+        if fail["sid"]:
+            raise BuildFailed("second stage failed")
+        return BaseProvenance(suite=base.suite, built=True)
+
+    monkeypatch.setattr(ImageBuilder, "_ensure_base", fake_base)
+    m = load_matrix()
+    plans = [plan_image(m.get(t)) for t in ("cp314", "cp315", "pp311")]
+    builder = ImageBuilder(log_dir=tmp_path)
+    try:
+        builder.prefetch_bases(plans, connect=lambda: FakeEngineForBases())
+        bases = [builder._base_for(FakeEngineForBases(), p) for p in plans]
+        assert len(calls) == 1 and all(b.built for b in bases)
+        fail["sid"] = True
+        builder2 = ImageBuilder(log_dir=tmp_path)
+        calls.clear()
+        for p in plans:
+            try:
+                builder2._base_for(FakeEngineForBases(), p)
+            except BuildFailed as exc:
+                assert "second stage failed" in str(exc)
+            else:
+                raise AssertionError("the failure was not shared")
+        assert len(calls) == 1
+        builder2.close()
+    finally:
+        builder.close()
+
+
+class FakeEngineForBases:
+    def close(self) -> None:
+        pass
