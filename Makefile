@@ -36,7 +36,7 @@ lint: $(STAMP) ## ruff (host code and, for 3.9, the in-container runner) and myp
 	$(BIN)/ruff check --target-version py39 lab/runner
 	$(BIN)/mypy
 
-bench: $(STAMP) ## the lab versus a naive sequential loop (BENCH_ARGS='--quick')
+bench: $(STAMP) ## the lab versus a naive loop; BENCH_ARGS=--bases times the cold image phase
 	$(BIN)/python -m lab.bench $(BENCH_ARGS)
 
 doctor: $(STAMP) ## what this machine can do: engine, Debian mirror, disk, registry, emulation
