@@ -407,13 +407,6 @@ def read_index(path: Path, *, suite: str, arch: str) -> Index:
     return parse_index(raw, suite=suite, arch=arch)
 
 
-def load_index(release: Release, arch: str, cache: DebCache, *,
-               stop: threading.Event | None = None) -> Index:
-    """Fetch and parse a suite's index for ``arch``."""
-    return read_index(fetch_index(release, arch, cache, stop=stop), suite=release.suite,
-                      arch=arch)
-
-
 def resolve(path: Path, *, suite: str, arch: str, wanted: tuple[str, ...]) -> Selection:
     """Parse a verified index and select a base's packages: the CPU-heavy part (~4 s of
     python-debian parsing for a suite), made to run in a worker process (``Resolver``)."""
@@ -454,9 +447,6 @@ class Resolver:
             raise BuildFailed(f"resolving {suite}/{arch} failed (exit {proc.returncode}): "
                               + " / ".join(tail))
         return selection_from_json(json.loads(out))
-
-    def close(self) -> None:
-        pass
 
 
 def selection_to_json(sel: Selection) -> dict[str, Any]:

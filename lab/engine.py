@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import docker
 import docker.errors
 import requests.exceptions
 
+import docker
 from lab.errors import DockerError, EngineUnavailable, ImageUnavailable
 
 MANAGED = "lab.managed"
@@ -289,13 +289,6 @@ class Engine:
         with _converted(f"read {path} from {cid[:12]}"):
             stream, _ = self._client.api.get_archive(cid, path, chunk_size=1 << 20)
         with _converted(f"read {path} from {cid[:12]}"):
-            yield from stream
-
-    def export_container(self, cid: str) -> Iterator[bytes]:
-        """The container's whole filesystem as a tar stream."""
-        with _converted(f"export container {cid[:12]}"):
-            stream = self._client.api.export(cid)
-        with _converted(f"export container {cid[:12]}"):
             yield from stream
 
     # -- containers --------------------------------------------------------------------------

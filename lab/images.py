@@ -308,7 +308,6 @@ class ImageBuilder:
     def close(self) -> None:
         if self._prefetch is not None:
             self._prefetch.shutdown(wait=False, cancel_futures=True)
-        self.resolver.close()
         self.cache.close()
 
     def prefetch_bases(self, plans: list[ImagePlan], connect: Callable[[], Engine]) -> None:

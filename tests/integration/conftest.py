@@ -8,7 +8,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,15 @@ def engine() -> Iterator[Engine]:
 def lab(*args: str, timeout: float = 900, **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*LAB, *args], cwd=kw.pop("cwd", REPO), capture_output=True, text=True,
                           timeout=timeout, **kw)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def lab_containers(engine: Engine, **labels: str) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lab.runs import remove_leftovers
 
-from .conftest import LAB, REPO, lab, lab_containers, load_results
+from .conftest import LAB, REPO, lab, lab_containers, load_results, wait_for
 
 HANGING = "fork_held_lock,queue_join_before_drain,fork_warning"
 
@@ -22,15 +22,6 @@ def start_lab(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen
     return subprocess.Popen([*LAB, *args], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def run_dir(out: Path) -> Path | None:

@@ -13,7 +13,6 @@ from lab.archive import (
     Stopped,
     fetch_debs,
     fetch_release,
-    load_index,
     parse_index,
     pinned_keys,
     select_packages,
@@ -137,6 +136,12 @@ def mirror(tmp_path):
     return f"file://{root}", key
 
 
+def index_of(url, key, cache):
+    rel = fetch_release(url, "testing", keys=[key])
+    return archive.read_index(archive.fetch_index(rel, "amd64", cache), suite="testing",
+                              arch="amd64")
+
+
 def test_release_is_read_verified_and_a_passed_valid_until_is_only_recorded(mirror, tmp_path):
     url, key = mirror
     rel = fetch_release(url, "testing", keys=[key],
@@ -144,14 +149,15 @@ def test_release_is_read_verified_and_a_passed_valid_until_is_only_recorded(mirr
     assert rel.stale and rel.signed_by == key.fingerprint
     assert "main/binary-amd64/Packages.xz" in rel.sha256
     cache = DebCache(tmp_path / "cache")
-    idx = load_index(rel, "amd64", cache)
+    idx = archive.read_index(archive.fetch_index(rel, "amd64", cache), suite="testing",
+                             arch="amd64")
     assert "python3.11" in idx.packages
 
 
 def test_debs_enter_the_cache_verified_and_are_reused(mirror, tmp_path):
     url, key = mirror
     cache = DebCache(tmp_path / "cache")
-    idx = load_index(fetch_release(url, "testing", keys=[key]), "amd64", cache)
+    idx = index_of(url, key, cache)
     sel = select_packages(idx, ["python3.11"])
     paths = fetch_debs(cache, url, sel.all)
     assert set(paths) == {p.name for p in sel.all}
@@ -166,7 +172,7 @@ def test_a_tampered_deb_names_the_file_and_both_hashes_and_never_enters_the_cach
         mirror, tmp_path):
     url, key = mirror
     cache = DebCache(tmp_path / "cache")
-    idx = load_index(fetch_release(url, "testing", keys=[key]), "amd64", cache)
+    idx = index_of(url, key, cache)
     pkg = idx.packages["tar"]
     deb = tmp_path / "mirror" / pkg.filename
     deb.write_bytes(deb.read_bytes()[:-1] + b"X")  # same size, one byte changed
@@ -183,7 +189,7 @@ def test_a_tampered_index_is_rejected_against_the_release(mirror, tmp_path):
     rel = fetch_release(url, "testing", keys=[key])
     (tmp_path / "mirror/dists/testing/main/binary-amd64/Packages.xz").write_bytes(b"evil")
     with pytest.raises(BuildFailed, match="Packages.xz.*does not match"):
-        load_index(rel, "amd64", DebCache(tmp_path / "cache"))
+        archive.fetch_index(rel, "amd64", DebCache(tmp_path / "cache"))
 
 
 def test_an_unreachable_mirror_is_unavailable_not_failed(tmp_path):
@@ -194,7 +200,7 @@ def test_an_unreachable_mirror_is_unavailable_not_failed(tmp_path):
 def test_a_stop_ends_a_download_and_leaves_no_partial_file(mirror, tmp_path):
     url, key = mirror
     cache = DebCache(tmp_path / "cache")
-    idx = load_index(fetch_release(url, "testing", keys=[key]), "amd64", cache)
+    idx = index_of(url, key, cache)
     stop = threading.Event()
     stop.set()
     with pytest.raises(Stopped):
