@@ -483,15 +483,19 @@ class ImageBuilder:
             say(f"base {where} ready")
             return dataclasses.replace(provenance, image_id=image_id)
         finally:
+            # Each step on its own and retried briefly: on Ctrl-C the run's cleanup removes the
+            # same container at the same time, and until that finishes the volume and the
+            # first-stage image are still "in use".
             if cid is not None:
                 engine.remove_container(cid, quiet=True)
-            try:
-                if volume is not None:
-                    engine.remove_volume(volume)
+            if volume is not None:
+                _retry_removal(lambda: engine.remove_volume(volume))
+
+            def remove_stage1() -> None:
                 if engine.image(stage1) is not None:
                     engine.remove_image(stage1)
-            except DockerError:
-                pass
+
+            _retry_removal(remove_stage1)
 
     def _check_stop(self, where: str) -> None:
         if self.stop is not None and self.stop.is_set():
@@ -510,6 +514,18 @@ class ImageBuilder:
             if time.monotonic() > deadline:
                 engine.kill(cid)
                 raise BuildFailed("the second stage overran its deadline and was killed")
+            time.sleep(0.25)
+
+
+def _retry_removal(remove: Callable[[], object], *, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            remove()
+            return
+        except DockerError:
+            if time.monotonic() > deadline:
+                return  # left for `lab clean`; never hides the build's own outcome
             time.sleep(0.25)
 
 
