@@ -9,11 +9,13 @@ reason. ``HostProcess`` runs the same runner with a host interpreter instead (``
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -32,6 +34,7 @@ from lab.scheduler import CellSpec, Job
 POLL_S = 0.25
 INNER_OUT = "/lab/out"
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # one cell record; larger is a broken channel
+MAX_RESULTS_BYTES = 64 * 1024 * 1024  # everything one job may send back
 
 
 def run_labels(run_id: str, target_id: str) -> dict[str, str]:
@@ -40,22 +43,62 @@ def run_labels(run_id: str, target_id: str) -> dict[str, str]:
 
 
 class JsonlTail:
-    """Reads the complete new lines of a growing JSON-lines file."""
+    """Reads the complete new lines of a growing JSON-lines file that a container writes.
+
+    The container is untrusted: the file is opened without following a symlink (a link to a
+    host file would otherwise make the host read it), only a regular file is read, and no
+    more than MAX_RESULTS_BYTES in all. Each such problem is reported once, as a str.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = 0
         self.buffer = b""
+        self.refused: str | None = None
+
+    def _open(self) -> int | None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _Refused(f"{self.path.name} is a symbolic link, which the host does not "
+                               "follow: the results channel was tampered with") from exc
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise _Refused(f"{self.path.name} is not a regular file: the results channel was "
+                           "tampered with")
+        return fd
 
     def read(self) -> list[dict[str, Any] | str]:
-        """Parsed records; a str for a line that is not a JSON object (a broken record)."""
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read()
-        except OSError:
+        """Parsed records; a str for a line that is not a JSON object (a broken record) or for
+        a channel the host refuses to read."""
+        if self.refused is not None:
             return []
+        try:
+            fd = self._open()
+        except _Refused as exc:
+            self.refused = str(exc)
+            return [self.refused]
+        if fd is None:
+            return []
+        chunks = []
+        try:
+            os.lseek(fd, self.offset, os.SEEK_SET)
+            budget = MAX_RESULTS_BYTES - self.offset
+            while budget > 0 and (chunk := os.read(fd, min(budget, 1 << 20))):
+                chunks.append(chunk)
+                budget -= len(chunk)
+        finally:
+            os.close(fd)
+        data = b"".join(chunks)
         self.offset += len(data)
+        if self.offset >= MAX_RESULTS_BYTES:
+            self.refused = (f"{self.path.name} grew past {MAX_RESULTS_BYTES} bytes; the rest "
+                            "was not read")
+            data += b"\n"  # what complete lines there are still count
         self.buffer += data
         out: list[dict[str, Any] | str] = []
         while b"\n" in self.buffer:
@@ -71,7 +114,13 @@ class JsonlTail:
                 out.append(f"a malformed result record ({exc})")
                 continue
             out.append(rec if isinstance(rec, dict) else "a result record that is not an object")
+        if self.refused is not None:
+            out.append(self.refused)
         return out
+
+
+class _Refused(Exception):
+    pass
 
 
 class Workload(Protocol):

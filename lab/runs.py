@@ -26,7 +26,14 @@ from typing import Any
 from lab import __version__
 from lab.containers import JobContext, run_job
 from lab.engine import MANAGED, Engine
-from lab.errors import BuildFailed, EngineUnavailable, ImageUnavailable, Interrupted, LabError
+from lab.errors import (
+    BuildFailed,
+    ConfigError,
+    EngineUnavailable,
+    ImageUnavailable,
+    Interrupted,
+    LabError,
+)
 from lab.images import ImageBuilder, plan_image
 from lab.matrix import Target
 from lab.progress import Progress
@@ -128,8 +135,13 @@ class Run:
         self.connect = connect
         self.run_id = options.run_id or new_run_id()
         self.dir = options.out / self.run_id
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "logs").mkdir(exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            (self.dir / "logs").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the run folder {self.dir} ({exc.strerror or exc}). Pick a "
+                "folder you can write to with --out.") from exc
         self.plan: Plan = plan_runs(options.targets, scenarios=options.scenarios,
                                     quick=options.quick)
         self.stop = threading.Event()

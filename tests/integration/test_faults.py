@@ -71,3 +71,16 @@ def test_crashed_cell_shows_the_signal(engine, image_of, tmp_path, unique_run_id
     cell = run_cells(engine, image_of("cp311"), CP311, tmp_path, [selftest("crash")],
                      run_id=unique_run_id)[0]
     assert cell.outcome == "crashed" and cell.signal == "SIGSEGV"
+
+
+def test_a_results_symlink_to_a_host_file_is_an_error_and_never_followed(
+        engine, image_of, tmp_path, unique_run_id):
+    secret = tmp_path / "host-secret.jsonl"
+    secret.write_text('{"kind": "cell", "index": 1, "outcome": "ok", "detail": "HOST-SECRET"}\n')
+    cells = run_cells(engine, image_of("cp311"), CP311, tmp_path / "job",
+                      [selftest("symlink_results", target=str(secret)), scenario("probe")],
+                      parallel=1, run_id=unique_run_id)
+    assert [c.outcome for c in cells] == ["error", "error"]
+    assert all("symbolic link" in (c.detail or "") for c in cells)
+    assert not any("HOST-SECRET" in repr(c) for c in cells)  # the target was never read
+    assert lab_containers(engine, **{"lab.run": unique_run_id}) == []

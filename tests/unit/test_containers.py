@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -138,3 +139,34 @@ def test_jsonl_tail_reads_only_complete_lines(tmp_path):
     assert tail.read() == [{"b": 2}, "a result record that is not an object"]
 
 
+
+
+def test_a_symlinked_results_channel_is_refused_and_its_target_never_read(tmp_path):
+    secret = tmp_path / "host-secret"
+    secret.write_text('{"kind": "cell", "index": 0, "outcome": "ok", "detail": "SECRET"}\n')
+    channel = tmp_path / "results.jsonl"
+    channel.symlink_to(secret)
+    tail = JsonlTail(channel)
+    first = tail.read()
+    assert len(first) == 1 and isinstance(first[0], str)
+    assert "symbolic link" in first[0] and "SECRET" not in first[0]
+    assert tail.read() == []  # reported once, never read later
+
+
+def test_a_results_channel_that_is_not_a_regular_file_is_refused(tmp_path):
+    channel = tmp_path / "results.jsonl"
+    os.mkfifo(channel)
+    got = JsonlTail(channel).read()  # a reader that opened a FIFO would block here
+    assert len(got) == 1 and "not a regular file" in str(got[0])
+
+
+def test_the_results_channel_is_read_up_to_a_cap(tmp_path, monkeypatch):
+    monkeypatch.setattr("lab.containers.MAX_RESULTS_BYTES", 100)
+    channel = tmp_path / "results.jsonl"
+    record = json.dumps({"kind": "cell", "index": 0}) + "\n"
+    channel.write_text(record + "x" * 10_000 + "\n" + record)
+    tail = JsonlTail(channel)
+    got = tail.read()
+    assert got[0] == {"kind": "cell", "index": 0}
+    assert any(isinstance(g, str) and "grew past 100 bytes" in g for g in got)
+    assert tail.offset == 100 and tail.read() == []

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
+
+import pytest
 
 from lab.engine import ContainerInfo
 from lab.matrix import load_matrix, select_targets
@@ -59,3 +62,11 @@ def test_watchdog_budget_covers_the_plan():
     budget = watchdog_budget(plan, jobs=3)
     assert budget > sum(j.host_deadline_s for j in plan.timing)
     assert budget < 24 * 3600
+
+
+def test_an_unwritable_runs_folder_is_one_clear_error(tmp_path):
+    from lab.errors import ConfigError
+    from lab.runs import Run, RunOptions
+
+    with pytest.raises(ConfigError, match=r"cannot create the run folder /proc/nope/.*--out"):
+        Run(RunOptions(targets=[load_matrix().get("cp39")], out=Path("/proc/nope")))

@@ -80,6 +80,17 @@ def kill_runner(ctx):
     time.sleep(5)
 
 
+def symlink_results(ctx):
+    """A hostile container: the results channel becomes a symlink to a host path (params
+    "target"), then the runner dies, so the host finds only the link."""
+    out = os.path.dirname(os.path.dirname(os.path.dirname(ctx.result_path)))
+    channel = os.path.join(out, "results.jsonl")
+    os.symlink(ctx.params["target"], channel + ".link")
+    os.replace(channel + ".link", channel)
+    os.kill(int(os.environ["LAB_RUNNER_PID"]), signal.SIGKILL)
+    time.sleep(5)
+
+
 class Shim:
     def __init__(self, fn):
         self.run = fn
