@@ -273,8 +273,11 @@ def missing_cell(spec: CellSpec, job: Job, ctx: JobContext, *, outcome: str, det
 
 def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
     """Run ``job``'s cells; every planned cell comes back as exactly one Cell."""
-    out_dir = ctx.run_dir / "work" / job.name
-    out_dir.mkdir(parents=True, exist_ok=True)
+    work = ctx.run_dir / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    os.chmod(work, 0o700)  # below it, folders the container must write to are open to all
+    out_dir = work / job.name
+    out_dir.mkdir(exist_ok=True)
     os.chmod(out_dir, 0o1777)  # the container's unprivileged user writes here
     (out_dir / "plan.json").write_text(json.dumps(job.to_plan(), indent=1))
     tail = JsonlTail(out_dir / "results.jsonl")

@@ -136,13 +136,32 @@ def signal_name(num):
         return f"signal {num}"
 
 
+def make_dirs(path):
+    """``os.makedirs``, and in a container every folder the runner makes is writable by all.
+
+    The runner's uid (10001) is not the host user's, and deleting a file takes write access to
+    its folder: without this, a non-root user could not delete their own run folders. The host
+    keeps the run's ``work`` folder 0700, so no other host user can reach these."""
+    os.makedirs(path, exist_ok=True)
+    if os.environ.get("LAB_IN_CONTAINER"):
+        while True:
+            try:
+                os.chmod(path, 0o777)
+            except OSError:
+                return
+            parent = os.path.dirname(path)
+            if os.path.basename(path) == "cells" or parent == path:
+                return
+            path = parent
+
+
 class RunningCell:
     def __init__(self, index, cell, out_dir, deadline_scale):
         self.index = index
         self.cell = cell
         self.dir = os.path.join(out_dir, "cells", f"{index:03d}")
         self.stacks_dir = os.path.join(self.dir, "stacks")
-        os.makedirs(self.stacks_dir, exist_ok=True)
+        make_dirs(self.stacks_dir)
         self.result_path = os.path.join(self.dir, "result.json")
         self.output_path = os.path.join(self.dir, "output.txt")
         self.deadline_s = float(cell.get("deadline_s", 30)) * deadline_scale
@@ -345,7 +364,7 @@ def run_plan(plan, out_dir):
     cells = plan["cells"]
     parallel = max(1, int(plan.get("parallel", 1)))
     scale = float(plan.get("deadline_scale", 1.0))
-    os.makedirs(os.path.join(out_dir, "cells"), exist_ok=True)
+    make_dirs(os.path.join(out_dir, "cells"))
     results_path = os.path.join(out_dir, "results.jsonl")
     pending = list(enumerate(cells))
     running = []

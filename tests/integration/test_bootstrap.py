@@ -340,6 +340,12 @@ def test_a_base_builds_as_a_non_root_user_in_the_docker_group(engine, tmp_path):
         labels = engine.image(row["base"]["image_id"]).labels
         assert labels["lab.signed-by"] == row["base"]["signed_by"]
         assert labels["lab.packages"].startswith("python3.11=")
+        # The user can delete their own runs, although the container wrote as uid 10001.
+        rm = subprocess.run([python, "-c", "import shutil, sys; shutil.rmtree(sys.argv[1])",
+                             str(out)], capture_output=True, text=True, timeout=60,
+                            **kw)  # type: ignore[call-overload]
+        assert rm.returncode == 0, rm.stderr[-2000:]
+        assert not out.exists()
     finally:
         for i in engine.images({MANAGED: "true"}):
             if any(name in t for t in i.tags):
