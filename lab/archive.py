@@ -378,14 +378,6 @@ def _preference(pkg: Package) -> tuple[int, str]:
     return (_PRIORITY_RANK.get(pkg.priority, 5), pkg.name)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch_index(release: Release, arch: str, cache: DebCache, *,
                 stop: threading.Event | None = None) -> Path:
     """``main/binary-ARCH/Packages.xz`` in the cache, fetched if missing, checked against the
