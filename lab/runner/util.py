@@ -100,11 +100,63 @@ def affinity():
         return None
 
 
-class CellContext:
-    """What a scenario sees: its start method, parameters, and a place to record results.
+def read_text(path):
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
 
-    ``record`` rewrites the cell's result file atomically each time, so the measurements taken
-    before a hang survive the harness killing the cell.
+
+def cgroup_cpu_quota():
+    """The CPU quota of this cgroup in CPUs (None: unlimited or unknown), v2 then v1."""
+    v2 = read_text("/sys/fs/cgroup/cpu.max")
+    if v2:
+        quota, _, period = v2.partition(" ")
+        if quota == "max":
+            return {"cpus": None, "source": "cgroup v2 cpu.max", "raw": v2}
+        return {"cpus": int(quota) / float(period), "source": "cgroup v2 cpu.max", "raw": v2}
+    for base in ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"):
+        quota = read_text(base + "/cpu.cfs_quota_us")
+        period = read_text(base + "/cpu.cfs_period_us")
+        if quota is not None and period:
+            cpus = None if int(quota) < 0 else int(quota) / float(period)
+            return {"cpus": cpus, "source": "cgroup v1 cfs", "raw": f"{quota} {period}"}
+    return {"cpus": None, "source": None, "raw": None}
+
+
+def cgroup_cpuset():
+    return (read_text("/sys/fs/cgroup/cpuset.cpus.effective")
+            or read_text("/sys/fs/cgroup/cpuset/cpuset.effective_cpus")
+            or read_text("/sys/fs/cgroup/cpuset/cpuset.cpus"))
+
+
+def cpu_facts():
+    """How this process sees its CPUs: what Python reports and what the cgroup allows."""
+    pcc = getattr(os, "process_cpu_count", None)
+    return {
+        "cpu_count": os.cpu_count(),
+        "process_cpu_count": pcc() if pcc is not None else None,
+        "affinity": affinity(),
+        "cgroup_cpu_quota": cgroup_cpu_quota(),
+        "cgroup_cpuset": cgroup_cpuset(),
+    }
+
+
+class CellContext:
+    """What a scenario's ``run(ctx)`` sees: the whole API, for built-in scenarios and scenario
+    files alike (README, "Scenario files").
+
+    - ``ctx.mp``: the multiprocessing context of the cell's start method (the module itself
+      when the cell has none); ``ctx.start_method``: its name or None.
+    - ``ctx.start_child(fn, *args, **kwargs)``: start ``fn(*args)`` in a ``ctx.mp.Process``
+      whose stack is dumped if the cell hangs; returns the started process.
+    - ``ctx.record(key, value)``: keep a JSON-able observation (written at once, so what was
+      recorded before a hang survives); ``ctx.summarize(samples)``: median, IQR and n of
+      timing samples, to record.
+    - ``ctx.fail(detail)`` / ``ctx.skip(detail)``: end the cell as failed or skipped.
+    - ``ctx.params``, ``ctx.quick`` (fewer repeats), ``ctx.affinity()`` (CPUs it may use),
+      ``ctx.cpu_facts()`` (os.cpu_count(), process_cpu_count(), affinity, cgroup quota).
     """
 
     def __init__(self, scenario, start_method, params, result_path):
@@ -123,6 +175,13 @@ class CellContext:
                 self.mp = None  # not offered here: run_cell records the cell as skipped
         self.quick = bool(self.params.get("quick"))
         self.caught = []
+
+    def start_child(self, target, *args, **kwargs):
+        return start_child(self, target, *args, **kwargs)
+
+    summarize = staticmethod(summarize)
+    affinity = staticmethod(affinity)
+    cpu_facts = staticmethod(cpu_facts)
 
     def record(self, key, value):
         self.measurements[key] = value

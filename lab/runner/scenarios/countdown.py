@@ -11,8 +11,6 @@ median, IQR, and speedup = median(serial) / median(parallel).
 import threading
 import time
 
-from ..util import affinity, summarize
-
 TARGET_S = 0.4
 REPEATS = 5
 WORKERS = 2
@@ -70,7 +68,7 @@ def run(ctx):
 
     ctx.record("n", n)
     ctx.record("workers", WORKERS)
-    ctx.record("cpus", affinity())
+    ctx.record("cpus", ctx.affinity())
     serial_s, parallel_s = [], []
     serial_cpu = 0.0
     for i in range(1 + repeats):
@@ -85,8 +83,8 @@ def run(ctx):
         if i:  # the first round is the warm-up
             serial_s.append(t1 - t0)
             parallel_s.append(t2 - t1)
-    s = summarize(serial_s)
-    p = summarize(parallel_s)
+    s = ctx.summarize(serial_s)
+    p = ctx.summarize(parallel_s)
     ctx.record("serial", s)
     ctx.record(label, p)
     ctx.record("parallel_kind", label)

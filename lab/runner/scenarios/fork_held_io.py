@@ -19,8 +19,6 @@ import sys
 import threading
 import time
 
-from ..util import start_child
-
 TRIALS = 40
 BUDGET_S = 4.0
 
@@ -63,7 +61,7 @@ def run(ctx):
         for i in range(trials):
             busy.set()
             time.sleep(0.002)  # let the writer get going: the fork lands mid-write
-            proc = start_child(ctx, child_prints_and_logs)
+            proc = ctx.start_child(child_prints_and_logs)
             busy.clear()
             proc.join()  # no timeout: an inherited held I/O lock shows as a hung cell
             ctx.record("trials_completed", i + 1)

@@ -15,8 +15,6 @@ free lock.
 import threading
 import time
 
-from ..util import start_child
-
 LOCK = threading.Lock()
 
 
@@ -39,7 +37,7 @@ def run(ctx):
     taken.wait()
     ctx.record("lock_held_by_thread_at_start", LOCK.locked())
     start = time.perf_counter()
-    proc = start_child(ctx, child_takes_lock)
+    proc = ctx.start_child(child_takes_lock)
     ctx.record("child_pid", proc.pid)
     proc.join()  # no timeout on purpose: a deadlock must show as a hung cell
     ctx.record("child_exitcode", proc.exitcode)

@@ -23,37 +23,10 @@ def _read(path):
         return None
 
 
-def cgroup_cpu_quota():
-    """The CPU quota of this cgroup in CPUs (None: unlimited or unknown), v2 then v1."""
-    v2 = _read("/sys/fs/cgroup/cpu.max")
-    if v2:
-        quota, _, period = v2.partition(" ")
-        if quota == "max":
-            return {"cpus": None, "source": "cgroup v2 cpu.max", "raw": v2}
-        return {"cpus": int(quota) / float(period), "source": "cgroup v2 cpu.max", "raw": v2}
-    for base in ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"):
-        quota = _read(base + "/cpu.cfs_quota_us")
-        period = _read(base + "/cpu.cfs_period_us")
-        if quota is not None and period:
-            cpus = None if int(quota) < 0 else int(quota) / float(period)
-            return {"cpus": cpus, "source": "cgroup v1 cfs", "raw": f"{quota} {period}"}
-    return {"cpus": None, "source": None, "raw": None}
-
-
-def cgroup_cpuset():
-    return _read("/sys/fs/cgroup/cpuset.cpus.effective") or _read(
-        "/sys/fs/cgroup/cpuset/cpuset.effective_cpus") or _read("/sys/fs/cgroup/cpuset/cpuset.cpus")
-
-
-def observe():
+def observe(ctx):
     unset = multiprocessing.get_start_method(allow_none=True)
     default = multiprocessing.get_start_method()
     gil = getattr(sys, "_is_gil_enabled", None)
-    pcc = getattr(os, "process_cpu_count", None)
-    try:
-        aff = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        aff = None
     runner_pid = os.environ.get("LAB_RUNNER_PID")
     pid1 = _read("/proc/1/cmdline")
     libc = platform.libc_ver()
@@ -79,11 +52,7 @@ def observe():
         "start_methods": list(multiprocessing.get_all_start_methods()),
         "gil_enabled": gil() if gil is not None else None,
         "has_is_gil_enabled": gil is not None,
-        "cpu_count": os.cpu_count(),
-        "process_cpu_count": pcc() if pcc is not None else None,
-        "affinity": aff,
-        "cgroup_cpu_quota": cgroup_cpu_quota(),
-        "cgroup_cpuset": cgroup_cpuset(),
+        **ctx.cpu_facts(),
         "pickle_default_protocol": pickle.DEFAULT_PROTOCOL,
         "pickle_highest_protocol": pickle.HIGHEST_PROTOCOL,
         "switch_interval_s": switch,
@@ -95,6 +64,6 @@ def observe():
 
 
 def run(ctx):
-    for key, value in observe().items():
+    for key, value in observe(ctx).items():
         ctx.measurements[key] = value
     ctx.flush()

@@ -7,8 +7,6 @@ is recorded apart (for forkserver it launches the server), then ``REPEATS`` more
 
 import time
 
-from ..util import summarize
-
 REPEATS = 15
 
 
@@ -30,4 +28,4 @@ def start_and_join(mp):
 def run(ctx):
     repeats = 5 if ctx.quick else REPEATS
     ctx.record("first_s", start_and_join(ctx.mp))
-    ctx.record("startup", summarize([start_and_join(ctx.mp) for _ in range(repeats)]))
+    ctx.record("startup", ctx.summarize([start_and_join(ctx.mp) for _ in range(repeats)]))

@@ -14,8 +14,6 @@ import resource
 import sys
 import time
 
-from ..util import start_child
-
 ITEM_BYTES = 64 * 1024
 ITEMS = 400
 BOUND = 8
@@ -47,7 +45,7 @@ def one(ctx, maxsize, items):
     q = ctx.mp.Queue(maxsize) if maxsize else ctx.mp.Queue()
     recv_end, send_end = ctx.mp.Pipe(duplex=False)
     start = time.perf_counter()
-    proc = start_child(ctx, producer, q, send_end, items)
+    proc = ctx.start_child(producer, q, send_end, items)
     send_end.close()
     for _ in range(items):
         q.get(timeout=30)

@@ -11,8 +11,6 @@ once: how often it still says True is the documented "short delay".
 import queue
 import time
 
-from ..util import start_child, summarize
-
 CALLS = {"thread": 20000, "process": 1000}
 REPEATS = 5
 TRIALS = 200
@@ -48,7 +46,7 @@ def fill(q, calls):
     time.sleep(0.01)
 
 
-def bench(make, calls, repeats):
+def bench(ctx, make, calls, repeats):
     out = {}
     for state in ("empty", "nonempty"):
         for name, fn in (("if_empty", if_check), ("try_except", try_except)):
@@ -58,7 +56,7 @@ def bench(make, calls, repeats):
                 if state == "nonempty":
                     fill(q, calls)
                 samples.append(fn(q, calls) * 1e9)
-            out[f"{state}_{name}_ns"] = summarize(samples)
+            out[f"{state}_{name}_ns"] = ctx.summarize(samples)
         a = out[f"{state}_if_empty_ns"]["median"]
         b = out[f"{state}_try_except_ns"]["median"]
         out[f"{state}_if_over_try"] = a / b if b else None
@@ -76,7 +74,7 @@ def putter(q, put_done, go_on, trials):
 def empty_after_put(ctx, trials):
     q = ctx.mp.Queue()
     put_done, go_on = ctx.mp.Event(), ctx.mp.Event()
-    proc = start_child(ctx, putter, q, put_done, go_on, trials)
+    proc = ctx.start_child(putter, q, put_done, go_on, trials)
     still_empty = 0
     for _ in range(trials):
         go_on.set()
@@ -93,7 +91,7 @@ def empty_after_put(ctx, trials):
 def run(ctx):
     repeats = 3 if ctx.quick else REPEATS
     scale = 4 if ctx.quick else 1
-    ctx.record("queue.Queue", bench(queue.Queue, CALLS["thread"] // scale, repeats))
+    ctx.record("queue.Queue", bench(ctx, queue.Queue, CALLS["thread"] // scale, repeats))
     ctx.record("multiprocessing.Queue",
-               bench(ctx.mp.Queue, CALLS["process"] // scale, repeats))
+               bench(ctx, ctx.mp.Queue, CALLS["process"] // scale, repeats))
     ctx.record("empty_after_put", empty_after_put(ctx, 50 if ctx.quick else TRIALS))

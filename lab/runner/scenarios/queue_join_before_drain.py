@@ -10,8 +10,6 @@ the child's stack in its exit-time ``join_thread``; ``ok`` if the join returns.
 
 import time
 
-from ..util import start_child
-
 ITEM_BYTES = 1000 * 1000
 
 
@@ -22,7 +20,7 @@ def child_puts(q):
 def run(ctx):
     q = ctx.mp.Queue()
     start = time.perf_counter()
-    proc = start_child(ctx, child_puts, q)
+    proc = ctx.start_child(child_puts, q)
     ctx.record("item_bytes", ITEM_BYTES)
     proc.join()  # before draining: the documented deadlock
     ctx.record("join_returned_after_s", time.perf_counter() - start)

@@ -10,8 +10,6 @@ per channel and size: items/s and MB/s over several repeats (median, IQR).
 import pickle
 import time
 
-from ..util import summarize
-
 SMALL = 20000
 LARGE = 40
 LARGE_BYTES = 1000 * 1000
@@ -70,7 +68,7 @@ def run(ctx):
             ctx.record(f"{channel}_{size_name}", {
                 "items": moved,
                 "item_bytes": item_bytes[size_name],
-                "seconds": summarize(samples),
-                "items_per_s": summarize(rates),
-                "mb_per_s": summarize([r * item_bytes[size_name] / 1e6 for r in rates]),
+                "seconds": ctx.summarize(samples),
+                "items_per_s": ctx.summarize(rates),
+                "mb_per_s": ctx.summarize([r * item_bytes[size_name] / 1e6 for r in rates]),
             })

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 
-from ..util import summarize
 from .countdown import calibrate, countdown
 
 THREADS = 4
@@ -36,7 +35,7 @@ def io_job(_n):
         time.sleep(IO_WAIT_S / 2)
 
 
-def measure(job, n, repeats):
+def measure(ctx, job, n, repeats):
     serial_s, threaded_s = [], []
     for i in range(1 + repeats):
         t0 = time.perf_counter()
@@ -52,7 +51,7 @@ def measure(job, n, repeats):
         if i:
             serial_s.append(t1 - t0)
             threaded_s.append(t2 - t1)
-    s, t = summarize(serial_s), summarize(threaded_s)
+    s, t = ctx.summarize(serial_s), ctx.summarize(threaded_s)
     return {"serial": s, "threads": t, "speedup": s["median"] / t["median"]}
 
 
@@ -64,5 +63,5 @@ def run(ctx):
         ctx.record("switch_interval_s", None)
     ctx.record("threads", THREADS)
     n = calibrate(0.05 if ctx.quick else 0.1)
-    ctx.record("cpu", measure(cpu_job, n, repeats))
-    ctx.record("io", measure(io_job, n, repeats))
+    ctx.record("cpu", measure(ctx, cpu_job, n, repeats))
+    ctx.record("io", measure(ctx, io_job, n, repeats))
