@@ -33,6 +33,7 @@ from lab.scheduler import CellSpec, Job
 
 POLL_S = 0.25
 INNER_OUT = "/lab/out"
+INNER_USER = "/lab/user"  # the user's files (scenario files, a `lab check` script), read-only
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # one cell record; larger is a broken channel
 MAX_RESULTS_BYTES = 64 * 1024 * 1024  # everything one job may send back
 
@@ -227,6 +228,7 @@ class JobContext:
     stop: threading.Event
     on_cell: Callable[[Cell], None]
     concurrent: Callable[[], list[str]]  # other jobs running now
+    user_dir: Path | None = None  # copies of the user's files, mounted read-only
 
 
 def _cell_from_record(rec: dict[str, Any], spec: CellSpec, job: Job, ctx: JobContext,
@@ -261,6 +263,7 @@ def _cell_from_record(rec: dict[str, Any], spec: CellSpec, job: Job, ctx: JobCon
         emulated=ctx.target.emulated,
         deadline_s=num("deadline_s"),
         cpu=rec.get("cpu") if isinstance(rec.get("cpu"), dict) else None,
+        container=spec.container,
     )
 
 
@@ -268,7 +271,7 @@ def missing_cell(spec: CellSpec, job: Job, ctx: JobContext, *, outcome: str, det
                  output: str = "") -> Cell:
     return Cell(target=ctx.target.id, scenario=spec.scenario, start_method=spec.start_method,
                 outcome=outcome, detail=detail, output=output or None, kind=spec.kind,
-                exclusive=job.exclusive, emulated=ctx.target.emulated)
+                exclusive=job.exclusive, emulated=ctx.target.emulated, container=spec.container)
 
 
 def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
@@ -279,7 +282,10 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
     out_dir = work / job.name
     out_dir.mkdir(exist_ok=True)
     os.chmod(out_dir, 0o1777)  # the container's unprivileged user writes here
-    (out_dir / "plan.json").write_text(json.dumps(job.to_plan(), indent=1))
+    plan = job.to_plan()
+    if ctx.user_dir is not None:
+        plan["user_dir"] = str(ctx.user_dir) if ctx.target.host_python else INNER_USER
+    (out_dir / "plan.json").write_text(json.dumps(plan, indent=1))
     tail = JsonlTail(out_dir / "results.jsonl")
     reported: dict[int, Cell] = {}
     problems: list[str] = []
@@ -321,7 +327,9 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
                 name=f"lab-{ctx.run_id}-{job.name}",
                 labels={**run_labels(ctx.run_id, ctx.target.id), "lab.phase": job.phase},
                 binds={str(out_dir.resolve()): INNER_OUT},
-                cpuset_cpus=ctx.cpuset,
+                ro_binds={str(ctx.user_dir.resolve()): INNER_USER} if ctx.user_dir else {},
+                cpuset_cpus=job.limits.get("cpuset_cpus", ctx.cpuset),
+                nano_cpus=job.limits.get("nano_cpus"),
                 # The runner then measures a cell's CPU by the container's cgroup.
                 environment={"LAB_IN_CONTAINER": "1"},
             )

@@ -58,10 +58,12 @@ class ContainerSpec:
     name: str
     labels: dict[str, str]
     binds: dict[str, str] = field(default_factory=dict)  # host path -> container path (rw)
+    ro_binds: dict[str, str] = field(default_factory=dict)  # host path -> container path (ro)
     environment: dict[str, str] = field(default_factory=dict)
     working_dir: str = "/opt/lab"
     user: str = "10001:10001"
     cpuset_cpus: str | None = None
+    nano_cpus: int | None = None  # docker run --cpus, in billionths of a CPU
     # A safety net, not part of any measurement: four cells share a behaviour container, and
     # PyPy 8's queue_growth producers peak near 300 MB each, so 1 GiB had the cgroup's OOM
     # killer take them mid-cell (seen with Debian sid's pypy3 8.0.1).
@@ -309,7 +311,10 @@ class Engine:
             mem_limit=spec.mem_limit,
             memswap_limit=spec.mem_limit,
             cpuset_cpus=spec.cpuset_cpus,
-            binds={host: {"bind": inner, "mode": "rw"} for host, inner in spec.binds.items()},
+            nano_cpus=spec.nano_cpus,
+            binds={**{host: {"bind": inner, "mode": "rw"} for host, inner in spec.binds.items()},
+                   **{host: {"bind": inner, "mode": "ro"}
+                      for host, inner in spec.ro_binds.items()}},
         )
         with _converted(f"create container {spec.name}"):
             created = self._client.api.create_container(

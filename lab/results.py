@@ -4,6 +4,10 @@ Format history (``schema_version``; the reader ignores keys it does not know):
   1 - lab 0.1.0: run, targets (with probe), results (one cell per scenario x start method).
   2 - targets[].base: how a Debian base was made by the lab's own bootstrap (suite, signed
       Release date, signing key, mirror, package versions). Version 1 files read fine.
+  3 - results[].container: the container variant a cell ran in (``cpus=1``, ``cpuset=0``;
+      null for the usual one); start_method ``default`` (`lab check`: the interpreter's own);
+      run.scenarios: scenarios that are not built in (scenario files, `lab check` scripts),
+      with their kind, title, claim and source. Older files read fine.
 The JSON Schema is ``lab/schema/results.schema.json``. The report reads only these files, so any
 old run can be re-rendered; ``cells.jsonl`` is appended as each cell finishes, so a run that
 died keeps what finished.
@@ -21,7 +25,7 @@ from typing import Any, TypeVar
 
 from lab.errors import ConfigError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 OUTCOMES = ("ok", "hung", "crashed", "failed", "skipped", "error")
 TARGET_STATUSES = ("ok", "unavailable", "build_failed", "error")
 
@@ -57,10 +61,11 @@ class Cell:
     # CPU seconds of the cell, of every other process on the machine meanwhile, and stolen
     # by the hypervisor (own_s, others_s, others_cpus, steal_s, host_busy_s, wall_s).
     cpu: dict[str, Any] | None = None
+    container: str | None = None  # a container variant (cpus=1, cpuset=0); None: the usual
 
     @property
-    def key(self) -> tuple[str, str, str | None]:
-        return (self.target, self.scenario, self.start_method)
+    def key(self) -> tuple[str, str, str | None, str | None]:
+        return (self.target, self.scenario, self.start_method, self.container)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +101,8 @@ class RunInfo:
     duration_s: float | None = None
     quick: bool = False
     notes: list[str] = field(default_factory=list)
+    # Scenarios that are not built in: id -> kind, title, claim, source, start_methods.
+    scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,8 +115,10 @@ class RunResults:
     def target(self, tid: str) -> TargetResult | None:
         return next((t for t in self.targets if t.id == tid), None)
 
-    def cell(self, tid: str, scenario: str, start_method: str | None) -> Cell | None:
-        return next((c for c in self.results if c.key == (tid, scenario, start_method)), None)
+    def cell(self, tid: str, scenario: str, start_method: str | None,
+             container: str | None = None) -> Cell | None:
+        key = (tid, scenario, start_method, container)
+        return next((c for c in self.results if c.key == key), None)
 
     def cells_for(self, scenario: str) -> list[Cell]:
         return [c for c in self.results if c.scenario == scenario]

@@ -21,6 +21,16 @@ from lab.runner.scenarios import CATALOG, START_METHODS
 EMULATION_SLOWDOWN = 8.0  # qemu-user: deadlines stretch, timings are not comparable
 CELL_PARALLEL = 4  # behaviour cells running side by side in one container
 CONTAINER_OVERHEAD_S = 60.0  # interpreter start, init, image layer mount, slack
+# Container variants a scenario may ask for (its catalog entry's ``containers``): each runs
+# that scenario's cells in a container of its own, started with these limits.
+CONTAINERS: dict[str, dict[str, Any]] = {
+    "cpus=1": {"nano_cpus": 1_000_000_000},  # docker run --cpus 1 (a CFS quota)
+    "cpuset=0": {"cpuset_cpus": "0"},  # docker run --cpuset-cpus 0 (an affinity)
+}
+# The catalog as the host plans with it: the runner's CATALOG, plus scenario files and
+# `lab check` scripts (their ``start_methods`` may be a list, "default" included).
+Catalog = Mapping[str, Mapping[str, Any]]
+METHOD_ORDER: tuple[str | None, ...] = (None, "default", *START_METHODS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,10 +40,15 @@ class CellSpec:
     kind: str
     deadline_s: float
     params: Mapping[str, Any]
+    container: str | None = None  # a CONTAINERS variant; None: the target's usual container
+    script: Mapping[str, Any] | None = None  # `lab check`: run this program as the cell
 
     def to_plan(self) -> dict[str, Any]:
-        return {"scenario": self.scenario, "start_method": self.start_method,
+        plan = {"scenario": self.scenario, "start_method": self.start_method,
                 "deadline_s": self.deadline_s, "params": dict(self.params)}
+        if self.script is not None:
+            plan["script"] = dict(self.script)
+        return plan
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,10 +61,17 @@ class Job:
     parallel: int
     exclusive: bool
     deadline_scale: float
+    container: str | None = None  # a CONTAINERS variant
 
     @property
     def name(self) -> str:
-        return f"{self.target_id}-{self.phase}"
+        suffix = "-" + self.container.replace("=", "") if self.container else ""
+        return f"{self.target_id}-{self.phase}{suffix}"
+
+    @property
+    def limits(self) -> dict[str, Any]:
+        """Extra container settings of this job's variant (nano_cpus, cpuset_cpus)."""
+        return dict(CONTAINERS[self.container]) if self.container else {}
 
     @property
     def host_deadline_s(self) -> float:
@@ -78,24 +100,28 @@ class Plan:
         return sum(len(j.cells) for j in self.jobs if j.target_id == target_id)
 
 
-def select_scenarios(names: Iterable[str] | None) -> list[str]:
+def select_scenarios(names: Iterable[str] | None, catalog: Catalog = CATALOG) -> list[str]:
     """Scenario ids in catalog order; the probe always runs (targets' facts come from it)."""
     if not names:
-        return list(CATALOG)
+        return list(catalog)
     wanted = set(names)
-    unknown = sorted(wanted - set(CATALOG))
+    unknown = sorted(wanted - set(catalog))
     if unknown:
         raise ConfigError(
-            f"unknown scenario {', '.join(unknown)}: valid ids are {', '.join(CATALOG)}. "
+            f"unknown scenario {', '.join(unknown)}: valid ids are {', '.join(catalog)}. "
             "See `lab list`."
         )
     wanted.add("probe")
-    return [s for s in CATALOG if s in wanted]
+    return [s for s in catalog if s in wanted]
 
 
-def start_methods_of(scenario: str, offered: Iterable[str] = START_METHODS) -> list[str | None]:
-    """The cells' start methods for a scenario: None for a cell without a child process."""
-    kind = CATALOG[scenario]["start_methods"]
+def start_methods_of(scenario: str, offered: Iterable[str] = START_METHODS,
+                     catalog: Catalog = CATALOG) -> list[str | None]:
+    """The cells' start methods for a scenario: None for a cell without a child process,
+    "default" for one that leaves the interpreter's default alone (`lab check`)."""
+    kind = catalog[scenario]["start_methods"]
+    if isinstance(kind, list | tuple):
+        return list(kind)
     methods: list[str | None] = []
     if kind in ("none", "none+each"):
         methods.append(None)
@@ -104,18 +130,22 @@ def start_methods_of(scenario: str, offered: Iterable[str] = START_METHODS) -> l
     return methods
 
 
-def plan_cells(scenarios: Iterable[str], *, quick: bool = False) -> list[CellSpec]:
-    """Every (scenario, start method) cell, in catalog order. Methods the interpreter
-    lacks are planned anyway: the runner records them as ``skipped``, observed."""
+def plan_cells(scenarios: Iterable[str], *, quick: bool = False,
+               catalog: Catalog = CATALOG) -> list[CellSpec]:
+    """Every (scenario, start method, container) cell, in catalog order. Methods the
+    interpreter lacks are planned anyway: the runner records them as ``skipped``, observed."""
     cells = []
     params = {"quick": True} if quick else {}
     for name in scenarios:
-        meta = CATALOG[name]
-        for method in start_methods_of(name):
-            deadline = meta["deadline_s"]
-            assert isinstance(deadline, int | float)
-            cells.append(CellSpec(scenario=name, start_method=method, kind=str(meta["kind"]),
-                                  deadline_s=float(deadline), params=params))
+        meta = catalog[name]
+        deadline = meta["deadline_s"]
+        assert isinstance(deadline, int | float)
+        for container in meta.get("containers") or [None]:
+            extra = {"container": container} if container else {}
+            for method in start_methods_of(name, catalog=catalog):
+                cells.append(CellSpec(scenario=name, start_method=method, kind=str(meta["kind"]),
+                                      deadline_s=float(deadline), params={**params, **extra},
+                                      container=container, script=meta.get("script")))
     return cells
 
 
@@ -129,31 +159,41 @@ def plan_runs(
     scenarios: Iterable[str] | None = None,
     quick: bool = False,
     cell_parallel: int = CELL_PARALLEL,
+    catalog: Catalog = CATALOG,
 ) -> Plan:
-    """Split each target's cells into a behaviour job and a timing job."""
-    cells = plan_cells(select_scenarios(scenarios), quick=quick)
+    """Split each target's cells into a behaviour job, a timing job and one behaviour job per
+    container variant (host interpreters have no container, so no variants)."""
+    cells = plan_cells(select_scenarios(scenarios, catalog), quick=quick, catalog=catalog)
+    variants = sorted({c.container for c in cells if c.container})
     behaviour, timing = [], []
     for target in targets:
         scale = deadline_scale(target)
-        b = tuple(c for c in cells if c.kind != "timing")
-        t = tuple(c for c in cells if c.kind == "timing")
+        b = tuple(c for c in cells if c.kind != "timing" and not c.container)
+        t = tuple(c for c in cells if c.kind == "timing" and not c.container)
         if b:
             behaviour.append(Job(target_id=target.id, phase="behaviour", cells=b,
                                  parallel=cell_parallel, exclusive=False, deadline_scale=scale))
+        for variant in [] if target.host_python else variants:
+            v = tuple(c for c in cells if c.container == variant)
+            behaviour.append(Job(target_id=target.id, phase="behaviour", cells=v,
+                                 parallel=cell_parallel, exclusive=False, deadline_scale=scale,
+                                 container=variant))
         if t:
             timing.append(Job(target_id=target.id, phase="timing", cells=t, parallel=1,
                               exclusive=True, deadline_scale=scale))
     return Plan(behaviour=tuple(behaviour), timing=tuple(timing))
 
 
-def cell_order(target_ids: list[str]) -> dict[tuple[str, str, str | None], int]:
-    """Sort key: matrix order, then catalog order, then no-method first, then START_METHODS."""
+def cell_order(target_ids: list[str], catalog: Catalog = CATALOG
+               ) -> dict[tuple[str, str, str | None, str | None], int]:
+    """Sort key: matrix order, then catalog order, then container variant (the usual one
+    first), then no-method first, then "default", then START_METHODS."""
     order = {}
-    methods: list[str | None] = [None, *START_METHODS]
     i = 0
     for tid in target_ids:
-        for scenario in CATALOG:
-            for method in methods:
-                order[(tid, scenario, method)] = i
-                i += 1
+        for scenario, meta in catalog.items():
+            for container in [None, *(meta.get("containers") or [])]:
+                for method in METHOD_ORDER:
+                    order[(tid, scenario, method, container)] = i
+                    i += 1
     return order

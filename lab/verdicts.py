@@ -8,6 +8,7 @@ host target on that system ran; the documented value is shown instead.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -70,7 +71,10 @@ def contention(c: Cell) -> float | None:
 
 
 def anchor(cell: Cell) -> str:
-    return f"cell-{cell.target}-{cell.scenario}-{cell.start_method or 'none'}"
+    raw = f"cell-{cell.target}-{cell.scenario}-{cell.start_method or 'none'}"
+    if cell.container:
+        raw += f"-{cell.container}"
+    return re.sub(r"[^A-Za-z0-9_.:=-]", "_", raw)
 
 
 def _get(d: Any, *path: str) -> Any:

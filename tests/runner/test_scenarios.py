@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 from pathlib import Path
 
@@ -151,3 +152,61 @@ def test_crashed_cell_does_not_hide_the_others(runner):
                    {"scenario": "probe", "deadline_s": 30}])
     assert recs[("selftest.crash", None)]["outcome"] == "crashed"
     assert recs[("probe", None)]["outcome"] == "ok"
+
+
+# -- the porting hazards of a default that is not fork --------------------------------------------
+def test_pickle_target_lambda_closure_nested_run_under_fork_only(runner):
+    recs = runner(cells_for("pickle_target"))
+    for method in METHODS:
+        m = recs[("pickle_target", method)]["measurements"]
+        assert m["module_function"]["child_ran"] is True
+        for kind in ("lambda", "closure", "nested_function"):
+            if method == "fork":
+                assert m[kind]["started"] and m[kind]["child_ran"], (method, kind, m[kind])
+            else:
+                assert m[kind]["started"] is False, (method, kind, m[kind])
+                assert "pickle" in m[kind]["error"].lower(), m[kind]
+
+
+def test_main_guard_unguarded_script_fails_where_main_is_imported_again(runner):
+    recs = runner(cells_for("main_guard"))
+    for method in METHODS:
+        m = recs[("main_guard", method)]["measurements"]
+        if method == "fork":
+            assert (m["script_exit_code"], m["child_ran"], m["bootstrap_error"]) == (0, True, False)
+        else:
+            assert m["script_exit_code"] != 0 and not m["child_ran"], m
+            assert m["bootstrap_error"] is True, m
+
+
+def test_inherited_state_reaches_a_fork_child_only(runner):
+    recs = runner(cells_for("inherited_state"))
+    for method in METHODS:
+        m = recs[("inherited_state", method)]["measurements"]
+        assert m["child_sees"] == ("run-time" if method == "fork" else "import-time")
+
+
+def test_executor_defaults_follow_the_global_method_and_report_worker_counts(runner):
+    recs = runner(cells_for("executor_defaults"))
+    for method in METHODS:
+        m = recs[("executor_defaults", method)]["measurements"]
+        assert recs[("executor_defaults", method)]["outcome"] == "ok"
+        for pool in ("ProcessPoolExecutor()", "Pool()"):
+            assert m[pool]["context"] == method and m[pool]["worker_method"] == method, m[pool]
+        assert m["ProcessPoolExecutor()"]["max_workers"] == m["cpu_count"]
+        tasks = m["ProcessPoolExecutor(max_tasks_per_child=1, mp_context=this method)"]
+        if method == "fork":
+            assert tasks["error"].startswith("ValueError"), tasks
+        else:
+            assert tasks["worker_pids"] == 3  # one task per worker: each task a new process
+
+
+def test_cpu_limits_records_python_view_and_default_worker_counts(runner):
+    cells = [dict(c, params={"container": "cpuset=0"}) for c in cells_for("cpu_limits")]
+    recs = runner(cells)
+    for method in METHODS:
+        m = recs[("cpu_limits", method)]["measurements"]
+        assert m["container"] == "cpuset=0"
+        assert m["cpu_count"] == os.cpu_count()
+        assert m["executor_ran"] and m["pool_ran"]
+        assert m["pool_processes"] == os.cpu_count()

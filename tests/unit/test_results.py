@@ -69,4 +69,4 @@ def test_partial_run_is_recovered_from_cells_jsonl(tmp_path: Path):
 
 def test_cell_key():
     c = Cell(target="cp39", scenario="probe", start_method=None, outcome="ok")
-    assert c.key == ("cp39", "probe", None)
+    assert c.key == ("cp39", "probe", None, None)

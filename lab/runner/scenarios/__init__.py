@@ -5,9 +5,13 @@
 ``behaviour`` cells may run side by side. ``start_methods`` is ``none`` (one cell, no child
 process), ``each`` (one cell per start method) or ``none+each`` (both).
 ``deadline_s`` is the per-cell deadline on a native CPU; the host scales it for emulation.
+``containers`` (optional) runs the scenario's cells in containers of their own, one per variant
+(``cpus=1``: ``--cpus 1``; ``cpuset=0``: ``--cpuset-cpus 0``) instead of the usual one.
+A scenario's docstring states its claim and how the cell observes it.
 """
 
 import importlib
+import os
 
 CATALOG = {
     "probe": {
@@ -54,9 +58,31 @@ CATALOG = {
         "kind": "behaviour", "start_methods": "each", "deadline_s": 40,
         "title": "Fork-with-threads DeprecationWarning, and -W error",
     },
+    "pickle_target": {
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 40,
+        "title": "A lambda, a closure and a nested function as Process targets",
+    },
+    "main_guard": {
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 40,
+        "title": "A script with no __main__ guard starts a child at module level",
+    },
+    "inherited_state": {
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 20,
+        "title": "A module global changed at run time: what the child sees",
+    },
+    "executor_defaults": {
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 60,
+        "title": "ProcessPoolExecutor() and Pool(): start method, workers, max_tasks_per_child",
+    },
+    "cpu_limits": {
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 40,
+        "containers": ["cpus=1", "cpuset=0"],
+        "title": "CPU facts and default worker counts under --cpus 1 and --cpuset-cpus 0",
+    },
 }
 
 START_METHODS = ("fork", "spawn", "forkserver")
+USER_PACKAGE = "lab_scenarios"  # scenario files, copied by the host into LAB_USER_DIR
 
 
 def get(name):
@@ -67,6 +93,8 @@ def get(name):
         if fn is None or not callable(fn):
             raise KeyError(f"unknown self-test {name!r}")
         return selftest.Shim(fn)
-    if name not in CATALOG:
-        raise KeyError("unknown scenario {!r}; known: {}".format(name, ", ".join(sorted(CATALOG))))
-    return importlib.import_module("." + name, __name__)
+    if name in CATALOG:
+        return importlib.import_module("." + name, __name__)
+    if os.environ.get("LAB_USER_DIR") and name.isidentifier():
+        return importlib.import_module(USER_PACKAGE + "." + name)
+    raise KeyError("unknown scenario {!r}; known: {}".format(name, ", ".join(sorted(CATALOG))))
