@@ -1,8 +1,10 @@
 """The command line: arguments in, exit code out. Fatal errors are caught only in ``main``.
 
-Exit codes: 0 every target ran and every cell has an observed outcome; 1 the run was partial
-(a target unavailable or failed to build, or a cell ended in ``error``); 2 bad input;
-3 no Docker engine; 4 a Docker operation failed; 130 interrupted (what finished is kept).
+Exit codes of ``lab run``: 0 every target ran and every cell has an observed outcome; 1 the run
+was partial (a target unavailable or failed to build, or a cell ended in ``error``); 2 bad
+input; 3 no Docker engine; 4 a Docker operation failed; 130 interrupted (what finished is kept).
+``lab check``: 0 every run of the program ended ok; 1 any hung, crashed, failed or could not
+run; 2, 3, 4 and 130 as above.
 """
 
 from __future__ import annotations
@@ -12,10 +14,16 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab import __version__
 from lab.errors import ConfigError, EngineUnavailable, Interrupted, LabError
 from lab.matrix import GROUPS, Matrix, Target, host_target, load_matrix, select_targets
+from lab.usercode import CHECK_METHODS
+
+if TYPE_CHECKING:
+    from lab.results import RunResults
+    from lab.runs import Run
 
 EXIT_PARTIAL = 1
 
@@ -47,6 +55,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress display")
     run.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                      help="run-level watchdog (default: computed from the plan)")
+    run.add_argument("--scenario-file", action="append", default=[], type=Path, metavar="PATH",
+                     help="also run this scenario file (repeatable; see README)")
+
+    check = sub.add_parser(
+        "check", help="run your program in every target, per start method",
+        description="Run an ordinary Python program in every selected target, once per start "
+                    "method and once with the interpreter's default, as `python SCRIPT ARGS` "
+                    "from its own folder. Exit code 0: every run ended ok; 1: any hung, "
+                    "crashed or failed; 2: bad input.")
+    _add_selection(check)
+    check.add_argument("--start-methods", type=_csv, default=list(CHECK_METHODS),
+                       metavar="LIST", help="comma-separated, from "
+                       f"{','.join(CHECK_METHODS)} (default: all)")
+    check.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="deadline of each run; a run still going is hung (default 60)")
+    check.add_argument("--file", action="append", default=[], type=Path, metavar="PATH",
+                       dest="files", help="a module, package or data file the program needs "
+                       "beside it (repeatable)")
+    check.add_argument("--jobs", type=int, default=3, help="targets built/run at once")
+    check.add_argument("--out", type=Path, default=Path("reports"), help="runs folder")
+    check.add_argument("--no-progress", action="store_true", help="no progress display")
+    check.add_argument("script", type=Path, metavar="SCRIPT", help="the program to run")
+    check.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
+                       help="its arguments")
 
     build = sub.add_parser("build", help="build (or reuse) the target images only")
     _add_selection(build)
@@ -81,8 +113,7 @@ def _targets(args: argparse.Namespace, matrix: Matrix) -> list[Target]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from lab.report import render_run
-    from lab.runs import Run, RunOptions, point_latest
+    from lab.runs import Run, RunOptions
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}.")
@@ -93,26 +124,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         targets = _targets(args, _matrix(args))
     from lab.scheduler import select_scenarios
+    from lab.usercode import load_scenario_files
 
     scenarios = select_scenarios(args.scenarios) if args.scenarios else None
+    scenario_files = load_scenario_files(args.scenario_file)
     if any(not t.host_python for t in targets):
         from lab.engine import Engine
 
         Engine.connect().close()  # no engine: one line, before any run folder exists
     options = RunOptions(targets=targets, out=args.out, jobs=args.jobs, scenarios=scenarios,
                          quick=args.quick, command=["lab", *sys.argv[1:]],
-                         progress=not args.no_progress, timeout_s=args.timeout)
-    run = Run(options)
+                         progress=not args.no_progress, timeout_s=args.timeout,
+                         scenario_files=scenario_files)
+    return _run_and_report(Run(options), args.out)
+
+
+def _run_and_report(run: Run, out: Path) -> int:
+    from lab.report import render_run
+    from lab.runs import point_latest
+
+    targets = run.options.targets
     print(f"run {run.run_id}: {len(targets)} target(s), {len(run.plan.jobs)} job(s) -> {run.dir}",
           file=sys.stderr)
     try:
         results = run.go()
     except LabError:
         _render_quietly(run.dir)
-        point_latest(args.out, run.dir)
+        point_latest(out, run.dir)
         raise
     html = render_run(run.dir)
-    point_latest(args.out, run.dir)
+    point_latest(out, run.dir)
     print(f"report: {html}")
     bad = [t for t in results.targets if t.status != "ok"]
     if not results.run.complete:
@@ -122,7 +163,49 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  {t.id}: {t.status}: {(t.reason or '').splitlines()[0]}", file=sys.stderr)
     if errors:
         print(f"  {len(errors)} cell(s) ended in error (see the report)", file=sys.stderr)
+    if run.options.check is not None:
+        return _check_summary(results, run.options.check.id)
     return EXIT_PARTIAL if bad or errors or not results.run.complete else 0
+
+
+def _check_summary(results: RunResults, scenario: str) -> int:
+    """`lab check`: one line per target, each run's outcome; 1 unless every run ended ok."""
+    methods = list(CHECK_METHODS)
+    width = max([len(t.id) for t in results.targets] + [6])
+    print(f"{'target':<{width}}  " + "  ".join(f"{m:<10}" for m in methods))
+    clean = results.run.complete
+    for t in results.targets:
+        if t.status != "ok":
+            print(f"{t.id:<{width}}  {t.status}")
+            clean = False
+            continue
+        row = []
+        for m in methods:
+            c = results.cell(t.id, scenario, m)
+            row.append(f"{c.outcome if c else '-':<10}")
+            if c and c.outcome != "ok":
+                clean = False
+        print(f"{t.id:<{width}}  " + "  ".join(row))
+    if not any(c.scenario == scenario for c in results.results):
+        clean = False
+    return 0 if clean else EXIT_PARTIAL
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from lab.runs import Run, RunOptions
+    from lab.usercode import check_spec
+
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}.")
+    spec = check_spec(args.script, args.args, args.files, args.start_methods, args.timeout)
+    targets = _targets(args, _matrix(args))
+    from lab.engine import Engine
+
+    Engine.connect().close()
+    options = RunOptions(targets=targets, out=args.out, jobs=args.jobs,
+                         command=["lab", *sys.argv[1:]], progress=not args.no_progress,
+                         check=spec)
+    return _run_and_report(Run(options), args.out)
 
 
 def _render_quietly(run_dir: Path) -> None:
@@ -246,8 +329,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "build": cmd_build, "list": cmd_list, "clean": cmd_clean,
-            "doctor": cmd_doctor, "report": cmd_report}
+COMMANDS = {"run": cmd_run, "check": cmd_check, "build": cmd_build, "list": cmd_list,
+            "clean": cmd_clean, "doctor": cmd_doctor, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

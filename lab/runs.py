@@ -47,6 +47,7 @@ from lab.results import (
     write_json,
 )
 from lab.scheduler import Job, Plan, cell_order, plan_runs
+from lab.usercode import CheckSpec, ScenarioFile, catalog_with, stage_user_dir
 
 REPORTS = Path("reports")
 BUILD_ALLOWANCE_S = 1800.0  # one cold bootstrap of the slowest base, emulated
@@ -71,6 +72,8 @@ class RunOptions:
     progress: bool = True
     run_id: str | None = None
     timeout_s: float | None = None  # the run-level watchdog; None: computed from the plan
+    scenario_files: list[ScenarioFile] = field(default_factory=list)
+    check: CheckSpec | None = None  # `lab check`: the probe and this program, nothing else
 
 
 def new_run_id() -> str:
@@ -142,8 +145,18 @@ class Run:
             raise ConfigError(
                 f"cannot create the run folder {self.dir} ({exc.strerror or exc}). Pick a "
                 "folder you can write to with --out.") from exc
-        self.plan: Plan = plan_runs(options.targets, scenarios=options.scenarios,
-                                    quick=options.quick)
+        extra = {sf.id: sf.meta() for sf in options.scenario_files}
+        scenarios = options.scenarios
+        if options.check is not None:
+            extra[options.check.id] = options.check.meta()
+            scenarios = ["probe", options.check.id]
+        elif scenarios is not None and extra:
+            scenarios = [*scenarios, *extra]
+        self.catalog = catalog_with(extra)
+        self.plan: Plan = plan_runs(options.targets, scenarios=scenarios, quick=options.quick,
+                                    catalog=self.catalog)
+        self.user_dir = stage_user_dir(self.dir / "work" / "user", options.scenario_files,
+                                       options.check)
         self.stop = threading.Event()
         self.started = time.monotonic()
         self.cells: list[Cell] = []
@@ -162,7 +175,9 @@ class Run:
                                  live=options.progress)
         self.info = RunInfo(id=self.run_id, started_at=now_iso(), lab_version=__version__,
                             host=host_facts(), command=list(options.command),
-                            quick=options.quick)
+                            quick=options.quick,
+                            scenarios={k: {x: v for x, v in meta.items() if x != "script"}
+                                       for k, meta in extra.items()})
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def record(self, cell: Cell) -> None:
@@ -233,7 +248,8 @@ class Run:
         try:
             ctx = JobContext(run_id=self.run_id, run_dir=self.dir, target=target,
                              image_tag=self.images.get(target.id), cpuset=cpuset, stop=self.stop,
-                             on_cell=self.record, concurrent=self.running_others(job.name))
+                             on_cell=self.record, concurrent=self.running_others(job.name),
+                             user_dir=self.user_dir)
             return run_job(engine, job, ctx)
         finally:
             with self.active_lock:
@@ -267,7 +283,7 @@ class Run:
         with self.cells_lock:
             cells = list(self.cells)
             rows = [self.target_rows[t.id] for t in self.options.targets]
-        order = cell_order([t.id for t in self.options.targets])
+        order = cell_order([t.id for t in self.options.targets], self.catalog)
         cells.sort(key=lambda c: order.get(c.key, len(order)))
         probes = {c.target: c.measurements for c in cells
                   if c.scenario == "probe" and c.outcome == "ok"}

@@ -57,6 +57,18 @@ def read_bounded(path, head=OUTPUT_HEAD, tail=OUTPUT_TAIL):
     )
 
 
+def last_error(output):
+    """The line of a program's output that names the exception it ended with, else its last
+    line (3.13+ adds notes after the exception line, so the last line is not always it)."""
+    lines = [x for x in output.splitlines() if x.strip()]
+    for line in reversed(lines):
+        name = line.split(":", 1)[0]
+        if ":" in line and not line[0].isspace() and " " not in name and (
+                name.endswith(("Error", "Exception", "Exit", "Interrupt"))):
+            return line[:300]
+    return lines[-1][:300] if lines else ""
+
+
 def group_members(pgid):
     """Pids whose process group is ``pgid`` (Linux /proc; empty elsewhere)."""
     members = []
@@ -155,8 +167,30 @@ def make_dirs(path):
             path = parent
 
 
+HOOK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hook")
+USER_SCENARIOS_ENV = "LAB_USER_DIR"
+
+
+def script_command(cell, user_dir, cell_dir, env):
+    """`lab check`: the user's program as the cell, ``python SCRIPT ARGS`` from its own folder,
+    so ``__main__``, pickling and re-import behave as for the user. Its start method is set by
+    the hook (hook/sitecustomize.py), not by changing the program."""
+    script = cell["script"]
+    path = os.path.join(user_dir, script["path"])
+    env.pop(USER_SCENARIOS_ENV, None)
+    env["PYTHONPATH"] = HOOK_DIR  # the hook only: the program does not see the runner
+    env["LAB_CHECK_DIR"] = cell_dir
+    env["LAB_CHECK_MAIN"] = "1"
+    method = cell.get("start_method")
+    if method and method != "default":
+        env["LAB_START_METHOD"] = method
+    env.pop("PYTHONNOUSERSITE", None)
+    return [sys.executable, path] + [str(a) for a in script.get("args") or []], \
+        os.path.dirname(path)
+
+
 class RunningCell:
-    def __init__(self, index, cell, out_dir, deadline_scale):
+    def __init__(self, index, cell, out_dir, deadline_scale, user_dir=None):
         self.index = index
         self.cell = cell
         self.dir = os.path.join(out_dir, "cells", f"{index:03d}")
@@ -175,6 +209,11 @@ class RunningCell:
         env["PYTHONPATH"] = package_root() + (
             os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
         )
+        if user_dir:  # scenario files, importable as lab_scenarios.<id> in every child
+            env[USER_SCENARIOS_ENV] = user_dir
+            env["PYTHONPATH"] = user_dir + os.pathsep + env["PYTHONPATH"]
+        self.is_script = bool(cell.get("script"))
+        cwd = None
         args = [
             sys.executable,
             "-m",
@@ -189,6 +228,8 @@ class RunningCell:
         ]
         if cell.get("start_method"):
             args += ["--start-method", cell["start_method"]]
+        if self.is_script:
+            args, cwd = script_command(cell, user_dir or "", self.dir, env)
         self.output = open(self.output_path, "wb")
         self.rusage = None
         self.cpu_start = host_cpu_jiffies()
@@ -200,6 +241,7 @@ class RunningCell:
             stdout=self.output,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=cwd,
             start_new_session=True,
         )
 
@@ -305,8 +347,37 @@ class RunningCell:
                         f"=== pid {pid} {cmd}\n(no stack: the process had no dump handler)")
         return "\n\n".join(parts) or None
 
+    def script_result(self):
+        """What the hook noted about a `lab check` program (it writes no result file)."""
+        result = {"measurements": {}, "warnings": []}
+        text = read_bounded(os.path.join(self.dir, "hook.json"), 4096, 0)
+        try:
+            noted = json.loads(text) if text else {}
+        except ValueError:
+            noted = {}
+        if isinstance(noted, dict):
+            result["measurements"].update(noted)
+        result["measurements"]["argv"] = [self.cell["script"]["path"]] + list(
+            self.cell["script"].get("args") or [])
+        for line in read_bounded(os.path.join(self.dir, "warnings.jsonl"),
+                                 64 * 1024, 0).splitlines()[:100]:
+            try:
+                w = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(w, dict):
+                result["warnings"].append(w)
+        code = self.proc.returncode
+        result["status"] = "ok" if code == 0 else "failed"
+        if code:
+            result["detail"] = "exited with code {}{}".format(
+                code, ": " + last_error(read_bounded(self.output_path)))
+        return result
+
     def record(self):
         self.output.close()
+        if self.is_script:
+            return self.record_from(self.script_result(), None)
         result, problem = None, None
         try:
             with open(self.result_path) as fh:
@@ -315,7 +386,9 @@ class RunningCell:
                 result, problem = None, "result file is not a JSON object"
         except (OSError, ValueError) as exc:
             problem = f"result file missing or malformed: {exc}"
-        result = result or {}
+        return self.record_from(result or {}, problem)
+
+    def record_from(self, result, problem):
         code = self.proc.returncode
         rec = {
             "kind": "cell",
@@ -348,6 +421,8 @@ class RunningCell:
         elif code != 0:
             rec["outcome"] = "failed"
             rec["detail"] = result.get("detail") or f"cell process exited with code {code}"
+            if self.is_script:
+                rec["measurements"]["exit_code"] = code
         elif problem:
             rec["outcome"] = "error"
             rec["detail"] = problem
@@ -364,6 +439,7 @@ def run_plan(plan, out_dir):
     cells = plan["cells"]
     parallel = max(1, int(plan.get("parallel", 1)))
     scale = float(plan.get("deadline_scale", 1.0))
+    user_dir = plan.get("user_dir")
     make_dirs(os.path.join(out_dir, "cells"))
     results_path = os.path.join(out_dir, "results.jsonl")
     pending = list(enumerate(cells))
@@ -394,7 +470,7 @@ def run_plan(plan, out_dir):
             while pending and len(running) < parallel:
                 index, cell = pending.pop(0)
                 try:
-                    running.append(RunningCell(index, cell, out_dir, scale))
+                    running.append(RunningCell(index, cell, out_dir, scale, user_dir))
                 except Exception as exc:  # harness fault: this cell only
                     emit({"kind": "cell", "record_version": RECORD_VERSION, "index": index,
                           "scenario": cell.get("scenario"),

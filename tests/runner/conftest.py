@@ -14,13 +14,17 @@ from lab.images import stage_runner
 
 
 def run_plan(tmp: Path, cells: list[dict[str, Any]], *, parallel: int = 4,
-             python: str = sys.executable) -> dict[tuple[str, str | None], dict[str, Any]]:
+             python: str = sys.executable, user_dir: Path | None = None,
+             ) -> dict[tuple[str, str | None], dict[str, Any]]:
     """Stage the runner as ``labrunner`` (as in the images), run ``cells``, return records."""
     stage = stage_runner(tmp / "stage")
     out = tmp / "out"
     out.mkdir()
     plan = out / "plan.json"
-    plan.write_text(json.dumps({"parallel": parallel, "cells": cells}))
+    body: dict[str, Any] = {"parallel": parallel, "cells": cells}
+    if user_dir is not None:
+        body["user_dir"] = str(user_dir)
+    plan.write_text(json.dumps(body))
     proc = subprocess.run(
         [python, "-m", "labrunner", "run", "--plan", str(plan), "--out", str(out)],
         env={"PYTHONPATH": str(stage), "PATH": "/usr/bin:/bin"}, capture_output=True,

@@ -1,0 +1,111 @@
+# IN-CONTAINER CODE: standard library only, Python 3.9+ and PyPy; never imports lab.*.
+"""The `lab check` hook: Python's ``site`` imports this module at start-up in every process of a
+checked program (the program, its spawn children, a forkserver), because the runner puts this
+folder on PYTHONPATH. (``sitecustomize``, not ``usercustomize``: a virtual environment turns
+the user site off. The interpreter's own ``sitecustomize``, which this one shadows - Debian
+ships one - is run right after.) It does three things and changes nothing else:
+
+- registers a stack dump on SIGUSR1 (its own file per process, forked children included), so a
+  hung run shows where every process was;
+- in the program's own process only, sets the start method the run asks for
+  (``LAB_START_METHOD``; unset for the ``default`` run), then removes the variable so children
+  do not see it;
+- notes each warning shown (the program's output is unchanged) and, at exit, the start method
+  in effect.
+"""
+
+import os
+
+_CELL = os.environ.get("LAB_CHECK_DIR")
+
+
+def _dump_stacks():
+    folder = os.environ.get("LAB_STACKS_DIR")
+    if not folder:
+        return
+    try:
+        import faulthandler
+        import signal
+
+        fh = open(os.path.join(folder, f"{os.getpid()}.txt"), "w")
+        faulthandler.register(signal.SIGUSR1, file=fh, all_threads=True, chain=False)
+        globals()["_stack_file"] = fh  # kept open for the life of the process
+    except (OSError, AttributeError, RuntimeError, ValueError, ImportError):
+        pass
+
+
+def _note_warnings():
+    import json
+    import warnings
+
+    shown = warnings.showwarning
+    path = os.path.join(_CELL, "warnings.jsonl")
+    budget = [100]
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if budget[0] > 0:
+            budget[0] -= 1
+            try:
+                with open(path, "a") as out:
+                    out.write(json.dumps({"category": category.__name__,
+                                          "message": str(message)[:2000],
+                                          "filename": str(filename), "lineno": lineno,
+                                          "pid": os.getpid()}) + "\n")
+            except OSError:
+                pass
+        return shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
+
+
+def _at_exit():
+    import json
+    import sys
+
+    mp = sys.modules.get("multiprocessing")
+    method = mp.get_start_method(allow_none=True) if mp is not None else None
+    try:
+        with open(os.path.join(_CELL, "hook.json"), "w") as out:
+            json.dump({"start_method_in_effect": method,
+                       "multiprocessing_imported": mp is not None}, out)
+    except OSError:
+        pass
+
+
+def _main_process():
+    method = os.environ.pop("LAB_START_METHOD", None)
+    if method:
+        import multiprocessing
+
+        multiprocessing.set_start_method(method)
+    import atexit
+
+    atexit.register(_at_exit)
+
+
+def _chain():
+    """Run the next ``sitecustomize`` on sys.path, the one Python would have imported."""
+    import importlib.util
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    for entry in sys.path:
+        folder = os.path.abspath(entry or os.curdir)
+        candidate = os.path.join(folder, "sitecustomize.py")
+        if folder == here or not os.path.isfile(candidate):
+            continue
+        spec = importlib.util.spec_from_file_location("_lab_next_sitecustomize", candidate)
+        if spec is not None and spec.loader is not None:
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        return
+
+
+if _CELL:
+    _dump_stacks()
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_dump_stacks)
+    _note_warnings()
+    if os.environ.pop("LAB_CHECK_MAIN", None) == "1":
+        _main_process()
+
+_chain()

@@ -1,0 +1,235 @@
+"""The user's own code: scenario files (``lab run --scenario-file``) and programs
+(``lab check SCRIPT``), checked on the host and copied into the run folder.
+
+The host never executes a scenario file: it reads its declarations (``KIND``,
+``START_METHODS``, ``DEADLINE_S``, ``TITLE``, the docstring, ``run``) with :mod:`ast`. Copies go
+to ``work/user`` in the run folder, which containers mount read-only at ``/lab/user``:
+``lab_scenarios/<id>.py`` for scenario files, ``script/`` for a checked program and its
+``--file``\\s.
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.errors import ConfigError
+from lab.runner.scenarios import CATALOG, START_METHODS, USER_PACKAGE
+
+KINDS = ("behaviour", "timing")
+CHECK_METHODS = ("default", *START_METHODS)
+MAX_DEADLINE_S = 3600.0
+MAX_COPY_BYTES = 64 * 1024 * 1024  # a checked program's folder in the container
+SKIPPED_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".mypy_cache",
+                ".pytest_cache", ".ruff_cache", "node_modules"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScenarioFile:
+    id: str
+    path: Path
+    kind: str
+    start_methods: tuple[str, ...]
+    deadline_s: float
+    title: str
+    claim: str | None
+
+    def meta(self) -> dict[str, Any]:
+        """Its catalog entry, as the scheduler plans with it and the report shows it."""
+        return {"kind": self.kind, "start_methods": list(self.start_methods),
+                "deadline_s": self.deadline_s, "title": self.title, "claim": self.claim,
+                "source": str(self.path)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckSpec:
+    """`lab check`: a program, its arguments and the files it needs beside it."""
+
+    script: Path
+    args: tuple[str, ...] = ()
+    files: tuple[Path, ...] = ()
+    start_methods: tuple[str, ...] = CHECK_METHODS
+    timeout_s: float = 60.0
+    extra: tuple[tuple[Path, str], ...] = field(default=(), repr=False)  # (source, dest)
+
+    @property
+    def id(self) -> str:
+        return f"check:{self.script.name}"
+
+    def meta(self) -> dict[str, Any]:
+        return {"kind": "behaviour", "start_methods": list(self.start_methods),
+                "deadline_s": self.timeout_s, "title": f"python {self.script.name} "
+                + " ".join(self.args), "claim": None, "source": str(self.script),
+                "script": {"path": f"script/{self.script.name}", "args": list(self.args)}}
+
+
+def _literal(path: Path, tree: ast.Module, name: str) -> Any:
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            try:
+                return ast.literal_eval(value)
+            except ValueError as exc:
+                raise ConfigError(f"{path}: {name} must be a plain literal, not an expression. "
+                                  "Write its value out.") from exc
+    return None
+
+
+def load_scenario_file(path: Path) -> ScenarioFile:
+    """Read and check one scenario file; a problem is one ConfigError line."""
+    try:
+        source = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read scenario file {path} ({exc}). Check the path.") from exc
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as exc:
+        raise ConfigError(f"scenario file {path} is not valid Python (line {exc.lineno}: "
+                          f"{exc.msg}). Fix it.") from exc
+    sid = Path(path).stem
+    if not sid.isidentifier() or keyword.iskeyword(sid) or sid.startswith("_"):
+        raise ConfigError(f"scenario file {path}: its name must be a Python identifier (it "
+                          "becomes the scenario id). Rename the file.")
+    if sid in CATALOG:
+        raise ConfigError(f"scenario file {path}: {sid!r} is a built-in scenario id. Rename the "
+                          "file.")
+    if not any(isinstance(n, ast.FunctionDef) and n.name == "run" for n in tree.body):
+        raise ConfigError(f"scenario file {path} defines no `run(ctx)` function at module "
+                          "level. Add one (see README, Scenario files).")
+    kind = _literal(path, tree, "KIND")
+    if kind not in KINDS:
+        raise ConfigError(f"scenario file {path}: KIND must be one of {', '.join(KINDS)}, "
+                          f"got {kind!r}. Set it.")
+    methods = _literal(path, tree, "START_METHODS")
+    if methods == "each":
+        methods = list(START_METHODS)
+    if (not isinstance(methods, list | tuple) or not methods
+            or any(m not in START_METHODS for m in methods) or len(set(methods)) != len(methods)):
+        raise ConfigError(f"scenario file {path}: START_METHODS must be a list drawn from "
+                          f"{', '.join(START_METHODS)} (or \"each\"), got {methods!r}. Set it.")
+    deadline = _literal(path, tree, "DEADLINE_S")
+    if (not isinstance(deadline, int | float) or isinstance(deadline, bool)
+            or not 0 < deadline <= MAX_DEADLINE_S):
+        raise ConfigError(f"scenario file {path}: DEADLINE_S must be a number of seconds "
+                          f"between 0 and {MAX_DEADLINE_S:.0f}, got {deadline!r}. Set it.")
+    claim = ast.get_docstring(tree)
+    title = _literal(path, tree, "TITLE")
+    if title is not None and not isinstance(title, str):
+        raise ConfigError(f"scenario file {path}: TITLE must be a string. Fix it.")
+    title = title or (claim.splitlines()[0] if claim else sid)
+    return ScenarioFile(id=sid, path=Path(path).resolve(), kind=kind,
+                        start_methods=tuple(methods), deadline_s=float(deadline),
+                        title=title, claim=claim)
+
+
+def load_scenario_files(paths: Iterable[Path]) -> list[ScenarioFile]:
+    files: list[ScenarioFile] = []
+    for path in paths:
+        sf = load_scenario_file(path)
+        if any(f.id == sf.id for f in files):
+            raise ConfigError(f"two scenario files are named {sf.id!r} ({path}). Rename one.")
+        files.append(sf)
+    return files
+
+
+def check_spec(script: Path, args: Iterable[str], files: Iterable[Path],
+               start_methods: Iterable[str], timeout_s: float) -> CheckSpec:
+    """Validate `lab check`'s input; a problem is one ConfigError line."""
+    script = Path(script)
+    if not script.is_file():
+        raise ConfigError(f"{script}: no such file. Give the path of a Python program.")
+    if not os.access(script, os.R_OK):
+        raise ConfigError(f"{script} is not readable. Check its permissions.")
+    methods = list(start_methods)
+    bad = [m for m in methods if m not in CHECK_METHODS]
+    if bad or not methods or len(set(methods)) != len(methods):
+        raise ConfigError(f"--start-methods: {', '.join(bad) or 'empty or repeated'} is not "
+                          f"valid; use a list drawn from {', '.join(CHECK_METHODS)}.")
+    if not 0 < timeout_s <= MAX_DEADLINE_S:
+        raise ConfigError(f"--timeout must be between 0 and {MAX_DEADLINE_S:.0f} seconds, got "
+                          f"{timeout_s:g}.")
+    home = script.resolve().parent
+    extra: list[tuple[Path, str]] = []
+    for f in files:
+        f = Path(f)
+        if not f.exists():
+            raise ConfigError(f"--file {f}: no such file or folder. Check the path.")
+        real = f.resolve()
+        dest = real.relative_to(home).as_posix() if real.is_relative_to(home) else real.name
+        if dest in (".", script.name) or any(d == dest for _, d in extra):
+            raise ConfigError(f"--file {f} would land on {dest!r}, which is already taken. "
+                              "Give each file once.")
+        extra.append((real, dest))
+    return CheckSpec(script=script.resolve(), args=tuple(args), files=tuple(Path(f) for f in files),
+                     start_methods=tuple(methods), timeout_s=float(timeout_s),
+                     extra=tuple(extra))
+
+
+def _copy(src: Path, dest: Path, budget: list[int]) -> None:
+    """Copy a file or folder (symlinks not followed, caches skipped), world-readable."""
+    if src.is_symlink():
+        src = src.resolve()  # the user named it: copy what it points at, once
+    if src.is_dir():
+        dest.mkdir(parents=True, exist_ok=True)
+        os.chmod(dest, 0o755)
+        for child in sorted(src.iterdir()):
+            if child.name in SKIPPED_DIRS or child.is_symlink():
+                continue
+            _copy(child, dest / child.name, budget)
+        return
+    if not src.is_file():
+        return
+    budget[0] -= src.stat().st_size
+    if budget[0] < 0:
+        raise ConfigError(f"the files to copy for the check pass {MAX_COPY_BYTES // 2**20} MB "
+                          f"(at {src}). Pass fewer or smaller --file paths.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+    os.chmod(dest, 0o644)
+
+
+def stage_user_dir(folder: Path, scenarios: Iterable[ScenarioFile],
+                   check: CheckSpec | None) -> Path | None:
+    """Copy the user's code into ``folder`` (read-only in containers); None if there is none."""
+    scenarios = list(scenarios)
+    if not scenarios and check is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o755)
+    budget = [MAX_COPY_BYTES]
+    if scenarios:
+        pkg = folder / USER_PACKAGE
+        pkg.mkdir(exist_ok=True)
+        os.chmod(pkg, 0o755)
+        (pkg / "__init__.py").write_text('"""Scenario files given to lab run."""\n')
+        os.chmod(pkg / "__init__.py", 0o644)
+        for sf in scenarios:
+            _copy(sf.path, pkg / f"{sf.id}.py", budget)
+    if check is not None:
+        home = folder / "script"
+        home.mkdir(exist_ok=True)
+        os.chmod(home, 0o755)
+        _copy(check.script, home / check.script.name, budget)
+        for src, dest in check.extra:
+            _copy(src, home / dest, budget)
+    for root, dirs, files in os.walk(folder):  # readable by the container's user, whatever umask
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o644)
+    return folder
+
+
+def catalog_with(extra: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    return {**CATALOG, **extra}
