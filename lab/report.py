@@ -17,10 +17,12 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from lab.changes import hazards as change_hazards
+from lab.changes import summaries as change_summaries
 from lab.documented import documented
 from lab.results import Cell, RunResults, TargetResult, load
 from lab.runner.scenarios import CATALOG, START_METHODS
-from lab.scheduler import start_methods_of
+from lab.scheduler import METHOD_ORDER
 from lab.verdicts import CONTENDED, anchor, contention, judge
 
 FIELD_LIMIT = 2000  # characters of an ordinary container-provided string
@@ -67,7 +69,8 @@ def sanitize_results(r: RunResults) -> RunResults:
                                    reason=inert(t.reason, BLOCK_LIMIT) if t.reason else t.reason,
                                    base=sanitize(t.base) if isinstance(t.base, dict) else None)
                for t in r.targets]
-    return RunResults(run=r.run, targets=targets, results=cells, schema_version=r.schema_version)
+    run = dataclasses.replace(r.run, scenarios=sanitize(r.run.scenarios))
+    return RunResults(run=run, targets=targets, results=cells, schema_version=r.schema_version)
 
 
 # -- the view model ------------------------------------------------------------------------------
@@ -218,16 +221,34 @@ class HazardRow:
     title: str
     kind: str
     cells: list[Cell | None]
+    container: str | None = None
+    source: str | None = None  # a scenario file's path, a checked program's
+
+
+def scenario_catalog(r: RunResults) -> dict[str, dict[str, Any]]:
+    """Built-in scenarios, then the run's own (scenario files, `lab check`), then any other
+    scenario a cell names (a newer lab's), so no cell is left out of the matrix."""
+    catalog: dict[str, dict[str, Any]] = {k: dict(v) for k, v in CATALOG.items()}
+    for sid, meta in r.run.scenarios.items():
+        catalog.setdefault(sid, dict(meta) if isinstance(meta, dict) else {})
+    for c in r.results:
+        catalog.setdefault(c.scenario, {"title": "", "kind": c.kind})
+    return catalog
 
 
 def hazard_rows(r: RunResults, columns: list[TargetResult]) -> list[HazardRow]:
     rows = []
-    for name, meta in CATALOG.items():
-        for m in start_methods_of(name):
-            cells = [r.cell(t.id, name, m) for t in columns]
-            if any(cells):
-                rows.append(HazardRow(scenario=name, start_method=m, title=str(meta["title"]),
-                                      kind=str(meta["kind"]), cells=cells))
+    for name, meta in scenario_catalog(r).items():
+        for container in [None, *(meta.get("containers") or [])]:
+            for m in METHOD_ORDER:
+                cells = [r.cell(t.id, name, m, container) for t in columns]
+                if any(cells):
+                    rows.append(HazardRow(scenario=name, start_method=m,
+                                          title=str(meta.get("title") or ""),
+                                          kind=str(meta.get("kind") or "behaviour"),
+                                          cells=cells, container=container,
+                                          source=meta.get("source") if name not in CATALOG
+                                          else None))
     return rows
 
 
@@ -411,7 +432,8 @@ def compare_runs(new: RunResults, old: RunResults) -> list[Change]:
         o = old.cell(*c.key)
         if o is None:
             continue
-        label = f"{c.target} · {c.scenario} · {c.start_method or '—'}"
+        label = f"{c.target} · {c.scenario} · {c.start_method or '—'}" + (
+            f" · {c.container}" if c.container else "")
         if o.outcome != c.outcome:
             changes.append(Change(what=label, old=o.outcome, new=c.outcome))
             continue
@@ -453,7 +475,9 @@ def render_html(results: RunResults, *, compare: RunResults | None = None) -> st
     columns = column_order(r.targets)
     ok_columns = [t for t in columns if t.status == "ok"]
     problems = [c for c in r.results if c.outcome in ("hung", "crashed", "failed", "error")]
+    changes = change_hazards(r, ok_columns)
     return environment().get_template("report.html.j2").render(
+        your_code=changes, your_code_summaries=change_summaries(changes, ok_columns),
         r=r, columns=columns, probe_rows=probe_rows(r, ok_columns), ok_columns=ok_columns,
         hazards=hazard_rows(r, ok_columns), charts=timing_charts(r, ok_columns),
         claims=judge(r), problems=problems, counts=outcome_counts(r),
@@ -474,7 +498,8 @@ def render_junit(results: RunResults) -> str:
             continue
         for c in cells:
             case = ET.SubElement(suite, "testcase", classname=t.id,
-                                 name=f"{c.scenario}[{c.start_method or '-'}]",
+                                 name=f"{c.scenario}[{c.start_method or '-'}"
+                                      f"{',' + c.container if c.container else ''}]",
                                  time=f"{c.duration_s or 0:.3f}")
             body = "\n".join(x for x in (c.detail, c.stacks) if x)
             if c.outcome in ("hung", "crashed"):
