@@ -34,6 +34,7 @@ from lab.scheduler import CellSpec, Job
 POLL_S = 0.25
 INNER_OUT = "/lab/out"
 INNER_USER = "/lab/user"  # the user's files (scenario files, a `lab check` script), read-only
+INNER_SCRATCH = "/tmp/lab-cells"  # cells' own files, on the container's size-capped tmpfs
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # one cell record; larger is a broken channel
 MAX_RESULTS_BYTES = 64 * 1024 * 1024  # everything one job may send back
 
@@ -283,6 +284,8 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
     out_dir.mkdir(exist_ok=True)
     os.chmod(out_dir, 0o1777)  # the container's unprivileged user writes here
     plan = job.to_plan()
+    if not ctx.target.host_python:
+        plan["scratch"] = INNER_SCRATCH
     if ctx.user_dir is not None:
         plan["user_dir"] = str(ctx.user_dir) if ctx.target.host_python else INNER_USER
     (out_dir / "plan.json").write_text(json.dumps(plan, indent=1))

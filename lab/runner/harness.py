@@ -12,6 +12,7 @@ fsynced as each cell ends, never to stdout.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -190,10 +191,10 @@ def script_command(cell, user_dir, cell_dir, env):
 
 
 class RunningCell:
-    def __init__(self, index, cell, out_dir, deadline_scale, user_dir=None):
+    def __init__(self, index, cell, out_dir, deadline_scale, user_dir=None, scratch=None):
         self.index = index
         self.cell = cell
-        self.dir = os.path.join(out_dir, "cells", f"{index:03d}")
+        self.dir = os.path.join(scratch or out_dir, "cells", f"{index:03d}")
         self.stacks_dir = os.path.join(self.dir, "stacks")
         make_dirs(self.stacks_dir)
         self.result_path = os.path.join(self.dir, "result.json")
@@ -206,6 +207,7 @@ class RunningCell:
         env = dict(os.environ)
         env[STACKS_ENV] = self.stacks_dir
         env["LAB_RUNNER_PID"] = str(os.getpid())
+        env["LAB_RUNNER_OUT"] = out_dir
         env["PYTHONPATH"] = package_root() + (
             os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
         )
@@ -435,12 +437,17 @@ class RunningCell:
 
 
 def run_plan(plan, out_dir):
-    """Run every cell of ``plan``; append one record per cell to out_dir/results.jsonl."""
+    """Run every cell of ``plan``; append one record per cell to out_dir/results.jsonl.
+
+    Each cell's own files (its output, stacks, result) go to ``plan["scratch"]`` when given:
+    in a container, a size-capped tmpfs, so a program that prints without end fills that, not
+    the host's disk. Only ``results.jsonl``, with capped fields, goes to ``out_dir``."""
     cells = plan["cells"]
     parallel = max(1, int(plan.get("parallel", 1)))
     scale = float(plan.get("deadline_scale", 1.0))
     user_dir = plan.get("user_dir")
-    make_dirs(os.path.join(out_dir, "cells"))
+    scratch = plan.get("scratch")
+    make_dirs(os.path.join(scratch or out_dir, "cells"))
     results_path = os.path.join(out_dir, "results.jsonl")
     pending = list(enumerate(cells))
     running = []
@@ -470,7 +477,7 @@ def run_plan(plan, out_dir):
             while pending and len(running) < parallel:
                 index, cell = pending.pop(0)
                 try:
-                    running.append(RunningCell(index, cell, out_dir, scale, user_dir))
+                    running.append(RunningCell(index, cell, out_dir, scale, user_dir, scratch))
                 except Exception as exc:  # harness fault: this cell only
                     emit({"kind": "cell", "record_version": RECORD_VERSION, "index": index,
                           "scenario": cell.get("scenario"),
@@ -481,6 +488,8 @@ def run_plan(plan, out_dir):
                 if rc.step(now):
                     running.remove(rc)
                     emit(rc.record())
+                    if scratch:  # its files are in the record; free the tmpfs for the next
+                        shutil.rmtree(rc.dir, ignore_errors=True)
             time.sleep(POLL_S)
         emit({"kind": "done", "record_version": RECORD_VERSION})
     return 0

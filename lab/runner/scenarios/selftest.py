@@ -39,6 +39,19 @@ def noisy(ctx):
     ctx.record("wrote_kib", int(ctx.params.get("kib", 10 * 1024)))
 
 
+def flood(ctx):
+    """Write output without end (as a runaway program would) until the disk says no."""
+    line = b"y" * 1023 + b"\n"
+    written = 0
+    try:
+        while written < int(ctx.params.get("mib", 1024)) * 1024:
+            os.write(1, line)
+            written += 1
+    except OSError as exc:
+        ctx.record("stopped_by", f"{type(exc).__name__}: {exc}")
+    ctx.record("wrote_kib", written)
+
+
 def badresult(ctx):
     with open(ctx.result_path, "w") as fh:
         fh.write("{this is not json")
@@ -83,8 +96,7 @@ def kill_runner(ctx):
 def symlink_results(ctx):
     """A hostile container: the results channel becomes a symlink to a host path (params
     "target"), then the runner dies, so the host finds only the link."""
-    out = os.path.dirname(os.path.dirname(os.path.dirname(ctx.result_path)))
-    channel = os.path.join(out, "results.jsonl")
+    channel = os.path.join(os.environ["LAB_RUNNER_OUT"], "results.jsonl")
     os.symlink(ctx.params["target"], channel + ".link")
     os.replace(channel + ".link", channel)
     os.kill(int(os.environ["LAB_RUNNER_PID"]), signal.SIGKILL)
