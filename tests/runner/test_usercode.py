@@ -166,3 +166,23 @@ def test_the_hook_changes_nothing_without_the_lab(tmp_path):
                               "PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) is None
+
+
+def test_the_method_is_a_default_not_a_choice_so_the_program_may_still_choose(runner,
+                                                                              tmp_path):
+    user, cells = stage_check(tmp_path, """
+        import multiprocessing
+        if __name__ == "__main__":
+            print("unset", multiprocessing.get_start_method(allow_none=True))
+            print("listed first", multiprocessing.get_all_start_methods()[0])
+            multiprocessing.set_start_method("spawn")  # no force: must not raise
+            p = multiprocessing.Process(target=print, args=("child ran",))
+            p.start()
+            p.join()
+    """, methods=tuple(METHODS))
+    recs = runner(cells, user_dir=user)
+    for method in METHODS:
+        rec = recs[("check:prog.py", method)]
+        assert rec["outcome"] == "ok", rec
+        assert "unset None" in rec["output"] and "child ran" in rec["output"]
+        assert rec["measurements"]["start_method_in_effect"] == "spawn"

@@ -7,9 +7,9 @@ ships one - is run right after.) It does three things and changes nothing else:
 
 - registers a stack dump on SIGUSR1 (its own file per process, forked children included), so a
   hung run shows where every process was;
-- in the program's own process only, sets the start method the run asks for
-  (``LAB_START_METHOD``; unset for the ``default`` run), then removes the variable so children
-  do not see it;
+- in the program's own process only, makes the start method the run asks for the default
+  (``LAB_START_METHOD``; unset for the ``default`` run) without choosing it, then removes the
+  variable so children do not see it;
 - notes each warning shown (the program's output is unchanged) and, at exit, the start method
   in effect.
 """
@@ -72,12 +72,28 @@ def _at_exit():
         pass
 
 
+def _make_default(method):
+    """Make ``method`` the interpreter's default, as if this platform's default were it, without
+    choosing it: the program may still call ``set_start_method()`` without ``force``, and
+    ``get_start_method(allow_none=True)`` still says nothing was chosen. (The default context's
+    private ``_default_context``, the same from 3.9 to 3.15 and on PyPy; elsewhere the method is
+    set the public way.)"""
+    import multiprocessing
+    from multiprocessing import context
+
+    default = getattr(context, "_default_context", None)
+    concrete = getattr(context, "_concrete_contexts", {}).get(method)
+    if (concrete is not None and hasattr(default, "_default_context")
+            and getattr(default, "_actual_context", "unknown") is None):
+        default._default_context = concrete
+    else:
+        multiprocessing.set_start_method(method)
+
+
 def _main_process():
     method = os.environ.pop("LAB_START_METHOD", None)
     if method:
-        import multiprocessing
-
-        multiprocessing.set_start_method(method)
+        _make_default(method)
     import atexit
 
     atexit.register(_at_exit)
