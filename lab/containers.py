@@ -289,6 +289,7 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
     if ctx.user_dir is not None:
         plan["user_dir"] = str(ctx.user_dir) if ctx.target.host_python else INNER_USER
     (out_dir / "plan.json").write_text(json.dumps(plan, indent=1))
+    os.chmod(out_dir / "plan.json", 0o644)  # the container's user reads it, whatever the umask
     tail = JsonlTail(out_dir / "results.jsonl")
     reported: dict[int, Cell] = {}
     problems: list[str] = []

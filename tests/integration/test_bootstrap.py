@@ -311,7 +311,7 @@ def test_a_base_builds_as_a_non_root_user_in_the_docker_group(engine, tmp_path):
     try:
         cfg, name = config(home, UPSTREAM)
         env = {**env_with_cache(home / "cache"), "HOME": str(home)}
-        kw: dict[str, object] = {}
+        kw: dict[str, object] = {"umask": 0o077}  # a careful user's: containers still read
         if os.geteuid() == 0:
             import grp
 
@@ -320,7 +320,7 @@ def test_a_base_builds_as_a_non_root_user_in_the_docker_group(engine, tmp_path):
             shutil.chown(home, uid, uid)
             os.chmod(home, 0o700)
             cfg.chmod(0o644)
-            kw = {"user": uid, "group": uid, "extra_groups": [docker_gid]}
+            kw.update(user=uid, group=uid, extra_groups=[docker_gid])
             python = interpreter_for(kw, env)
             env["PYTHONPATH"] = os.pathsep.join([str(REPO), site.getsitepackages()[0]])
         else:

@@ -47,6 +47,31 @@ def test_container_is_hardened_and_labelled(tmp_path):
     assert all(c.exclusive and c.concurrent == [] and c.kind == "timing" for c in cells)
 
 
+def test_the_container_can_read_its_plan_whatever_the_umask(tmp_path):
+    job, ctx, _ = job_and_ctx(tmp_path)
+    old = os.umask(0o077)
+    try:
+        run_job(FakeEngine(), job, ctx)
+    finally:
+        os.umask(old)
+    plan = tmp_path / "work" / job.name / "plan.json"
+    assert plan.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "work").stat().st_mode & 0o777 == 0o700  # only the user reaches it
+
+
+def test_container_variants_get_their_limits_and_every_job_its_scratch(tmp_path):
+    target = load_matrix().get("cp311")
+    job = next(j for j in plan_runs([target]).behaviour if j.container == "cpus=1")
+    _, ctx, _ = job_and_ctx(tmp_path)
+    engine = FakeEngine()
+    cells = run_job(engine, job, ctx)
+    spec = engine.started[0]
+    assert spec.nano_cpus == 1_000_000_000 and spec.cpuset_cpus is None
+    assert all(c.container == "cpus=1" and c.scenario == "cpu_limits" for c in cells)
+    plan = json.loads((tmp_path / "work" / job.name / "plan.json").read_text())
+    assert plan["scratch"].startswith("/tmp/") and "user_dir" not in plan
+
+
 def test_runner_dying_turns_unreported_cells_into_errors(tmp_path):
     def dies_after_two(out: Path, plan):
         runner_writes_all_ok(out, plan)
