@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     for job in plan.jobs:
         for i, cell in enumerate(job.cells):
             single = Job(target_id=job.target_id, phase=f"naive{i}-{job.phase}", cells=(cell,),
-                         parallel=1, exclusive=False, deadline_scale=job.deadline_scale)
+                         parallel=1, exclusive=False, deadline_scale=job.deadline_scale,
+                         container=job.container)
             naive_cells += one_job(engine, single, by_id[job.target_id], images[job.target_id],
                                    work / "naive", "bench-naive", None)
     naive_wall = time.monotonic() - started
