@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import socket
 import sys
 import threading
@@ -155,8 +156,15 @@ class Run:
         self.catalog = catalog_with(extra)
         self.plan: Plan = plan_runs(options.targets, scenarios=scenarios, quick=options.quick,
                                     catalog=self.catalog)
-        self.user_dir = stage_user_dir(self.dir / "work" / "user", options.scenario_files,
-                                       options.check)
+        try:
+            self.user_dir = stage_user_dir(self.dir / "work" / "user", options.scenario_files,
+                                           options.check)
+        except (ConfigError, OSError) as exc:
+            shutil.rmtree(self.dir, ignore_errors=True)  # nothing ran: leave nothing half-made
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"cannot copy your files into the run folder ({exc}). Check "
+                              "that you can read them.") from exc
         self.stop = threading.Event()
         self.started = time.monotonic()
         self.cells: list[Cell] = []

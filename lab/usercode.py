@@ -4,8 +4,8 @@
 The host never executes a scenario file: it reads its declarations (``KIND``,
 ``START_METHODS``, ``DEADLINE_S``, ``TITLE``, the docstring, ``run``) with :mod:`ast`. Copies go
 to ``work/user`` in the run folder, which containers mount read-only at ``/lab/user``:
-``lab_scenarios/<id>.py`` for scenario files, ``script/`` for a checked program and its
-``--file``\\s.
+``lab_scenarios/<id>.py`` for scenario files, ``script/`` for a checked program's folder and
+its ``--file``\\s.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ KINDS = ("behaviour", "timing")
 CHECK_METHODS = ("default", *START_METHODS)
 MAX_DEADLINE_S = 3600.0
 MAX_COPY_BYTES = 64 * 1024 * 1024  # a checked program's folder in the container
+MAX_COPY_FILES = 5000
 SKIPPED_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".mypy_cache",
                 ".pytest_cache", ".ruff_cache", "node_modules"}
 
@@ -176,8 +177,10 @@ def check_spec(script: Path, args: Iterable[str], files: Iterable[Path],
                      extra=tuple(extra))
 
 
-def _copy(src: Path, dest: Path, budget: list[int]) -> None:
-    """Copy a file or folder (symlinks not followed, caches skipped), world-readable."""
+def _copy(src: Path, dest: Path, budget: list[int], outside: Path) -> None:
+    """Copy a file or folder (symlinks inside not followed, caches skipped, and no folder that
+    holds ``outside``, the run's own: runs may live under the program's folder), within the
+    budget: [bytes left, files left]."""
     if src.is_symlink():
         src = src.resolve()  # the user named it: copy what it points at, once
     if src.is_dir():
@@ -186,14 +189,18 @@ def _copy(src: Path, dest: Path, budget: list[int]) -> None:
         for child in sorted(src.iterdir()):
             if child.name in SKIPPED_DIRS or child.is_symlink():
                 continue
-            _copy(child, dest / child.name, budget)
+            if child.is_dir() and outside.is_relative_to(child.resolve()):
+                continue
+            _copy(child, dest / child.name, budget, outside)
         return
     if not src.is_file():
         return
     budget[0] -= src.stat().st_size
-    if budget[0] < 0:
+    budget[1] -= 1
+    if budget[0] < 0 or budget[1] < 0:
         raise ConfigError(f"the files to copy for the check pass {MAX_COPY_BYTES // 2**20} MB "
-                          f"(at {src}). Pass fewer or smaller --file paths.")
+                          f"or {MAX_COPY_FILES} files (at {src}). Put the program in a folder "
+                          "of its own and name what it needs with --file.")
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dest)
     os.chmod(dest, 0o644)
@@ -207,7 +214,7 @@ def stage_user_dir(folder: Path, scenarios: Iterable[ScenarioFile],
         return None
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o755)
-    budget = [MAX_COPY_BYTES]
+    budget = [MAX_COPY_BYTES, MAX_COPY_FILES]
     if scenarios:
         pkg = folder / USER_PACKAGE
         pkg.mkdir(exist_ok=True)
@@ -215,14 +222,13 @@ def stage_user_dir(folder: Path, scenarios: Iterable[ScenarioFile],
         (pkg / "__init__.py").write_text('"""Scenario files given to lab run."""\n')
         os.chmod(pkg / "__init__.py", 0o644)
         for sf in scenarios:
-            _copy(sf.path, pkg / f"{sf.id}.py", budget)
+            _copy(sf.path, pkg / f"{sf.id}.py", budget, folder.resolve())
     if check is not None:
         home = folder / "script"
-        home.mkdir(exist_ok=True)
-        os.chmod(home, 0o755)
-        _copy(check.script, home / check.script.name, budget)
+        _copy(check.script.parent, home, budget, folder.resolve())  # as the program sees it
         for src, dest in check.extra:
-            _copy(src, home / dest, budget)
+            if not (home / dest).exists():  # inside the folder: already there
+                _copy(src, home / dest, budget, folder.resolve())
     for root, dirs, files in os.walk(folder):  # readable by the container's user, whatever umask
         for d in dirs:
             os.chmod(os.path.join(root, d), 0o755)

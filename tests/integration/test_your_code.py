@@ -21,10 +21,10 @@ METHODS = ("default", "fork", "spawn", "forkserver")
 
 
 def check(tmp_path_factory, name: str, *extra: str) -> tuple[int, dict, str, Path]:
-    # The programs are copied out of the repo first: lab check takes any folder.
+    # The program is copied out of the repo first, alone: lab check takes any folder, and
+    # what it needs from elsewhere comes with --file.
     home = tmp_path_factory.mktemp("mine")
-    for f in PROGRAMS.iterdir():
-        shutil.copy(f, home / f.name)
+    shutil.copy(PROGRAMS / name, home / name)
     out = tmp_path_factory.mktemp("runs")
     proc = lab("check", "--targets", ",".join(SIX), "--timeout", "8", "--out", str(out),
                "--no-progress", *extra, str(home / name))

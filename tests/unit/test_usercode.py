@@ -79,6 +79,7 @@ def test_staging_copies_what_was_named_readable_by_all_without_following_links(t
     home = tmp_path / "proj"
     (home / "pkg").mkdir(parents=True)
     script = write(home, "prog.py", "import pkg\n")
+    write(home, "sibling.py", "# not named, but in the program's folder\n")
     write(home / "pkg", "__init__.py", "X = 1\n")
     (home / "pkg" / "__pycache__").mkdir()
     (home / "pkg" / "__pycache__" / "junk.pyc").write_bytes(b"x")
@@ -96,10 +97,30 @@ def test_staging_copies_what_was_named_readable_by_all_without_following_links(t
     assert user is not None
     got = sorted(p.relative_to(user).as_posix() for p in user.rglob("*"))
     assert got == ["script", "script/data.csv", "script/pkg", "script/pkg/__init__.py",
-                   "script/prog.py"]
+                   "script/prog.py", "script/sibling.py"]
     for p in [user, *user.rglob("*")]:
         mode = stat.S_IMODE(p.stat().st_mode)
         assert mode == (0o755 if p.is_dir() else 0o644), (p, oct(mode))
+
+
+def test_runs_kept_under_the_programs_folder_are_not_copied(tmp_path):
+    script = write(tmp_path, "prog.py", "print(1)\n")
+    (tmp_path / "reports" / "old-run").mkdir(parents=True)
+    (tmp_path / "reports" / "old-run" / "index.html").write_text("old")
+    spec = check_spec(script, [], [], ["fork"], 10)
+    user = stage_user_dir(tmp_path / "reports" / "new-run" / "work" / "user", [], spec)
+    assert user is not None
+    assert sorted(p.name for p in (user / "script").iterdir()) == ["prog.py"]
+
+
+def test_a_program_in_a_crowded_folder_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr("lab.usercode.MAX_COPY_FILES", 3)
+    for i in range(5):
+        write(tmp_path, f"f{i}.txt", "x")
+    spec = check_spec(write(tmp_path, "prog.py", "print(1)\n"), [], [], ["fork"], 10)
+    with pytest.raises(ConfigError, match="folder of its own") as info:
+        stage_user_dir(tmp_path / "runs" / "user", [], spec)
+    assert len(str(info.value).splitlines()) == 1
 
 
 def test_cli_check_bad_input_is_exit_2_and_one_line(capsys, tmp_path):
