@@ -7,7 +7,7 @@ LAB_ARGS ?=
 TEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help lab test test-unit lint bench clean doctor
+.PHONY: help lab test test-unit lint bench clean doctor docs
 
 help: ## list the targets
 	@echo "Python Concurrency Lab"
@@ -40,6 +40,10 @@ lint: $(STAMP) ## ruff (host code and, for 3.9, the in-container runner) and myp
 
 bench: $(STAMP) ## the lab versus a naive loop; BENCH_ARGS=--bases times the cold image phase
 	$(BIN)/python -m lab.bench $(BENCH_ARGS)
+
+docs: $(STAMP) ## regenerate README's CLI reference and its report picture (docs/report.png)
+	$(BIN)/python -m lab.clidoc
+	$(BIN)/pytest -q tests/browser -k readme_picture
 
 doctor: $(STAMP) ## what this machine can do: engine, Debian mirror, disk, registry, emulation
 	$(BIN)/lab doctor

@@ -1,10 +1,6 @@
 """The command line: arguments in, exit code out. Fatal errors are caught only in ``main``.
 
-Exit codes of ``lab run``: 0 every target ran and every cell has an observed outcome; 1 the run
-was partial (a target unavailable or failed to build, or a cell ended in ``error``); 2 bad
-input; 3 no Docker engine; 4 a Docker operation failed; 130 interrupted (what finished is kept).
-``lab check``: 0 every run of the program ended ok; 1 any hung, crashed, failed or could not
-run; 2, 3, 4 and 130 as above.
+Each command's exit codes are in EXIT_CODES, shown at the end of its ``--help``.
 """
 
 from __future__ import annotations
@@ -14,7 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from lab import __version__
 from lab.errors import ConfigError, EngineUnavailable, Interrupted, LabError
@@ -26,6 +22,90 @@ if TYPE_CHECKING:
     from lab.runs import Run
 
 EXIT_PARTIAL = 1
+DESCRIPTION = ("How does concurrency behave on Python X.Y, on platform P? The lab builds an image "
+               "per interpreter, runs concurrency scenarios in each one under every start "
+               "method, and writes one HTML report of what it observed.")
+EXIT_CODES = {
+    "run": [("0", "every target ran and every cell has an observed outcome (hung cells are "
+             "findings, not failures)"),
+            ("1", "the run is partial: a target unavailable or failed to build, or a cell "
+             "ended in error"),
+            ("2", "bad input"), ("3", "no Docker engine"), ("4", "a Docker operation failed"),
+            ("130", "interrupted (what finished is kept and rendered)")],
+    "check": [("0", "every run of the program ended ok"),
+              ("1", "a run hung, crashed, failed or could not run"),
+              ("2", "bad input"), ("3", "no Docker engine"), ("4", "a Docker operation failed"),
+              ("130", "interrupted")],
+    "build": [("0", "every image is there"), ("1", "an image could not be built"),
+              ("2", "bad input"), ("3", "no Docker engine"), ("130", "interrupted")],
+    "list": [("0", "always"), ("2", "bad input")],
+    "clean": [("0", "done"), ("3", "no Docker engine")],
+    "doctor": [("0", "nothing failed"), ("1", "a check failed")],
+    "report": [("0", "written"), ("2", "not a results file or run folder")],
+}
+EXAMPLES = {
+    "run": ["lab run", "lab run --targets 3.11,3.14 --quick",
+            "lab run --scenarios fork_held_lock,main_guard --scenario-file mine.py"],
+    "check": ["lab check my_program.py --input data.csv",
+              "lab check --targets cp311,cp314 --timeout 30 --file ../data.csv my_program.py"],
+    "build": ["lab build", "lab build --targets pypy3.11"],
+    "list": ["lab list", "lab list --platforms emulated"],
+    "clean": ["lab clean", "lab clean --all"],
+    "doctor": ["lab doctor"],
+    "report": ["lab report reports/latest", "lab report reports/latest --compare OLD.json"],
+}
+QUICK_HELP = ("fewer repeats and smaller sizes, for a first look: timing cells take 2-5 "
+              "samples instead of 3-15 and move smaller items; verdicts on timings are then "
+              "often inconclusive")
+
+
+def _epilog(command: str) -> str:
+    lines = ["examples:", *(f"  {e}" for e in EXAMPLES[command]), "", "exit codes:"]
+    lines += [f"  {code:<4} {what}" for code, what in EXIT_CODES[command]]
+    return "\n".join(lines)
+
+
+def suggest(word: str, choices: list[str] | set[str] | tuple[str, ...]) -> str:
+    """' (did you mean X?)' for a close match, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wrap prose; keep the line breaks of a text that has them (examples, exit codes)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+class LabParser(argparse.ArgumentParser):
+    """No abbreviated options (``--target`` is not ``--targets``), help that keeps its
+    line breaks, and errors that suggest what was probably meant."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def options(self) -> list[str]:
+        return [o for o in self._option_string_actions if o.startswith("--")]
+
+    def error(self, message: str) -> NoReturn:
+        hint = ""
+        if message.startswith("unrecognized arguments: "):
+            first = message.split(": ", 1)[1].split()[0]
+            hint = suggest(first.split("=")[0], self.options())
+        elif "invalid choice: " in message:
+            bad = message.split("invalid choice: ", 1)[1].split("'")[1]
+            choices = next((list(a.choices) for a in self._actions
+                            if isinstance(a, argparse._SubParsersAction)), [])
+            hint = suggest(bad, choices)
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}{hint}\n")
 
 
 def _csv(value: str) -> list[str]:
@@ -33,69 +113,104 @@ def _csv(value: str) -> list[str]:
 
 
 def _add_selection(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--targets", type=_csv, help="comma-separated target ids (see `lab list`)")
-    p.add_argument("--platforms", type=_csv,
+    p.add_argument("--targets", type=_csv, metavar="IDS",
+                   help="comma-separated target ids or versions: cp311, 3.14, pypy3.11 "
+                        "(default: the default matrix; see `lab list`)")
+    p.add_argument("--platforms", type=_csv, metavar="LIST",
                    help=f"platforms (linux/arm64, ...) or groups ({', '.join(GROUPS)})")
-    p.add_argument("--config", type=Path, help="extra matrix file (default: ./lab.toml if present)")
+    p.add_argument("--config", type=Path, metavar="PATH",
+                   help="extra matrix file (default: ./lab.toml if present)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lab", description=__doc__.splitlines()[0])
+def _command(sub: argparse._SubParsersAction[LabParser], name: str, summary: str,
+             description: str = "") -> LabParser:
+    return sub.add_parser(name, help=summary, description=description or summary,
+                          epilog=_epilog(name))
+
+
+def build_parser() -> LabParser:
+    parser = LabParser(prog="lab", description=DESCRIPTION,
+                       epilog="`lab COMMAND --help` shows a command's options, examples and "
+                              "exit codes. README.md has the rest.")
     parser.add_argument("--version", action="version", version=f"lab {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=LabParser)
 
-    run = sub.add_parser("run", help="build what is missing, run every scenario, write the report")
+    run = _command(sub, "run", "build what is missing, run every scenario, write the report",
+                   "Build the images that are missing, run every scenario in every target "
+                   "(behaviour cells side by side, timing cells one container at a time), and "
+                   "write reports/<run id>/ with index.html and results.json. The default "
+                   "matrix takes 4-7 minutes on 2 cores with images built; the plan printed "
+                   "first estimates it from your last run.")
     _add_selection(run)
-    run.add_argument("--scenarios", type=_csv, help="comma-separated scenario ids (default: all)")
-    run.add_argument("--jobs", type=int, default=3, help="targets built/run at once (default 3)")
-    run.add_argument("--out", type=Path, default=Path("reports"), help="runs folder (reports)")
-    run.add_argument("--quick", action="store_true", help="fewer repeats, smaller sizes")
+    run.add_argument("--scenarios", type=_csv, metavar="IDS",
+                     help="comma-separated scenario ids (default: all; see `lab list`)")
+    run.add_argument("--scenario-file", action="append", default=[], type=Path, metavar="PATH",
+                     help="also run this scenario file (repeatable; README: Your own code)")
+    run.add_argument("--quick", action="store_true", help=QUICK_HELP)
+    run.add_argument("--jobs", type=int, default=3, metavar="N",
+                     help="targets built and run at once (default 3)")
+    run.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR",
+                     help="folder for run folders (default reports)")
     run.add_argument("--host-python", action="append", default=[], metavar="PATH",
                      help="also run directly with this host interpreter (repeatable)")
-    run.add_argument("--no-progress", action="store_true", help="no progress display")
     run.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                     help="run-level watchdog (default: computed from the plan)")
-    run.add_argument("--scenario-file", action="append", default=[], type=Path, metavar="PATH",
-                     help="also run this scenario file (repeatable; see README)")
+                     help="stop the whole run after this long (default: from the plan)")
+    run.add_argument("--no-progress", action="store_true",
+                     help="no live progress display (plain lines)")
 
-    check = sub.add_parser(
-        "check", help="run your program in every target, per start method",
-        description="Run an ordinary Python program in every selected target, once per start "
-                    "method and once with the interpreter's default, as `python SCRIPT ARGS` "
-                    "from its own folder. Exit code 0: every run ended ok; 1: any hung, "
-                    "crashed or failed; 2: bad input.")
+    check = _command(
+        sub, "check", "run your program in every target, per start method",
+        "Run an ordinary Python program in every selected target, once per start method and "
+        "once with the interpreter's default, as `python SCRIPT ARGS` from its own folder "
+        "(copied read-only into the container). Options go before SCRIPT; what follows it is "
+        "the program's own arguments.")
     _add_selection(check)
     check.add_argument("--start-methods", type=_csv, default=list(CHECK_METHODS),
                        metavar="LIST", help="comma-separated, from "
-                       f"{','.join(CHECK_METHODS)} (default: all)")
+                       f"{','.join(CHECK_METHODS)} (default: all four)")
     check.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                        help="deadline of each run; a run still going is hung (default 60)")
     check.add_argument("--file", action="append", default=[], type=Path, metavar="PATH",
-                       dest="files", help="a module, package or data file the program needs "
-                       "beside it (repeatable)")
-    check.add_argument("--jobs", type=int, default=3, help="targets built/run at once")
-    check.add_argument("--out", type=Path, default=Path("reports"), help="runs folder")
-    check.add_argument("--no-progress", action="store_true", help="no progress display")
+                       dest="files", help="a module, package or data file from elsewhere "
+                       "that the program needs beside it (repeatable)")
+    check.add_argument("--jobs", type=int, default=3, metavar="N",
+                       help="targets built and run at once (default 3)")
+    check.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR",
+                       help="folder for run folders (default reports)")
+    check.add_argument("--no-progress", action="store_true",
+                       help="no live progress display (plain lines)")
     check.add_argument("script", type=Path, metavar="SCRIPT", help="the program to run")
     check.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                        help="its arguments")
 
-    build = sub.add_parser("build", help="build (or reuse) the target images only")
+    build = _command(sub, "build", "build (or reuse) the target images only",
+                     "Build the images of the selected targets that are missing; reuse the "
+                     "others. A cold base takes about 20-60 s; a target layer about 1 s.")
     _add_selection(build)
-    build.add_argument("--jobs", type=int, default=3)
+    build.add_argument("--jobs", type=int, default=3, metavar="N",
+                       help="targets built at once (default 3)")
 
-    lst = sub.add_parser("list", help="list targets and scenarios")
+    lst = _command(sub, "list", "list targets (what each needs, whether it runs here) and "
+                   "scenarios")
     _add_selection(lst)
 
-    clean = sub.add_parser("clean", help="remove every container and image the lab made")
-    clean.add_argument("--all", action="store_true", help="also the Debian base images")
+    clean = _command(sub, "clean", "remove the lab's containers and target images",
+                     "Remove every container the lab made and its target images; Debian "
+                     "bases are kept unless --all.")
+    clean.add_argument("--all", action="store_true", help="also remove the Debian base images")
 
-    sub.add_parser("doctor", help="check the engine, Debian mirror, disk, registry, emulation")
+    _command(sub, "doctor", "check the engine, Debian mirror, disk, registry and emulation")
 
-    report = sub.add_parser("report", help="render a results.json (or run folder) to HTML")
-    report.add_argument("results", type=Path)
-    report.add_argument("-o", "--output", type=Path, help="HTML file (default: beside results)")
-    report.add_argument("--compare", type=Path, metavar="OLD", help="an older results.json")
+    report = _command(sub, "report", "render a run's results.json to HTML again",
+                      "Render index.html and junit.xml from a results.json (or a run folder, "
+                      "even one whose run was killed: what finished is rendered).")
+    report.add_argument("results", type=Path, metavar="RESULTS",
+                        help="a results.json or a run folder (reports/<run id>)")
+    report.add_argument("-o", "--output", type=Path, metavar="HTML",
+                        help="the HTML file to write (default: index.html beside the results)")
+    report.add_argument("--compare", type=Path, metavar="OLD",
+                        help="an older results.json: adds a section of what changed")
     return parser
 
 
@@ -140,27 +255,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_and_report(run: Run, out: Path) -> int:
-    from lab.report import render_run
+    from lab.report import claim_lines, render_run, version_changes
     from lab.runs import point_latest
+    from lab.summary import findings_text
 
-    targets = run.options.targets
-    print(f"run {run.run_id}: {len(targets)} target(s), {len(run.plan.jobs)} job(s) -> {run.dir}",
-          file=sys.stderr)
+    print(run.plan_text(), flush=True)
+    print(f"run {run.run_id} -> {run.dir}", file=sys.stderr, flush=True)
     try:
         results = run.go()
     except LabError:
         _render_quietly(run.dir)
-        point_latest(out, run.dir)
+        cells = run.dir / "cells.jsonl"
+        if cells.is_file() and cells.stat().st_size:  # it observed something
+            point_latest(out, run.dir)
         raise
     html = render_run(run.dir)
-    point_latest(out, run.dir)
-    print(f"report: {html}")
+    if results.results:  # latest only ever points at a run that observed something
+        point_latest(out, run.dir)
+    print(findings_text(results, html, changes=version_changes(results),
+                        claims=claim_lines(results) if run.options.check is None else []))
     bad = [t for t in results.targets if t.status != "ok"]
     if not results.run.complete:
         print(f"  the run is partial: {'; '.join(results.run.notes)}", file=sys.stderr)
     errors = [c for c in results.results if c.outcome == "error"]
-    for t in bad:
-        print(f"  {t.id}: {t.status}: {(t.reason or '').splitlines()[0]}", file=sys.stderr)
     if errors:
         print(f"  {len(errors)} cell(s) ended in error (see the report)", file=sys.stderr)
     if run.options.check is not None:
@@ -269,24 +386,33 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from lab.engine import Engine
+    from lab.listing import availability, print_list
     from lab.runner.scenarios import CATALOG
 
     matrix = _matrix(args)
-    chosen = {t.id for t in select_targets(matrix, ids=args.targets, platforms=args.platforms)}
-    print("targets (* = in the default matrix):")
-    for t in matrix.targets:
-        if (args.targets or args.platforms) and t.id not in chosen:
-            continue
-        source = (f"debian {t.base.suite}: {', '.join(t.base.packages)}" if t.base
-                  else f"registry {t.image}")
-        mark = "*" if t.id in chosen and not (args.targets or args.platforms) else " "
-        emu = " (emulated)" if t.emulated else ""
-        print(f" {mark} {t.id:<12} {t.implementation} {t.version:<5} {t.platform}{emu:<11} "
-              f"{t.python:<22} {source}")
-    print("\nscenarios:")
-    for name, meta in CATALOG.items():
-        print(f"   {name:<24} {meta['kind']:<9} start methods: {meta['start_methods']:<9} "
-              f"{meta['title']}")
+    selected = select_targets(matrix, ids=args.targets, platforms=args.platforms)
+    default = {t.id for t in select_targets(matrix)}
+    chosen = {t.id for t in selected} if (args.targets or args.platforms) else set(matrix.ids)
+    engine: Engine | None = None
+    problem = None
+    try:
+        engine = Engine.connect()
+    except LabError as exc:
+        problem = str(exc).split(" (")[0]
+    try:
+        avail = availability([t for t in matrix.targets if t.id in chosen], engine, problem)
+    finally:
+        if engine is not None:
+            engine.close()
+    # As wide as the table needs: a narrow terminal scrolls rather than truncating an id.
+    console = Console(highlight=False, width=1000)
+    with console.capture() as captured:
+        print_list(console, list(matrix.targets), chosen, default, avail,
+                   {k: dict(v) for k, v in CATALOG.items()})
+    print("\n".join(line.rstrip() for line in captured.get().splitlines()))
     return 0
 
 
@@ -333,8 +459,19 @@ COMMANDS = {"run": cmd_run, "check": cmd_check, "build": cmd_build, "list": cmd_
             "clean": cmd_clean, "doctor": cmd_doctor, "report": cmd_report}
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse like ``parse_args``, but an unknown option is reported by the command it was
+    given to, which knows its options and can suggest the one that was meant."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         return COMMANDS[args.command](args)
     except Interrupted as exc:

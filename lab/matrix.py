@@ -7,6 +7,7 @@ Pure data and selection, no Docker: ``targets.toml`` in this package is the defa
 from __future__ import annotations
 
 import platform as _platform
+import re
 import subprocess
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -103,10 +104,38 @@ class Matrix:
         for t in self.targets:
             if t.id == target_id:
                 return t
-        raise ConfigError(
-            f"unknown target {target_id!r}: valid ids are {', '.join(self.ids)}. "
+        raise self._unknown(target_id)
+
+    def _unknown(self, token: str) -> ConfigError:
+        import difflib
+
+        close = difflib.get_close_matches(token.lower(), self.ids, n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        return ConfigError(
+            f"unknown target {token!r}: valid ids are {', '.join(self.ids)}.{hint} "
             "Pick from `lab list` or add it to lab.toml."
         )
+
+    def resolve(self, token: str) -> str:
+        """A target id from what a user typed: an id in any case (``CP311``), or a version
+        (``3.14`` is cp314, ``pypy3.11`` is pp311) among the targets of this machine's own
+        platform. A version several targets share is an error that lists them."""
+        wanted = token.strip()
+        by_lower = {i.lower(): i for i in self.ids}
+        if wanted.lower() in by_lower:
+            return by_lower[wanted.lower()]
+        m = re.fullmatch(r"(?i)(python|cpython|cp|pypy|pp)?\s*(\d)\.?(\d{1,2})", wanted)
+        if m:
+            impl = "pypy" if (m.group(1) or "").lower() in ("pypy", "pp") else "cpython"
+            version = f"{m.group(2)}.{m.group(3)}"
+            found = [t.id for t in self.targets if t.implementation == impl
+                     and t.version == version and t.platform == primary_platform()]
+            if len(found) == 1:
+                return found[0]
+            if found:
+                raise ConfigError(f"{token!r} matches {', '.join(found)}: name one of them "
+                                  "with --targets.")
+        raise self._unknown(wanted)
 
 
 def host_machine() -> str:
@@ -115,6 +144,11 @@ def host_machine() -> str:
 
 def native_platforms() -> set[str]:
     return NATIVE.get(host_machine(), set())
+
+
+def primary_platform() -> str:
+    """The platform a bare version means: this machine's own (linux/amd64 on x86-64)."""
+    return "linux/arm64" if host_machine() in ("aarch64", "arm64") else "linux/amd64"
 
 
 def _check_keys(where: str, table: dict[str, Any], known: set[str]) -> None:
@@ -239,9 +273,7 @@ def select_targets(
     With neither, the default matrix (native, ``default = true``).
     """
     if ids:
-        wanted = set(ids)
-        for tid in ids:
-            matrix.get(tid)  # raises with the valid ids
+        wanted = {matrix.resolve(tid) for tid in ids}  # raises with the valid ids
         chosen = [t for t in matrix.targets if t.id in wanted]
     else:
         chosen = []
@@ -251,9 +283,13 @@ def select_targets(
         elif spec in DEBIAN_ARCH:
             group = [t for t in matrix.targets if t.platform == spec]
         else:
+            import difflib
+
+            known = list(GROUPS) + list(DEBIAN_ARCH)
+            close = difflib.get_close_matches(spec, known, n=1, cutoff=0.5)
             raise ConfigError(
-                f"unknown platform or group {spec!r}: use one of "
-                f"{', '.join(list(GROUPS) + list(DEBIAN_ARCH))}."
+                f"unknown platform or group {spec!r}: use one of {', '.join(known)}."
+                + (f" Did you mean {close[0]}?" if close else "")
             )
         chosen += [t for t in group if t not in chosen]
     if not ids and not platforms:

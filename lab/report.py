@@ -9,6 +9,7 @@ a marker. Charts are inline SVG; nothing is fetched from the network; no JavaScr
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from lab.changes import hazards as change_hazards
 from lab.changes import summaries as change_summaries
@@ -454,6 +456,37 @@ def compare_runs(new: RunResults, old: RunResults) -> list[Change]:
     return changes
 
 
+def version_changes(results: RunResults) -> list[str]:
+    """One line per interpreter fact that changed from one version to the next (the report's
+    highlighted cells), for the terminal."""
+    r = sanitize_results(results)
+    columns = [t for t in column_order(r.targets) if t.status == "ok"]
+    lines = []
+    for row in probe_rows(r, columns):
+        for t, v in zip(columns, row.values, strict=True):
+            if v.changed:
+                lines.append(f"{row.label}: {v.text} on {t.id}, {v.changed}")
+    return lines
+
+
+def claim_lines(results: RunResults) -> list[str]:
+    """Each claim in one line: its verdict on how many targets."""
+    r = sanitize_results(results)
+    ids = {t.id for t in r.targets}
+    lines = []
+    for claim in judge(r):
+        by: dict[str, list[str]] = {}
+        for tid, v in claim.verdicts.items():
+            if tid in ids:
+                by.setdefault(v.status, []).append(tid)
+        text = claim.text.rstrip(".")
+        text = text if len(text) <= 70 else text[:67].rstrip() + "..."
+        verdicts = "; ".join(f"{status} on {len(t)} ({', '.join(t)})" if len(t) < 4
+                             else f"{status} on {len(t)}" for status, t in by.items())
+        lines.append(f"{claim.number}. {text}: {verdicts or 'not observed'}")
+    return lines
+
+
 def outcome_counts(r: RunResults) -> dict[str, int]:
     counts = {o: 0 for o in ("ok", "hung", "crashed", "failed", "skipped", "error")}
     for c in r.results:
@@ -467,17 +500,27 @@ def environment() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["show"] = show
     env.globals["anchor"] = anchor
+    env.filters["code"] = inline_code
     return env
 
 
-def render_html(results: RunResults, *, compare: RunResults | None = None) -> str:
+def inline_code(text: str) -> Markup:
+    """Escape ``text``, then show its `backticked` spans as code (no raw Markdown in HTML)."""
+    escaped = str(escape(text))
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped))
+
+
+def render_html(results: RunResults, *, compare: RunResults | None = None,
+                location: str | None = None) -> str:
+    """``location``: the run folder as the user would type it (the re-render hint)."""
     r = sanitize_results(results)
     columns = column_order(r.targets)
     ok_columns = [t for t in columns if t.status == "ok"]
     problems = [c for c in r.results if c.outcome in ("hung", "crashed", "failed", "error")]
     changes = change_hazards(r, ok_columns)
     return environment().get_template("report.html.j2").render(
-        your_code=changes, your_code_summaries=change_summaries(changes, ok_columns),
+        location=location or f"reports/{r.run.id}", your_code=changes,
+        your_code_summaries=change_summaries(changes, ok_columns),
         r=r, columns=columns, probe_rows=probe_rows(r, ok_columns), ok_columns=ok_columns,
         hazards=hazard_rows(r, ok_columns), charts=timing_charts(r, ok_columns),
         claims=judge(r), problems=problems, counts=outcome_counts(r),
@@ -522,6 +565,11 @@ def render_file(path: Path, *, output: Path | None = None, compare: Path | None 
     old = load(compare) if compare else None
     folder = path if path.is_dir() else path.parent
     out = output or folder / "index.html"
-    out.write_text(render_html(results, compare=old), encoding="utf-8")
+    try:  # the hint in the page: the folder as typed from where the user stands
+        location = os.path.relpath(folder.resolve())
+        location = location if not location.startswith("..") else str(folder.resolve())
+    except ValueError:
+        location = str(folder.resolve())
+    out.write_text(render_html(results, compare=old, location=location), encoding="utf-8")
     (out.parent / "junit.xml").write_text(render_junit(results), encoding="utf-8")
     return out

@@ -187,6 +187,44 @@ class Run:
                             scenarios={k: {x: v for x, v in meta.items() if x != "script"}
                                        for k, meta in extra.items()})
 
+    # -- the plan, as the terminal shows it -----------------------------------------------------
+    def images_to_build(self) -> tuple[list[str], int, int]:
+        """(what must be built, bases, layers): asked of the engine, nothing built."""
+        needed: list[str] = []
+        bases: set[str] = set()
+        layers = 0
+        containers = [t for t in self.options.targets if not t.host_python]
+        if not containers:
+            return needed, 0, 0
+        engine = self.connect()
+        try:
+            for t in containers:
+                plan = plan_image(t)
+                if engine.image(plan.tag) is not None:
+                    continue
+                layers += 1
+                if t.base is not None and engine.image(plan.base_ref) is None:
+                    if plan.base_ref not in bases:
+                        needed.append(f"base {t.base.suite}/{t.arch}")
+                    bases.add(plan.base_ref)
+                needed.append(f"{t.id} layer" if t.base else f"{t.id} (registry {t.image})")
+        finally:
+            engine.close()
+        return needed, len(bases), layers
+
+    def plan_text(self) -> str:
+        from lab.summary import estimate, history, plan_text
+
+        needed, bases, layers = self.images_to_build()
+        past_run, past = history(self.options.out, exclude=self.run_id,
+                                 quick=self.options.quick)
+        est = estimate(self.plan, self.catalog, self.options.jobs, past, past_run,
+                       (bases, layers), quick=self.options.quick)
+        scenarios = sorted({c.scenario for j in self.plan.jobs for c in j.cells})
+        return plan_text(targets=[t.id for t in self.options.targets], scenarios=scenarios,
+                         cells=sum(len(j.cells) for j in self.plan.jobs),
+                         containers=len(self.plan.jobs), to_build=needed, est=est)
+
     # -- bookkeeping ---------------------------------------------------------------------------
     def record(self, cell: Cell) -> None:
         self.sink.add(cell)

@@ -107,9 +107,12 @@ def select_scenarios(names: Iterable[str] | None, catalog: Catalog = CATALOG) ->
     wanted = set(names)
     unknown = sorted(wanted - set(catalog))
     if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], list(catalog), n=1, cutoff=0.5)
         raise ConfigError(
-            f"unknown scenario {', '.join(unknown)}: valid ids are {', '.join(catalog)}. "
-            "See `lab list`."
+            f"unknown scenario {', '.join(unknown)}: valid ids are {', '.join(catalog)}."
+            + (f" Did you mean {close[0]}?" if close else "") + " See `lab list`."
         )
     wanted.add("probe")
     return [s for s in catalog if s in wanted]

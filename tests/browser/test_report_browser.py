@@ -57,6 +57,32 @@ def test_fits_a_laptop_and_screenshot_is_taken(page):
     assert "Python Concurrency Lab" in text and "hung" in text
 
 
+README_PICTURE = Path(__file__).resolve().parents[2] / "docs" / "report.png"
+FULL_RUN = Path(__file__).resolve().parents[1] / "golden" / "run-default-six-targets-v3.json"
+
+
+def test_readme_picture_is_the_first_screen_of_a_full_run(tmp_path):
+    """README's picture: this test makes it, from a real run of the default matrix (the
+    golden file), so it shows what the current report looks like."""
+    html = render_file(FULL_RUN, output=tmp_path / "index.html")
+    browser = Browser(width=1366, height=900)
+    try:
+        session = browser.open(html.as_uri())
+        text = browser.evaluate(session, "document.body.innerText.slice(0, 3000)")
+        assert "What changes for your code" in text and "cp314" in text
+        browser.screenshot(session, str(tmp_path / "first-screen.png"))
+    finally:
+        browser.close()
+    shot = (tmp_path / "first-screen.png").read_bytes()
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", shot[16:24]) == (1366, 900)
+    README_PICTURE.parent.mkdir(exist_ok=True)
+    if not README_PICTURE.is_file() or README_PICTURE.read_bytes() != shot:
+        README_PICTURE.write_bytes(shot)  # a changed report: the picture follows
+    readme = (README_PICTURE.parents[1] / "README.md").read_text()
+    assert "](docs/report.png)" in readme
+
+
 def test_hung_badge_leads_to_the_open_stack(page):
     browser, session, _ = page
     href = browser.evaluate(session, "document.querySelector('#hazards a.b.hung')"

@@ -36,6 +36,42 @@ def test_run_exits_zero_and_every_target_is_ok(full_run):
     assert (out / "latest").resolve() == only_run(out).resolve()
 
 
+def test_the_plan_comes_first_and_the_findings_last(full_run):
+    proc, out = full_run
+    lines = proc.stdout.splitlines()
+    assert lines[0] == ("plan: 3 target(s) (cp39, cp315, pp311); 16 scenario(s); 144 cells in "
+                        "12 container(s)")
+    assert lines[2].strip().startswith("estimate: about ")
+    data = load_results(only_run(out))
+    # The hang groups printed are exactly the hung cells of results.json.
+    hung: dict[str, list[str]] = {}
+    for c in data["results"]:
+        if c["outcome"] == "hung":
+            hung.setdefault(f"{c['scenario']} · {c['start_method'] or '-'}", []).append(
+                c["target"])
+    start = lines.index("hung (killed at their deadline, stacks in the report):")
+    printed = {}
+    for line in lines[start + 1:]:
+        if not line.startswith("  "):
+            break
+        label, rest = line.strip().rsplit(": ", 1)
+        printed[label] = rest.split("(", 1)[1].rstrip(")").split(", ")
+    assert printed == hung and hung
+    counts = {o: sum(c["outcome"] == o for c in data["results"]) for o in ("ok", "hung")}
+    assert lines[lines.index(next(x for x in lines if x.startswith("findings:")))].startswith(
+        f"findings: {len(data['results'])} cells: {counts['ok']} ok, {counts['hung']} hung")
+    assert sum(1 for x in lines if x[:2] == "  " and x[2:3].isdigit()) == 8  # the claims
+    assert lines[-1] == f"report: {(only_run(out) / 'index.html').resolve().as_uri()}"
+
+
+def test_latest_moves_only_to_a_run_that_observed_something(tmp_path: Path, engine):
+    proc = lab("run", "--targets", "cp312-slim", "--scenarios", "probe", "--out", str(tmp_path),
+               "--no-progress")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert not (tmp_path / "latest").exists()
+    assert load_results(only_run(tmp_path))["targets"][0]["status"] == "unavailable"
+
+
 def test_probe_is_observed_in_each_container(full_run):
     _, out = full_run
     targets = {t["id"]: t for t in load_results(only_run(out))["targets"]}
@@ -111,7 +147,7 @@ def test_unavailable_target_does_not_hide_the_others(tmp_path: Path, engine):
     assert rows["cp312-slim"]["status"] == "unavailable"
     assert "python:3.12-slim" in rows["cp312-slim"]["reason"]
     assert rows["cp39"]["status"] == "ok" and rows["cp39"]["probe"]["version"].startswith("3.9")
-    assert "cp312-slim: unavailable" in proc.stderr
+    assert "cp312-slim: unavailable" in proc.stdout
 
 
 def test_a_missing_debian_package_is_build_failed(tmp_path: Path, engine):

@@ -55,7 +55,7 @@ def test_unknown_scenario(capsys, tmp_path):
 def test_list_shows_targets_and_scenarios(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "* cp39" in out and "cp311-arm64" in out and "fork_held_lock" in out
+    assert "*  cp39" in out and "cp311-arm64" in out and "fork_held_lock" in out
 
 
 def test_report_of_a_missing_file(capsys, tmp_path):
@@ -69,3 +69,113 @@ def test_report_renders_a_golden_run(tmp_path: Path, capsys):
     assert main(["report", str(golden), "-o", str(out)]) == 0
     assert out.read_text().startswith("<!doctype html>")
 
+
+
+# -- a command line that is hard to misuse (issue 11) -------------------------------------------
+@pytest.mark.parametrize(("argv", "says"), [
+    (["run", "--target", "cp311"], "did you mean --targets?"),
+    (["run", "--quik"], "did you mean --quick?"),
+    (["check", "--timout", "5", "x.py"], "did you mean --timeout?"),
+    (["rn"], "did you mean run?"),
+])
+def test_abbreviated_or_misspelt_options_are_errors_with_a_suggestion(capsys, argv, says):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("typed", "chosen"), [
+    ("3.14", "cp314"), ("CP311", "cp311"), ("pypy3.11", "pp311"), ("python3.9", "cp39"),
+    ("3.12", "cp312-slim"), ("cp311-ARM64", "cp311-arm64"),
+])
+def test_versions_and_any_case_select_targets(typed, chosen):
+    from lab.matrix import load_matrix, select_targets
+
+    assert [t.id for t in select_targets(load_matrix(), ids=[typed])] == [chosen]
+
+
+def test_a_version_several_targets_share_is_an_error_listing_them(tmp_path):
+    from lab.errors import ConfigError
+    from lab.matrix import load_matrix, select_targets
+
+    cfg = tmp_path / "lab.toml"
+    cfg.write_text('[[target]]\nid = "cp311-dbg"\nimplementation = "cpython"\nversion = "3.11"\n'
+                   'python = "/usr/bin/python3.11-dbg"\nbase = "bookworm"\n')
+    with pytest.raises(ConfigError, match="'3.11' matches cp311, cp311-dbg"):
+        select_targets(load_matrix(cfg), ids=["3.11"])
+
+
+def test_unknown_targets_and_scenarios_suggest_the_nearest(capsys, tmp_path):
+    assert main(["run", "--targets", "cp3144", "--out", str(tmp_path)]) == 2
+    assert "Did you mean cp314?" in capsys.readouterr().err
+    assert main(["run", "--scenarios", "fork_held_lok", "--out", str(tmp_path)]) == 2
+    assert "Did you mean fork_held_lock?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["run", "check", "build", "list", "clean", "doctor",
+                                     "report"])
+def test_every_command_help_has_a_description_examples_and_exit_codes(capsys, command):
+    from lab.cli import EXAMPLES
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    usage, description = out.split("\n\n")[:2]
+    assert usage.startswith(f"usage: lab {command}") and len(description.split()) >= 5
+    assert "examples:" in out and all(e in out for e in EXAMPLES[command])
+    assert out.rstrip().splitlines()[-1].lstrip()[0].isdigit()  # it ends with the exit codes
+    from lab.cli import EXIT_CODES
+
+    codes = out.split("exit codes:\n", 1)[1].splitlines()
+    assert [c.split()[0] for c in codes] == [code for code, _ in EXIT_CODES[command]]
+
+
+def test_top_level_help_lists_every_command_with_a_line(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "arguments in, exit code out" not in out  # no maintainer's docstring
+    for command in ("run", "check", "build", "list", "clean", "doctor", "report"):
+        assert any(line.split()[:1] == [command] and len(line.split()) > 3
+                   for line in out.splitlines()), command
+
+
+def test_quick_says_what_it_changes(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--quick fewer repeats and smaller sizes" in out and "samples" in out
+
+
+def test_list_is_a_table_whose_columns_line_up(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[1]
+    starts = [header.index(h) for h in ("id", "python", "platform", "needs", "runs here now",
+                                        "interpreter")]
+    rows = lines[2:lines.index("")]
+    assert len(rows) == 11
+    for row in rows:
+        for col in starts:
+            assert row[col] != " " and row[col - 1] == " ", (row, col)
+    assert any(r.startswith("*") and " cp39 " in r for r in rows)
+    assert all("no: no Docker engine" in r for r in rows)
+    assert any("pypy 3.11" in r for r in rows) and any("linux/386" in r for r in rows)
+
+
+def test_readme_cli_reference_matches_the_parsers():
+    from lab.clidoc import README, current, reference
+
+    assert current(README.read_text()) == reference(), (
+        "README's CLI reference is stale: run `.venv/bin/python -m lab.clidoc`")
+
+
+def test_readme_lists_the_eight_claims():
+    from lab.clidoc import README
+    from lab.verdicts import CLAIMS
+
+    readme = README.read_text()
+    for number, text in CLAIMS.items():
+        assert f"{number}. {text}" in readme

@@ -1,0 +1,107 @@
+"""`lab list`: the targets as a table (what each needs, whether it can run here now) and the
+scenarios. Availability is read from the engine and this machine, never assumed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.table import Table
+
+from lab.errors import LabError
+from lab.images import emulation_problem, plan_image
+from lab.matrix import Target
+
+
+@dataclass(frozen=True, kw_only=True)
+class Availability:
+    needs: str
+    here: str
+    ok: bool
+
+
+def needs(t: Target) -> str:
+    if t.image:
+        what = f"registry ({t.image})"
+    elif t.base is not None:
+        what = f"Debian {t.base.suite}"
+    else:
+        what = "host interpreter"
+    return what + (", emulation (qemu-user)" if t.emulated else "")
+
+
+def availability(targets: Iterable[Target], engine: object | None,
+                 engine_problem: str | None = None) -> dict[str, Availability]:
+    """Per target: can it run here now, and if not, why (first reason only)."""
+    from lab.engine import Engine
+
+    out: dict[str, Availability] = {}
+    registry: str | None | bool = False  # not asked yet
+    for t in targets:
+        need = needs(t)
+        if engine is None or not isinstance(engine, Engine):
+            out[t.id] = Availability(needs=need, ok=False,
+                                     here=f"no: no Docker engine ({engine_problem or '?'})")
+            continue
+        if t.emulated and (problem := emulation_problem(t.arch)):
+            out[t.id] = Availability(needs=need, ok=False, here=f"no: {problem.split(':')[0]}")
+            continue
+        plan = plan_image(t)
+        try:
+            if engine.image(plan.tag) is not None:
+                out[t.id] = Availability(needs=need, ok=True, here="yes: image built")
+            elif t.image:
+                if engine.image(t.image) is not None:
+                    out[t.id] = Availability(needs=need, ok=True, here="yes: image pulled")
+                    continue
+                if registry is False:
+                    registry = engine.registry_problem(t.image)
+                out[t.id] = Availability(
+                    needs=need, ok=registry is None,
+                    here="yes: pulled on first run" if registry is None else
+                    "no: no registry answers (reported unavailable)")
+            elif engine.image(plan.base_ref) is not None:
+                out[t.id] = Availability(needs=need, ok=True, here="yes: base built; 1 s layer")
+            else:
+                out[t.id] = Availability(needs=need, ok=True,
+                                         here="yes: base builds on first run (20-60 s)")
+        except LabError as exc:
+            out[t.id] = Availability(needs=need, ok=False, here=f"no: {exc}"[:80])
+    return out
+
+
+def targets_table(targets: list[Target], chosen: set[str], default: set[str],
+                  avail: dict[str, Availability]) -> Table:
+    table = Table(title="targets (* = in the default matrix)", title_justify="left",
+                  show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for name in ("", "id", "python", "platform", "needs", "runs here now", "interpreter"):
+        table.add_column(name, no_wrap=True)
+    for t in targets:
+        if t.id not in chosen:
+            continue
+        a = avail[t.id]
+        table.add_row("*" if t.id in default else "", t.id, f"{t.implementation} {t.version}",
+                      t.platform + (" (emulated)" if t.emulated else ""), a.needs,
+                      a.here if a.ok else f"[red]{a.here}[/red]", t.python)
+    return table
+
+
+def scenarios_table(catalog: dict[str, dict[str, object]]) -> Table:
+    table = Table(title="scenarios", title_justify="left", show_edge=False, pad_edge=False,
+                  box=None, header_style="bold")
+    for name in ("id", "kind", "start methods", "what it observes"):
+        table.add_column(name, no_wrap=name != "what it observes")
+    for sid, meta in catalog.items():
+        methods = str(meta["start_methods"])
+        if meta.get("containers"):
+            methods += " x " + ", ".join(str(c) for c in meta["containers"])  # type: ignore
+        table.add_row(sid, str(meta["kind"]), methods, str(meta["title"]))
+    return table
+
+
+def print_list(console: Console, targets: list[Target], chosen: set[str], default: set[str],
+               avail: dict[str, Availability], catalog: dict[str, dict[str, object]]) -> None:
+    console.print(targets_table(targets, chosen, default, avail))
+    console.print()
+    console.print(scenarios_table(catalog))

@@ -1,0 +1,73 @@
+"""The terminal's plan and findings, from real golden runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from lab.matrix import load_matrix, select_targets
+from lab.report import claim_lines, version_changes
+from lab.results import load
+from lab.runner.scenarios import CATALOG
+from lab.scheduler import plan_runs
+from lab.summary import duration, estimate, findings_text, hang_groups, history, plan_text
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+FULL = GOLDEN / "run-default-six-targets-v3.json"
+
+
+def test_hang_groups_are_the_hung_cells_grouped_by_scenario_and_method():
+    r = load(FULL)
+    groups = dict(hang_groups(r))
+    hung = [c for c in r.results if c.outcome == "hung"]
+    assert sum(len(v) for v in groups.values()) == len(hung) == 29
+    assert groups["fork_held_lock · fork"] == ["cp39", "cp311", "cp313", "cp314", "cp315",
+                                              "pp311"]
+
+
+def test_findings_name_counts_hangs_changes_claims_and_the_report_url(tmp_path):
+    r = load(FULL)
+    text = findings_text(r, tmp_path / "index.html", changes=version_changes(r),
+                         claims=claim_lines(r))
+    assert text.startswith("findings: 288 cells: 259 ok, 29 hung")
+    assert "  fork_held_lock · fork: 6/6 targets (cp39, cp311, cp313, cp314, cp315, pp311)" in text
+    assert "Default start method: forkserver on cp314, changed in 3.14 (was fork in 3.13)" in text
+    assert sum(line.startswith("  ") and line[2].isdigit() and ". " in line
+               for line in text.splitlines()) == 8
+    assert text.splitlines()[-1] == f"report: {(tmp_path / 'index.html').as_uri()}"
+
+
+def test_estimate_from_history_follows_recorded_durations(tmp_path):
+    targets = select_targets(load_matrix())
+    plan = plan_runs(targets)
+    run = tmp_path / "20990101-000000-0001"
+    run.mkdir()
+    shutil.copy(FULL, run / "results.json")
+    past_run, past = history(tmp_path)
+    assert past_run == run.name and len(past) == 288
+    est = estimate(plan, CATALOG, 3, past, past_run)
+    recorded = json.loads(FULL.read_text())["run"]["duration_s"]
+    assert "run 20990101-000000-0001" in est.source
+    assert 0.6 * recorded < est.seconds < 1.4 * recorded, (est.seconds, recorded)
+    # A quick run does not learn from a full one.
+    assert history(tmp_path, quick=True) == (None, {})
+
+
+def test_estimate_without_history_uses_declared_costs_and_counts_builds():
+    plan = plan_runs(select_targets(load_matrix()))
+    bare = estimate(plan, CATALOG, 3, {}, None)
+    cold = estimate(plan, CATALOG, 3, {}, None, (4, 6))
+    assert "declared costs" in bare.source
+    assert 120 < bare.seconds < 600 and cold.seconds > bare.seconds + 40
+
+
+def test_plan_text_says_what_will_happen():
+    text = plan_text(targets=["cp311", "cp314"], scenarios=["probe"], cells=2, containers=2,
+                     to_build=["base bookworm/amd64", "cp311 layer"],
+                     est=estimate(plan_runs(select_targets(load_matrix(), ids=["cp311"]),
+                                            scenarios=["probe"]), CATALOG, 3, {}, None))
+    first = text.splitlines()[0]
+    assert first == "plan: 2 target(s) (cp311, cp314); 1 scenario(s); 2 cells in 2 container(s)"
+    assert "to build: base bookworm/amd64, cp311 layer" in text and "estimate: about" in text
+    assert duration(65) == "65 s" and duration(261) == "4 min 21 s"
