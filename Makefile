@@ -17,7 +17,7 @@ help: ## list the targets
 	@echo "  LAB_ARGS='--targets cp311,cp314 --quick' make lab   passes options to 'lab run'"
 	@echo "  TEST_ARGS='-k report' make test                    passes options to pytest"
 	@echo "  .venv/bin/lab check SCRIPT [ARGS]                  your program under each start method"
-	@echo "  .venv/bin/lab run --scenario-file PATH             your own scenario (README: Your own code)"
+	@echo "  .venv/bin/lab run --scenario-file PATH             your own scenario (README: Check your own code)"
 
 $(STAMP): pyproject.toml .ci/setup
 	PYTHON=$(PYTHON) VENV=$(VENV) .ci/setup venv

@@ -146,7 +146,7 @@ def build_parser() -> LabParser:
     run.add_argument("--scenarios", type=_csv, metavar="IDS",
                      help="comma-separated scenario ids (default: all; see `lab list`)")
     run.add_argument("--scenario-file", action="append", default=[], type=Path, metavar="PATH",
-                     help="also run this scenario file (repeatable; README: Your own code)")
+                     help="also run this scenario file (repeatable; README: Check your own code)")
     run.add_argument("--quick", action="store_true", help=QUICK_HELP)
     run.add_argument("--jobs", type=int, default=3, metavar="N",
                      help="targets built and run at once (default 3)")
