@@ -5,8 +5,9 @@
 ``behaviour`` cells may run side by side. ``start_methods`` is ``none`` (one cell, no child
 process), ``each`` (one cell per start method) or ``none+each`` (both).
 ``deadline_s`` is the per-cell deadline on a native CPU; the host scales it for emulation.
-``cost_s`` is what a cell typically takes on a native CPU (its hang, where it hangs by design;
-measured on 2 cores): the plan's estimate uses it where no earlier run recorded durations.
+``cost_s`` is what a cell typically takes on a native CPU, measured on 2 cores (the median of
+its start methods, a deliberate hang included): the plan's estimate uses it where no earlier
+run recorded durations.
 ``containers`` (optional) runs the scenario's cells in containers of their own, one per variant
 (``cpus=1``: ``--cpus 1``; ``cpuset=0``: ``--cpuset-cpus 0``) instead of the usual one.
 A scenario's docstring states its claim and how the cell observes it.
@@ -21,35 +22,35 @@ CATALOG = {
         "title": "Interpreter facts: start methods, GIL, CPUs, pickle, PID 1",
     },
     "countdown": {
-        "kind": "timing", "start_methods": "none+each", "deadline_s": 90, "cost_s": 6,
+        "kind": "timing", "start_methods": "none+each", "deadline_s": 90, "cost_s": 4.2,
         "title": "CPU-bound countdown: serial vs 2 threads vs 2 processes",
     },
     "threading_gil": {
-        "kind": "timing", "start_methods": "none", "deadline_s": 60, "cost_s": 10,
+        "kind": "timing", "start_methods": "none", "deadline_s": 60, "cost_s": 9.5,
         "title": "Threads on CPU-bound vs I/O-bound work",
     },
     "process_startup": {
-        "kind": "timing", "start_methods": "each", "deadline_s": 60, "cost_s": 2,
+        "kind": "timing", "start_methods": "each", "deadline_s": 60, "cost_s": 0.6,
         "title": "Start + join latency of a trivial process",
     },
     "queue_transfer": {
-        "kind": "timing", "start_methods": "each", "deadline_s": 60, "cost_s": 4,
+        "kind": "timing", "start_methods": "each", "deadline_s": 60, "cost_s": 1.4,
         "title": "Queue and Pipe throughput between two processes",
     },
     "queue_iftry": {
-        "kind": "timing", "start_methods": "each", "deadline_s": 60, "cost_s": 1,
+        "kind": "timing", "start_methods": "each", "deadline_s": 60, "cost_s": 0.7,
         "title": "if q.empty() vs try/except queue.Empty",
     },
     "queue_growth": {
-        "kind": "behaviour", "start_methods": "each", "deadline_s": 40, "cost_s": 6,
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 40, "cost_s": 3,
         "title": "Producer memory with a slow consumer: unbounded vs bounded queue",
     },
     "fork_held_lock": {
-        "kind": "behaviour", "start_methods": "each", "deadline_s": 6, "cost_s": 6,
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 6, "cost_s": 3,
         "title": "Child takes a lock another thread held at start",
     },
     "fork_held_io": {
-        "kind": "behaviour", "start_methods": "each", "deadline_s": 10, "cost_s": 10,
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 10, "cost_s": 5,
         "title": "Child prints and logs while a thread was busy writing at start",
     },
     "queue_join_before_drain": {
@@ -57,27 +58,27 @@ CATALOG = {
         "title": "join() a child before getting its ~1 MB queue item",
     },
     "fork_warning": {
-        "kind": "behaviour", "start_methods": "each", "deadline_s": 40, "cost_s": 4,
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 40, "cost_s": 1,
         "title": "Fork-with-threads DeprecationWarning, and -W error",
     },
     "pickle_target": {
-        "kind": "behaviour", "start_methods": "each", "deadline_s": 40, "cost_s": 1,
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 40, "cost_s": 0.5,
         "title": "A lambda, a closure and a nested function as Process targets",
     },
     "main_guard": {
-        "kind": "behaviour", "start_methods": "each", "deadline_s": 40, "cost_s": 4,
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 40, "cost_s": 1.5,
         "title": "A script with no __main__ guard starts a child at module level",
     },
     "inherited_state": {
-        "kind": "behaviour", "start_methods": "each", "deadline_s": 20, "cost_s": 2,
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 20, "cost_s": 1,
         "title": "A module global changed at run time: what the child sees",
     },
     "executor_defaults": {
-        "kind": "behaviour", "start_methods": "each", "deadline_s": 60, "cost_s": 6,
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 60, "cost_s": 4,
         "title": "ProcessPoolExecutor() and Pool(): start method, workers, max_tasks_per_child",
     },
     "cpu_limits": {
-        "kind": "behaviour", "start_methods": "each", "deadline_s": 40, "cost_s": 2,
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 40, "cost_s": 1,
         "containers": ["cpus=1", "cpuset=0"],
         "title": "CPU facts and default worker counts under --cpus 1 and --cpuset-cpus 0",
     },
