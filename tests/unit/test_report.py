@@ -187,3 +187,19 @@ def test_how_each_base_was_made_is_shown_and_escaped():
     assert "signed by B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8" in html
     assert "python3.14 3.14.10-1" in html and "built in this run" in html
     assert "<script>x" not in html and "&lt;script&gt;x" in html
+
+
+def test_no_raw_markdown_and_a_rerender_hint_that_works_from_here(tmp_path, monkeypatch):
+    import re
+
+    from lab.report import render_file
+
+    run = tmp_path / "reports" / "20991231-000000-0001"
+    run.mkdir(parents=True)
+    full = Path(__file__).resolve().parents[1] / "golden" / "run-default-six-targets-v3.json"
+    (run / "results.json").write_text(full.read_text())
+    monkeypatch.chdir(tmp_path)
+    html = render_file(run).read_text()
+    prose = re.sub(r"<pre>.*?</pre>", "", html, flags=re.S)
+    assert "`" not in prose
+    assert "<code>lab report reports/20991231-000000-0001</code>" in html
