@@ -1,9 +1,24 @@
 """Verdicts: the common claims about Python concurrency, judged per target from this run's cells.
 
-The one place where observations become "confirmed" / "refuted". Timing comparisons only count
-beyond noise (the interquartile ranges must not overlap); otherwise the verdict says
-``inconclusive``. Claims about macOS and Windows are not observable in Linux containers unless a
-host target on that system ran; the documented value is shown instead.
+The one place where observations become "confirmed" / "refuted". Claims about macOS and Windows
+are not observable in Linux containers unless a host target on that system ran; the documented
+value is shown instead.
+
+Timing claims are decided by their margin, not thrown away when the machine was busy. Each
+timing cell records how many CPUs *other* processes used while it ran (``contention``, c) and
+its own spread (interquartile range over median, s, at least MIN_SPREAD). With N CPUs:
+
+- 2 workers that really run in parallel show a speedup of at least
+  ``parallel_floor = min(2, N - c) * (1 - s)``: others can take c CPUs away, no more;
+- work that does not run in parallel shows at most ``serial_ceiling = (1 + s) / min(1, N - c)``:
+  contention can slow the serial run only if it left it less than one CPU.
+
+A parallelism claim is decided when the speedup's interquartile range lies wholly beyond one of
+these bounds ("2 threads x1.04; even with 0.24 CPU taken by others, parallel threads would reach
+at least x1.6: confirmed"), and is ``inconclusive`` only in between: a real tie. Latency and
+per-call comparisons are decided when one interquartile range lies beyond the other stretched by
+``1 + c`` (what c CPUs of contention could add). Where cells of one target point in opposite
+directions, no cell decides alone: the verdict is ``inconclusive`` and says so.
 """
 
 from __future__ import annotations
@@ -20,7 +35,8 @@ REFUTED = "refuted"
 INCONCLUSIVE = "inconclusive"
 NOT_OBSERVABLE = "not observable"
 
-CONTENDED = 0.15  # CPUs other processes used on average during a timing cell: not trusted
+CONTENDED = 0.15  # CPUs other processes used during a timing cell: the report flags it
+MIN_SPREAD = 0.05  # relative noise assumed even when a cell's few samples agree closely
 TIMING_CLAIMS = (1, 2, 4, 7)
 PARALLEL_SPEEDUP = 1.4  # 2 workers on >= 2 CPUs: clearly parallel above this
 SERIAL_SPEEDUP = 1.2  # below this: no parallel gain
@@ -95,6 +111,23 @@ def beyond_noise(lo: dict[str, Any] | None, hi: dict[str, Any] | None) -> bool:
     return a is not None and b is not None and b > a
 
 
+def parallel_floor(cpus: float, others: float, spread: float) -> float:
+    """The lowest speedup 2 workers that really run in parallel could show."""
+    return max(0.0, min(2.0, cpus - others)) * (1 - spread)
+
+
+def serial_ceiling(cpus: float, others: float, spread: float) -> float:
+    """The highest speedup work without parallelism could show (contention slowing the serial
+    run, if it left it less than one CPU, and noise)."""
+    return (1 + spread) / max(0.25, min(1.0, cpus - others))
+
+
+def rel_spread(med: float | None, q1: float | None, q3: float | None) -> float:
+    if not med or q1 is None or q3 is None:
+        return MIN_SPREAD
+    return max(MIN_SPREAD, (q3 - q1) / abs(med))
+
+
 def _speedup_stats(cell: Cell) -> tuple[float | None, float | None, float | None]:
     samples = [s for s in cell.measurements.get("speedup_samples") or [] if _num(s)]
     if not samples:
@@ -125,57 +158,80 @@ class _Judge:
         return " (emulated: timings not comparable with native)" if t.emulated else ""
 
     # -- the claims ----------------------------------------------------------------------------
+    def bounds(self, t: TargetResult, c: Cell) -> tuple[float, float, float, float, float,
+                                                         float]:
+        """(speedup, q1, q3, others, parallel floor, serial ceiling) of a countdown cell."""
+        s, q1, q3 = _speedup_stats(c)
+        others = contention(c) or 0.0
+        spread = rel_spread(s, q1, q3)
+        cpus = self.cpus(t)
+        return (s or 0.0, q1 or s or 0.0, q3 or s or 0.0, others,
+                parallel_floor(cpus, others, spread), serial_ceiling(cpus, others, spread))
+
     def claim1(self, t: TargetResult) -> Verdict:
         cells = [c for m in ("fork", "spawn", "forkserver")
-                 if (c := self.cell(t, "countdown", m)) and c.outcome == "ok"]
+                 if (c := self.cell(t, "countdown", m)) and c.outcome == "ok"
+                 and _speedup_stats(c)[0] is not None]
         if not cells:
             return Verdict(status=NOT_OBSERVABLE, summary="no countdown cell with processes ran")
+        ev = tuple(anchor(c) for c in cells)
         if self.cpus(t) < 2:
             return Verdict(status=NOT_OBSERVABLE, summary="fewer than 2 CPUs available",
-                           evidence=tuple(anchor(c) for c in cells))
-        parts, best = [], None
+                           evidence=ev)
+        parallel, slower, tied = [], [], []
         for c in cells:
-            s, q1, q3 = _speedup_stats(c)
-            if s is None:
-                continue
-            parts.append(f"{c.start_method} x{s:.2f}")
-            if best is None or (q1 or 0) > (best[1] or 0):
-                best = (s, q1, q3)
-        ev = tuple(anchor(c) for c in cells)
-        summary = "2 processes vs serial: " + ", ".join(parts) + self.emulated_note(t)
-        if best is None:
-            return Verdict(status=INCONCLUSIVE, summary="no speedup recorded", evidence=ev)
-        if best[0] >= PARALLEL_SPEEDUP and (best[1] or 0) > SERIAL_SPEEDUP:
-            return Verdict(status=CONFIRMED, summary=summary, evidence=ev)
-        if all((_speedup_stats(c)[2] or 9) < SERIAL_SPEEDUP for c in cells):
-            return Verdict(status=REFUTED, summary=summary, evidence=ev)
-        return Verdict(status=INCONCLUSIVE, summary=summary + "; within noise", evidence=ev)
+            s, q1, q3, others, floor, ceiling = self.bounds(t, c)
+            label = f"{c.start_method} x{s:.2f}"
+            if q1 > ceiling:
+                parallel.append(f"{label} (above the x{ceiling:.2f} that work without "
+                                f"parallelism could reach{_with(others)})")
+            elif q3 < min(1.0, floor):
+                serial = _num(_get(c.measurements, "serial", "median"))
+                even = (f"; it breaks even at about {serial * (2 / s - 1):.2f} s of serial work,"
+                        f" this cell's was {serial:.2f} s") if serial and s > 0 else ""
+                slower.append(f"{label}: start-up costs more than the work saves at this size"
+                              + even)
+            else:
+                tied.append(f"{label} (between x{ceiling:.2f} and x{floor:.2f}: a tie)")
+        summary = "; ".join(parallel + slower + tied) + self.emulated_note(t)
+        if parallel:
+            methods = ", ".join(p.split(" ")[0] for p in parallel)
+            return Verdict(status=CONFIRMED, summary=f"confirmed for {methods}: {summary}",
+                           evidence=ev)
+        if slower and not tied:
+            return Verdict(status=REFUTED, summary="no start method gained at this size: "
+                           + summary, evidence=ev)
+        return Verdict(status=INCONCLUSIVE, summary=summary, evidence=ev)
 
     def claim2(self, t: TargetResult) -> Verdict:
         c = self.cell(t, "countdown", None)
         g = self.cell(t, "threading_gil", None)
         if not c or c.outcome != "ok":
             return Verdict(status=NOT_OBSERVABLE, summary="the threads countdown did not run")
+        ev = (anchor(c),) + ((anchor(g),) if g else ())
         if self.cpus(t) < 2:
             return Verdict(status=NOT_OBSERVABLE, summary="fewer than 2 CPUs available",
-                           evidence=(anchor(c),))
-        s, q1, q3 = _speedup_stats(c)
-        ev = (anchor(c),) + ((anchor(g),) if g else ())
+                           evidence=ev)
+        if _speedup_stats(c)[0] is None:
+            return Verdict(status=INCONCLUSIVE, summary="no speedup recorded", evidence=ev)
+        s, q1, q3, others, floor, ceiling = self.bounds(t, c)
         gil = t.probe.get("gil_enabled")
         io = _num(_get(g.measurements, "io", "speedup")) if g and g.outcome == "ok" else None
-        summary = f"2 threads vs serial on CPU-bound code: x{s:.2f}" if s else "no speedup"
+        tail = f"; GIL enabled: {gil if gil is not None else 'not exposed'}"
         if io is not None:
-            summary += f"; on blocking I/O {_get(g.measurements, 'threads') if g else ''} " \
-                       f"threads overlap: x{io:.2f}"
-        summary += f"; GIL enabled: {gil if gil is not None else 'not exposed'}"
-        summary += self.emulated_note(t)
-        if s is None:
-            return Verdict(status=INCONCLUSIVE, summary=summary, evidence=ev)
-        if (q3 or s) < SERIAL_SPEEDUP:
-            return Verdict(status=CONFIRMED, summary=summary, evidence=ev)
-        if s >= PARALLEL_SPEEDUP and (q1 or 0) > SERIAL_SPEEDUP:
-            return Verdict(status=REFUTED, summary=summary, evidence=ev)
-        return Verdict(status=INCONCLUSIVE, summary=summary, evidence=ev)
+            tail += f"; on blocking I/O threads overlap: x{io:.2f}"
+        tail += self.emulated_note(t)
+        if q1 > ceiling:
+            return Verdict(status=REFUTED, evidence=ev, summary=(
+                f"2 threads x{s:.2f}: above the x{ceiling:.2f} that threads without "
+                f"parallelism could reach{_with(others)}" + tail))
+        if q3 < floor:
+            return Verdict(status=CONFIRMED, evidence=ev, summary=(
+                f"2 threads x{s:.2f}; even with {others:.2f} CPU taken by others, parallel "
+                f"threads would reach at least x{floor:.2f}" + tail))
+        return Verdict(status=INCONCLUSIVE, evidence=ev, summary=(
+            f"2 threads x{s:.2f}, between x{ceiling:.2f} (no parallelism) and x{floor:.2f} "
+            f"(parallel){_with(others)}: a tie" + tail))
 
     def claim3(self, t: TargetResult) -> Verdict:
         methods = t.probe.get("start_methods")
@@ -207,21 +263,20 @@ class _Judge:
             if med is not None and fmed:
                 parts.append(f"{m} {med * 1000:.1f} ms vs fork {fmed * 1000:.1f} ms "
                              f"(x{med / fmed:.1f})")
-            if beyond_noise(fork, other):
-                verdicts.append(CONFIRMED)
-            elif beyond_noise(other, fork):
-                verdicts.append(REFUTED)
-            else:
-                verdicts.append(INCONCLUSIVE)
+            stretch = 1 + max(contention(ok["fork"]) or 0.0, contention(ok[m]) or 0.0)
+            verdicts.append(_compare(fork, other, stretch))
         first = _num(ok["forkserver"].measurements.get("first_s")) if "forkserver" in ok else None
         summary = "; ".join(parts)
         if first is not None:
             summary += f"; first forkserver start {first * 1000:.0f} ms (launches the server)"
         summary += self.emulated_note(t)
-        if all(v == CONFIRMED for v in verdicts):
+        if verdicts and all(v == CONFIRMED for v in verdicts):
             return Verdict(status=CONFIRMED, summary=summary, evidence=ev)
-        if REFUTED in verdicts:
+        if verdicts and all(v == REFUTED for v in verdicts):
             return Verdict(status=REFUTED, summary=summary, evidence=ev)
+        if CONFIRMED in verdicts and REFUTED in verdicts:
+            return Verdict(status=INCONCLUSIVE, evidence=ev,
+                           summary=summary + "; spawn and forkserver disagree")
         return Verdict(status=INCONCLUSIVE, summary=summary + "; within noise", evidence=ev)
 
     def claim5(self, t: TargetResult) -> Verdict:
@@ -271,6 +326,7 @@ class _Judge:
         ev = tuple(anchor(c) for c in cells)
         cases = [("queue.Queue", cells[0])] + [(f"mp.Queue/{c.start_method}", c) for c in cells]
         parts, verdicts = [], []
+        directions: list[bool] = []
         for label, c in cases:
             key = "queue.Queue" if label == "queue.Queue" else "multiprocessing.Queue"
             m = c.measurements.get(key) or {}
@@ -279,21 +335,21 @@ class _Judge:
             if a is None or b is None:
                 continue
             parts.append(f"{label} empty: if {a:.0f} ns vs except {b:.0f} ns")
-            if beyond_noise(if_s, try_s):
-                verdicts.append(CONFIRMED)
-            elif beyond_noise(try_s, if_s):
-                verdicts.append(REFUTED)
-            else:
-                verdicts.append(INCONCLUSIVE)
+            directions.append(a < b)
+            verdicts.append(_compare(if_s, try_s, 1 + (contention(c) or 0.0)))
         late = _get(cells[0].measurements, "empty_after_put", "fraction")
         summary = "; ".join(parts)
         if _num(late) is not None:
             summary += f"; empty() still True right after another process's put(): {late:.0%}"
+        if len(set(directions)) > 1:
+            return Verdict(status=INCONCLUSIVE, evidence=ev, summary=(
+                summary + "; the cells disagree on which is cheaper, so none decides (under a "
+                "JIT a block of samples can carry a state its spread does not show)"))
         if verdicts and all(v == CONFIRMED for v in verdicts):
             return Verdict(status=CONFIRMED, summary=summary, evidence=ev)
-        if REFUTED in verdicts:
+        if verdicts and all(v == REFUTED for v in verdicts):
             return Verdict(status=REFUTED, summary=summary, evidence=ev)
-        return Verdict(status=INCONCLUSIVE, summary=summary, evidence=ev)
+        return Verdict(status=INCONCLUSIVE, summary=summary + "; within noise", evidence=ev)
 
     def claim8(self, t: TargetResult) -> Verdict:
         cells = [c for m in ("fork", "spawn", "forkserver")
@@ -332,7 +388,7 @@ def judge(results: RunResults) -> list[Claim]:
         method = getattr(j, f"claim{number}")
         verdicts = {t.id: method(t) for t in targets}
         if number in TIMING_CLAIMS:
-            verdicts = {tid: _discount_contended(results, v) for tid, v in verdicts.items()}
+            verdicts = {tid: _note_contended(results, v) for tid, v in verdicts.items()}
         note, extra = "", cast(tuple[str, ...], ())
         if number == 3:
             extra = ("macOS", "Windows")
@@ -351,17 +407,35 @@ def judge(results: RunResults) -> list[Claim]:
     return claims
 
 
-def _discount_contended(results: RunResults, v: Verdict) -> Verdict:
-    """A timing verdict from cells that other processes disturbed decides nothing."""
+def _with(others: float) -> str:
+    return f", with {others:.2f} CPU taken by others" if others > 0.005 else ""
+
+
+def _compare(lower: Any, higher: Any, stretch: float) -> str:
+    """CONFIRMED when ``lower`` is below ``higher`` beyond noise and what contention could add
+    (its upper quartile times ``stretch`` under the other's lower quartile), REFUTED for the
+    reverse, else INCONCLUSIVE."""
+    lo_q1, lo_q3 = _num(_get(lower, "q1")), _num(_get(lower, "q3"))
+    hi_q1, hi_q3 = _num(_get(higher, "q1")), _num(_get(higher, "q3"))
+    if None in (lo_q1, lo_q3, hi_q1, hi_q3):
+        return INCONCLUSIVE
+    assert lo_q1 is not None and lo_q3 is not None and hi_q1 is not None and hi_q3 is not None
+    if lo_q3 * stretch < hi_q1:
+        return CONFIRMED
+    if hi_q3 * stretch < lo_q1:
+        return REFUTED
+    return INCONCLUSIVE
+
+
+def _note_contended(results: RunResults, v: Verdict) -> Verdict:
+    """Say how busy the machine was; the margins above already allowed for it."""
     cells = [c for c in results.results if anchor(c) in v.evidence]
     worst = max((x for c in cells if (x := contention(c)) is not None), default=None)
-    if worst is None or worst <= CONTENDED:
+    if worst is None or worst <= CONTENDED or "taken by others" in v.summary:
         return v
-    note = f"; other processes used up to {worst:.2f} CPU during these cells"
-    if v.status in (CONFIRMED, REFUTED):
-        return Verdict(status=INCONCLUSIVE, summary=f"{v.summary}{note}: would have been "
-                       f"{v.status}, not trusted", evidence=v.evidence)
-    return Verdict(status=v.status, summary=v.summary + note, evidence=v.evidence)
+    return Verdict(status=v.status, evidence=v.evidence, summary=(
+        f"{v.summary}; other processes used up to {worst:.2f} CPU during these cells "
+        "(allowed for in the margin)"))
 
 
 def _other_systems(results: RunResults) -> dict[str, Verdict]:
