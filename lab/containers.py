@@ -230,6 +230,7 @@ class JobContext:
     on_cell: Callable[[Cell], None]
     concurrent: Callable[[], list[str]]  # other jobs running now
     user_dir: Path | None = None  # copies of the user's files, mounted read-only
+    on_note: Callable[[str], None] | None = None  # what the job is waiting for, for progress
 
 
 def _cell_from_record(rec: dict[str, Any], spec: CellSpec, job: Job, ctx: JobContext,
@@ -265,6 +266,9 @@ def _cell_from_record(rec: dict[str, Any], spec: CellSpec, job: Job, ctx: JobCon
         deadline_s=num("deadline_s"),
         cpu=rec.get("cpu") if isinstance(rec.get("cpu"), dict) else None,
         container=spec.container,
+        quiet=rec.get("quiet") if isinstance(rec.get("quiet"), dict) else None,
+        attempts=[a for a in rec["attempts"] if isinstance(a, dict)][:10]
+        if isinstance(rec.get("attempts"), list) else None,
     )
 
 
@@ -303,6 +307,11 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
                 continue
             if rec.get("kind") == "done":
                 done_seen = True
+            if rec.get("kind") == "wait" and ctx.on_note is not None:
+                others, waited = rec.get("others_cpus"), rec.get("waited_s")
+                if isinstance(others, int | float) and isinstance(waited, int | float):
+                    ctx.on_note(f"waiting for a quiet machine: others use {others:.2f} CPU "
+                                f"({waited:.0f} s)")
             if rec.get("kind") != "cell":
                 continue
             index = rec.get("index")

@@ -66,6 +66,8 @@ def sanitize_results(r: RunResults) -> RunResults:
         output=inert(c.output, BLOCK_LIMIT) if c.output else c.output,
         detail=inert(c.detail, DETAIL_LIMIT) if c.detail else c.detail,
         signal=inert(c.signal, 100) if c.signal else c.signal,
+        quiet=sanitize(c.quiet) if isinstance(c.quiet, dict) else None,
+        attempts=sanitize(c.attempts) if isinstance(c.attempts, list) else None,
     ) for c in r.results]
     targets = [dataclasses.replace(t, probe=sanitize(t.probe),
                                    reason=inert(t.reason, BLOCK_LIMIT) if t.reason else t.reason,
@@ -295,7 +297,26 @@ def _cpus(c: Cell) -> str:
         f" shared with {', '.join(c.concurrent)}" if c.concurrent else "")
     others = contention(c)
     load = f"; others used {others:.2f} CPU" if others is not None else ""
-    return f"CPUs {cpus}{extra}{load}" + (" · emulated: not comparable" if c.emulated else "")
+    return f"CPUs {cpus}{extra}{load}{_retries(c)}" + (
+        " · emulated: not comparable" if c.emulated else "")
+
+
+def _retries(c: Cell) -> str:
+    """How the measurement was protected: the wait for a quiet machine, discarded attempts."""
+    parts = []
+    quiet = c.quiet or {}
+    waited = quiet.get("waited_s")
+    if quiet.get("quiet") is False:
+        parts.append(f"the machine never got quiet in {waited} s")
+    elif isinstance(waited, int | float) and waited >= 1:
+        parts.append(f"waited {waited:.0f} s for a quiet machine")
+    dropped = [a for a in c.attempts or [] if not a.get("kept")]
+    if dropped:
+        used = ", ".join(f"{a['others_cpus']:.2f}" for a in dropped
+                         if isinstance(a.get("others_cpus"), int | float))
+        parts.append(f"kept the cleanest of {len(c.attempts or [])} attempts; "
+                     f"{len(dropped)} discarded, others used {used} CPU during them")
+    return "".join(f"; {p}" for p in parts)
 
 
 def _warnings(c: Cell, median: float, lo: float, hi: float) -> str:

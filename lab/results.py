@@ -7,7 +7,8 @@ Format history (``schema_version``; the reader ignores keys it does not know):
   3 - results[].container: the container variant a cell ran in (``cpus=1``, ``cpuset=0``;
       null for the usual one); start_method ``default`` (`lab check`: the interpreter's own);
       run.scenarios: scenarios that are not built in (scenario files, `lab check` scripts),
-      with their kind, title, claim and source. Older files read fine.
+      with their kind, title, claim and source; results[].quiet and results[].attempts (timing
+      cells measured again when other processes disturbed them). Older files read fine.
 The JSON Schema is ``lab/schema/results.schema.json``. The report reads only these files, so any
 old run can be re-rendered; ``cells.jsonl`` is appended as each cell finishes, so a run that
 died keeps what finished.
@@ -62,6 +63,10 @@ class Cell:
     # by the hypervisor (own_s, others_s, others_cpus, steal_s, host_busy_s, wall_s).
     cpu: dict[str, Any] | None = None
     container: str | None = None  # a container variant (cpus=1, cpuset=0); None: the usual
+    # Timing cells: what the wait for a quiet machine found before the kept attempt, and every
+    # attempt when a disturbed cell was measured again (the kept one marked).
+    quiet: dict[str, Any] | None = None
+    attempts: list[dict[str, Any]] | None = None
 
     @property
     def key(self) -> tuple[str, str, str | None, str | None]:

@@ -295,7 +295,9 @@ class Run:
             ctx = JobContext(run_id=self.run_id, run_dir=self.dir, target=target,
                              image_tag=self.images.get(target.id), cpuset=cpuset, stop=self.stop,
                              on_cell=self.record, concurrent=self.running_others(job.name),
-                             user_dir=self.user_dir)
+                             user_dir=self.user_dir,
+                             on_note=lambda note: self.progress.stage(target.id,
+                                                                      f"timing: {note}"))
             return run_job(engine, job, ctx)
         finally:
             with self.active_lock:

@@ -21,6 +21,9 @@ from lab.runner.scenarios import CATALOG, START_METHODS
 EMULATION_SLOWDOWN = 8.0  # qemu-user: deadlines stretch, timings are not comparable
 CELL_PARALLEL = 4  # behaviour cells running side by side in one container
 CONTAINER_OVERHEAD_S = 60.0  # interpreter start, init, image layer mount, slack
+# Timing jobs: before each cell, wait up to max_wait_s for other processes to use at most
+# `threshold` CPUs; a cell that was disturbed anyway is measured again, up to `retries` times.
+QUIET = {"threshold": 0.15, "max_wait_s": 10.0, "retries": 2}
 # Container variants a scenario may ask for (its catalog entry's ``containers``): each runs
 # that scenario's cells in a container of its own, started with these limits.
 CONTAINERS: dict[str, dict[str, Any]] = {
@@ -78,13 +81,20 @@ class Job:
         """The host's own deadline for the whole container (the runner's comes first)."""
         deadlines = sorted((c.deadline_s for c in self.cells), reverse=True)
         waves = math.ceil(len(deadlines) / self.parallel)
-        # At worst every wave waits out its longest cell.
+        # At worst every wave waits out its longest cell (timing cells: every attempt, and
+        # the wait for a quiet machine before each).
         worst = sum(deadlines[i * self.parallel] for i in range(waves))
+        if self.exclusive:
+            tries = 1 + int(QUIET["retries"])
+            worst = tries * (worst + len(self.cells) * QUIET["max_wait_s"])
         return (worst + CONTAINER_OVERHEAD_S) * self.deadline_scale
 
     def to_plan(self) -> dict[str, Any]:
-        return {"parallel": self.parallel, "deadline_scale": self.deadline_scale,
-                "cells": [c.to_plan() for c in self.cells]}
+        plan: dict[str, Any] = {"parallel": self.parallel, "deadline_scale": self.deadline_scale,
+                                "cells": [c.to_plan() for c in self.cells]}
+        if self.exclusive:
+            plan["quiet"] = dict(QUIET)
+        return plan
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,6 +15,7 @@ from lab.images import stage_runner
 
 def run_plan(tmp: Path, cells: list[dict[str, Any]], *, parallel: int = 4,
              python: str = sys.executable, user_dir: Path | None = None,
+             extra: dict[str, Any] | None = None,
              ) -> dict[tuple[str, str | None], dict[str, Any]]:
     """Stage the runner as ``labrunner`` (as in the images), run ``cells``, return records."""
     stage = stage_runner(tmp / "stage")
@@ -24,6 +25,7 @@ def run_plan(tmp: Path, cells: list[dict[str, Any]], *, parallel: int = 4,
     body: dict[str, Any] = {"parallel": parallel, "cells": cells}
     if user_dir is not None:
         body["user_dir"] = str(user_dir)
+    body.update(extra or {})
     plan.write_text(json.dumps(body))
     proc = subprocess.run(
         [python, "-m", "labrunner", "run", "--plan", str(plan), "--out", str(out)],

@@ -210,3 +210,44 @@ def test_cpu_limits_records_python_view_and_default_worker_counts(runner):
         assert m["cpu_count"] == os.cpu_count()
         assert m["executor_ran"] and m["pool_ran"]
         assert m["pool_processes"] == os.cpu_count()
+
+
+# -- timing cells on a busy machine (issue 12, part 1) --------------------------------------------
+def test_a_timing_cell_waits_for_quiet_then_is_measured_again_and_keeps_every_attempt(tmp_path):
+    """A busy loop runs beside the runner: the cell waits (bounded), gives up, is measured
+    again up to the retry count, and the record keeps every attempt and which was kept."""
+    import subprocess as sp
+
+    from .conftest import run_plan
+
+    burner = sp.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        cells = [{"scenario": "selftest.sleep", "start_method": None, "deadline_s": 20,
+                  "params": {"seconds": 0.3}}]
+        recs = run_plan(tmp_path, cells, parallel=1,
+                        extra={"quiet": {"threshold": 0.15, "max_wait_s": 1.5, "retries": 2}})
+    finally:
+        burner.kill()
+        burner.wait()
+    rec = recs[("selftest.sleep", None)]
+    assert rec["outcome"] == "ok"
+    assert rec["quiet"]["quiet"] is False and rec["quiet"]["waited_s"] >= 1.5
+    assert [a["attempt"] for a in rec["attempts"]] == [0, 1]  # persistently busy: one retry
+    assert sum(a["kept"] for a in rec["attempts"]) == 1
+    assert all(a["others_cpus"] > 0.5 for a in rec["attempts"])  # the busy loop, seen
+    kept = next(a for a in rec["attempts"] if a["kept"])
+    assert kept["others_cpus"] == min(a["others_cpus"] for a in rec["attempts"])
+    import json
+
+    waits = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+             if '"wait"' in x]
+    assert waits and waits[0]["others_cpus"] > 0.15
+
+
+def test_a_quiet_machine_measures_once(runner):
+    recs = runner([{"scenario": "selftest.sleep", "start_method": None, "deadline_s": 20,
+                    "params": {"seconds": 0.1}}], parallel=1,
+                  extra={"quiet": {"threshold": 64, "max_wait_s": 1, "retries": 2}})
+    rec = recs[("selftest.sleep", None)]
+    assert rec["quiet"]["quiet"] is True and rec["quiet"]["waited_s"] < 1
+    assert "attempts" not in rec

@@ -203,3 +203,16 @@ def test_no_raw_markdown_and_a_rerender_hint_that_works_from_here(tmp_path, monk
     prose = re.sub(r"<pre>.*?</pre>", "", html, flags=re.S)
     assert "`" not in prose
     assert "<code>lab report reports/20991231-000000-0001</code>" in html
+
+
+def test_timings_say_how_they_were_protected_from_a_busy_machine():
+    from lab.report import _retries
+    from lab.results import Cell
+
+    c = Cell(target="cp311", scenario="countdown", start_method="fork", outcome="ok",
+             kind="timing", quiet={"waited_s": 4.2, "quiet": True},
+             attempts=[{"attempt": 0, "kept": False, "others_cpus": 0.81},
+                       {"attempt": 1, "kept": True, "others_cpus": 0.04}])
+    text = _retries(c)
+    assert "waited 4 s for a quiet machine" in text
+    assert "kept the cleanest of 2 attempts; 1 discarded, others used 0.81 CPU" in text
