@@ -518,8 +518,10 @@ def run_plan(plan, out_dir):
     quiet = plan.get("quiet")  # timing jobs: wait for a quiet machine, re-measure the disturbed
     retries = int((quiet or {}).get("retries", 0))
     threshold = float((quiet or {}).get("threshold", 0.15))
+    retry_above = float((quiet or {}).get("retry_above", threshold))
     tries = {}
     busy = False
+    last_others = None  # what other processes used during the cell before
     make_dirs(os.path.join(scratch or out_dir, "cells"))
     results_path = os.path.join(out_dir, "results.jsonl")
     pending = list(enumerate(cells))
@@ -549,8 +551,12 @@ def run_plan(plan, out_dir):
                 return 128 + stopping[0]
             while pending and len(running) < parallel:
                 index, cell = pending.pop(0)
-                before = (wait_for_quiet(quiet, index, emit, stopping, busy) if quiet
-                          else None)
+                if quiet and last_others is not None and last_others <= threshold:
+                    # The cell just before ran on a quiet machine: no need to sample again.
+                    before = {"waited_s": 0.0, "others_cpus": last_others, "quiet": True}
+                else:
+                    before = (wait_for_quiet(quiet, index, emit, stopping, busy) if quiet
+                              else None)
                 if before and before["quiet"] is False:
                     busy = True  # persistently busy: shorter waits, one re-measure at most
                 if stopping:
@@ -576,9 +582,9 @@ def run_plan(plan, out_dir):
                         shutil.rmtree(rc.dir, ignore_errors=True)
                     done = tries.setdefault(rc.index, [])
                     done.append(rec)
-                    others = _others(rec)
+                    others = last_others = _others(rec)
                     if (quiet and rec.get("outcome") == "ok" and others is not None
-                            and others > threshold
+                            and others > retry_above
                             and len(done) <= (min(retries, 1) if busy else retries)):
                         pending.insert(0, (rc.index, rc.cell))  # disturbed: measure again
                         continue
