@@ -21,6 +21,7 @@ from lab.runner.scenarios import CATALOG, START_METHODS
 EMULATION_SLOWDOWN = 8.0  # qemu-user: deadlines stretch, timings are not comparable
 CELL_PARALLEL = 4  # behaviour cells running side by side in one container
 CONTAINER_OVERHEAD_S = 60.0  # interpreter start, init, image layer mount, slack
+STARTUP_ALLOWANCE_S = 20.0  # per wave: slow interpreter start-ups (the runner allows each 60 s)
 # Timing jobs: before each cell (unless the cell before ran quiet), wait up to max_wait_s for
 # other processes to use at most `threshold` CPUs; a cell during which they used more than
 # `retry_above` anyway is measured again, up to `retries` times. (Short cells read 0.15-0.25
@@ -87,6 +88,7 @@ class Job:
         # At worst every wave waits out its longest cell (timing cells: every attempt, and
         # the wait for a quiet machine before each).
         worst = sum(deadlines[i * self.parallel] for i in range(waves))
+        worst += waves * STARTUP_ALLOWANCE_S  # a cell's deadline starts once its code runs
         if self.exclusive:
             tries = 1 + int(QUIET["retries"])
             worst = tries * (worst + len(self.cells) * QUIET["max_wait_s"])

@@ -25,6 +25,7 @@ OUTPUT_HEAD = 16 * 1024
 OUTPUT_TAIL = 16 * 1024
 STACK_LIMIT = 64 * 1024
 DUMP_GRACE_S = 0.8
+STARTUP_ALLOWANCE_S = 60.0  # how long a cell's interpreter may take to start, on top
 TERM_GRACE_S = 0.5
 POLL_S = 0.02
 
@@ -235,6 +236,10 @@ class RunningCell:
         if self.is_script:
             args, cwd = script_command(cell, user_dir or "", self.dir, env)
         self.quiet = None  # what the wait for a quiet machine found before this attempt
+        # A cell's deadline runs from when its code starts (it writes its result file first
+        # thing), not from when its interpreter was launched: PyPy beside three other cells on
+        # a loaded machine once took 6 s just to start, and a deadline that short called it hung.
+        self.ran_from = None
         self.output = open(self.output_path, "wb")
         self.rusage = None
         self.cpu_start = host_cpu_jiffies()
@@ -263,7 +268,11 @@ class RunningCell:
                 self.finished = now
                 self.killpg(signal.SIGKILL)  # leftovers such as a forkserver
                 return True
-            if now - self.started >= self.deadline_s:
+            if self.ran_from is None and (self.is_script or os.path.exists(self.result_path)):
+                self.ran_from = now  # the cell's code runs: its deadline starts
+            late = (now - self.ran_from >= self.deadline_s if self.ran_from is not None
+                    else now - self.started >= self.deadline_s + STARTUP_ALLOWANCE_S)
+            if late:
                 self.hung = True
                 self.finished = now
                 for pid in group_members(self.proc.pid):

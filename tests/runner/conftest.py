@@ -15,10 +15,10 @@ from lab.images import stage_runner
 
 def run_plan(tmp: Path, cells: list[dict[str, Any]], *, parallel: int = 4,
              python: str = sys.executable, user_dir: Path | None = None,
-             extra: dict[str, Any] | None = None,
+             extra: dict[str, Any] | None = None, stage: Path | None = None,
              ) -> dict[tuple[str, str | None], dict[str, Any]]:
     """Stage the runner as ``labrunner`` (as in the images), run ``cells``, return records."""
-    stage = stage_runner(tmp / "stage")
+    stage = stage or stage_runner(tmp / "stage")
     out = tmp / "out"
     out.mkdir()
     plan = out / "plan.json"

@@ -251,3 +251,19 @@ def test_a_quiet_machine_measures_once(runner):
     rec = recs[("selftest.sleep", None)]
     assert rec["quiet"]["quiet"] is True and rec["quiet"]["waited_s"] < 1
     assert "attempts" not in rec
+
+
+def test_a_cells_deadline_starts_when_its_code_runs_not_when_its_interpreter_starts(tmp_path):
+    """Every interpreter here takes 2 s to start (a sitecustomize that sleeps); a cell with a
+    1 s deadline that needs 0.2 s is not hung."""
+    from lab.images import stage_runner
+
+    from .conftest import run_plan
+
+    stage = stage_runner(tmp_path / "stage")
+    (stage / "sitecustomize.py").write_text("import time\ntime.sleep(2)\n")
+    recs = run_plan(tmp_path, [{"scenario": "selftest.sleep", "start_method": None,
+                                "deadline_s": 1, "params": {"seconds": 0.2}}], stage=stage)
+    rec = recs[("selftest.sleep", None)]
+    assert rec["outcome"] == "ok", rec
+    assert rec["duration_s"] > 2
