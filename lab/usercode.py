@@ -15,7 +15,7 @@ import keyword
 import os
 import shutil
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +54,9 @@ class CheckSpec:
 
     script: Path
     args: tuple[str, ...] = ()
-    files: tuple[Path, ...] = ()
     start_methods: tuple[str, ...] = CHECK_METHODS
     timeout_s: float = 60.0
-    extra: tuple[tuple[Path, str], ...] = field(default=(), repr=False)  # (source, dest)
+    extra: tuple[tuple[Path, str], ...] = ()  # --file paths from elsewhere: (source, dest)
 
     @property
     def id(self) -> str:
@@ -172,9 +171,8 @@ def check_spec(script: Path, args: Iterable[str], files: Iterable[Path],
             raise ConfigError(f"--file {f} would land on {dest!r}, which is already taken. "
                               "Give each file once.")
         extra.append((real, dest))
-    return CheckSpec(script=script.resolve(), args=tuple(args), files=tuple(Path(f) for f in files),
-                     start_methods=tuple(methods), timeout_s=float(timeout_s),
-                     extra=tuple(extra))
+    return CheckSpec(script=script.resolve(), args=tuple(args), start_methods=tuple(methods),
+                     timeout_s=float(timeout_s), extra=tuple(extra))
 
 
 def _copy(src: Path, dest: Path, budget: list[int], outside: Path) -> None:
