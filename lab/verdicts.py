@@ -105,12 +105,6 @@ def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
 
 
-def beyond_noise(lo: dict[str, Any] | None, hi: dict[str, Any] | None) -> bool:
-    """True when ``hi`` is larger than ``lo`` beyond noise: hi.q1 > lo.q3."""
-    a, b = _num(_get(lo, "q3")), _num(_get(hi, "q1"))
-    return a is not None and b is not None and b > a
-
-
 def parallel_floor(cpus: float, others: float, spread: float) -> float:
     """The lowest speedup 2 workers that really run in parallel could show."""
     return max(0.0, min(2.0, cpus - others)) * (1 - spread)
