@@ -3,6 +3,7 @@
 
 import faulthandler
 import json
+import math
 import multiprocessing
 import os
 import signal
@@ -70,11 +71,48 @@ def quantile(values, q):
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+CONFIDENCE = 0.9  # of the interval around a median that the stopping rule narrows
+PRECISION = 0.03  # stop when that interval's half-width is within 3 % of the median
+QUICK_PRECISION = 0.08  # --quick asks for less precision, not for fewer samples blindly
+MIN_SAMPLES = 5  # fewer cannot give a 90 % interval around a median
+MAX_SAMPLES = 25
+
+
+def median_interval(samples, confidence=CONFIDENCE):
+    """A distribution-free interval around the median: the order statistics x(l) and
+    x(n + 1 - l), with l the largest rank such that P(Binomial(n, 1/2) < l) <= (1 - c) / 2,
+    so the true median lies inside with probability >= c whatever the distribution.
+    None when there are too few samples for that confidence (fewer than 5 at 0.9)."""
+    ordered = sorted(samples)
+    n = len(ordered)
+    tail = (1.0 - confidence) / 2.0
+    cumulative, rank = 0.0, 0
+    for k in range(n // 2 + 1):
+        cumulative += math.comb(n, k) / 2.0 ** n  # P(B <= k)
+        if cumulative > tail:
+            break
+        rank = k + 1
+    if rank < 1:
+        return None
+    return ordered[rank - 1], ordered[n - rank]
+
+
+def precision_of(samples, confidence=CONFIDENCE):
+    """Half the width of the median's interval, relative to the median (None: unknown)."""
+    interval = median_interval(samples, confidence)
+    med = median(samples)
+    if interval is None or not med:
+        return None
+    return (interval[1] - interval[0]) / 2.0 / abs(med)
+
+
 def summarize(samples):
-    """The statistics every timing measurement carries: samples, median, IQR, n."""
+    """The statistics every timing measurement carries: samples, median, IQR, n, and the
+    median's 90 % interval with its relative half-width (``precision``)."""
     q1 = quantile(samples, 0.25)
     q3 = quantile(samples, 0.75)
     med = median(samples)
+    interval = median_interval(samples)
     return {
         "samples": list(samples),
         "n": len(samples),
@@ -84,7 +122,45 @@ def summarize(samples):
         "iqr": None if q1 is None else q3 - q1,
         "min": min(samples) if samples else None,
         "max": max(samples) if samples else None,
+        "ci": list(interval) if interval else None,
+        "precision": precision_of(samples),
     }
+
+
+def sample_until(take, keys, precision=PRECISION, budget_s=5.0, min_n=MIN_SAMPLES,
+                 max_n=MAX_SAMPLES, warmup=1, clock=time.monotonic):
+    """Take rounds of samples until the medians of ``keys`` are known to ``precision``.
+
+    ``take(i)`` runs round i (i < warmup: warm-up rounds, thrown away) and returns a dict of
+    series name -> sample; a round may measure several variants, interleaved, so that drift
+    hits them alike. Stops at the first of: every key's :func:`precision_of` within
+    ``precision`` after at least ``min_n`` rounds ("precise"), ``max_n`` rounds
+    ("max_samples"), ``budget_s`` seconds spent ("budget"). Returns (series, how), where how
+    says why it stopped and how precise each key got, to record beside the samples.
+    """
+    started = clock()
+    for i in range(warmup):
+        take(i)
+    series = {}
+    i = warmup
+    while True:
+        for name, value in take(i).items():
+            series.setdefault(name, []).append(value)
+        i += 1
+        n = i - warmup
+        reached = {k: precision_of(series.get(k, [])) for k in keys}
+        spent = clock() - started
+        if n >= min_n and all(p is not None and p <= precision for p in reached.values()):
+            stop = "precise"
+        elif n >= max_n:
+            stop = "max_samples"
+        elif spent >= budget_s and n >= min(min_n, max_n):
+            stop = "budget"
+        else:
+            continue
+        return series, {"stop": stop, "n": n, "warmup": warmup, "target": precision,
+                        "precision": reached, "spent_s": round(spent, 3),
+                        "budget_s": budget_s, "max_n": max_n}
 
 
 def time_call(fn, *args):
@@ -154,8 +230,11 @@ class CellContext:
     - ``ctx.record(key, value)``: keep a JSON-able observation (written at once, so what was
       recorded before a hang survives); ``ctx.summarize(samples)``: median, IQR and n of
       timing samples, to record.
+    - ``ctx.sample_until(take, keys, budget_s=...)``: rounds of timing samples until the
+      median of each series in ``keys`` is known to ``ctx.precision`` (3 %, 8 % with
+      ``--quick``), see :func:`sample_until`; record its second value beside the samples.
     - ``ctx.fail(detail)`` / ``ctx.skip(detail)``: end the cell as failed or skipped.
-    - ``ctx.params``, ``ctx.quick`` (fewer repeats), ``ctx.affinity()`` (CPUs it may use),
+    - ``ctx.params``, ``ctx.quick`` (lower precision), ``ctx.affinity()`` (CPUs it may use),
       ``ctx.cpu_facts()`` (os.cpu_count(), process_cpu_count(), affinity, cgroup quota).
     """
 
@@ -174,7 +253,13 @@ class CellContext:
             except ValueError:
                 self.mp = None  # not offered here: run_cell records the cell as skipped
         self.quick = bool(self.params.get("quick"))
+        self.precision = float(self.params.get("precision")
+                               or (QUICK_PRECISION if self.quick else PRECISION))
         self.caught = []
+
+    def sample_until(self, take, keys, **kwargs):
+        kwargs.setdefault("precision", self.precision)
+        return sample_until(take, keys, **kwargs)
 
     def start_child(self, target, *args, **kwargs):
         return start_child(self, target, *args, **kwargs)
