@@ -107,7 +107,13 @@ def test_cells_record_their_cpu_and_everyone_elses(runner):
 
 def test_countdown_statistics(runner):
     m = runner(cells_for("countdown")[:1])[("countdown", None)]["measurements"]
-    assert m["serial"]["n"] == 3 and len(m["serial"]["samples"]) == 3
+    how = m["sampling"]
+    assert m["serial"]["n"] == how["n"] == len(m["speedup_samples"]) >= 5
+    assert how["stop"] in ("precise", "max_samples", "budget")
+    if how["stop"] == "precise":  # the stopping rule held: the interval is narrow enough
+        assert how["precision"]["speedup"] <= how["target"] == 0.08  # --quick's target
+    lo, hi = m["serial"]["ci"]
+    assert lo <= m["serial"]["median"] <= hi
     assert m["threads"]["q1"] <= m["threads"]["median"] <= m["threads"]["q3"]
     assert m["speedup"] == pytest.approx(m["serial"]["median"] / m["threads"]["median"])
 

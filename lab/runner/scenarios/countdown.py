@@ -3,17 +3,27 @@
 
 How: ``n`` is calibrated so the serial countdown takes about ``TARGET_S``. The same total work
 is then split over 2 workers: 2 threads (cell without a start method) or 2 processes with the
-cell's start method (process start-up included, as a user would pay it). Serial and parallel
-runs are interleaved, after a warm-up, so drift hits both alike. Recorded: every sample,
-median, IQR, and speedup = median(serial) / median(parallel).
+cell's start method (process start-up included, as a user would pay it). Each round times the
+serial run and the parallel run back to back, alternating which goes first, after a warm-up
+round; rounds go on until the median speedup is known to the cell's precision (or a cap).
+Recorded: every sample, median, IQR, the median's interval, why sampling stopped, and
+speedup = median(serial) / median(parallel).
+
+Each child process also reports from inside: its start-up latency (from ``start()`` in the
+parent to its target running), its work's wall time and its CPU time. So a low speedup splits
+into start-up, children that did not overlap, and children slower than the serial run, and
+``work_speedup`` (serial over the span from the first child's work to the last one's end)
+says whether the work itself ran in parallel.
 """
 
 import threading
 import time
 
-TARGET_S = 0.4
-REPEATS = 5
+TARGET_S = 0.1  # serial work per sample; the break-even size is reported, see verdicts
+QUICK_TARGET_S = 0.05
 WORKERS = 2
+BUDGET_S = 1.2
+clock = time.monotonic  # CLOCK_MONOTONIC: one clock for parent and children
 
 
 def countdown(n):
@@ -27,7 +37,7 @@ def calibrate(target_s):
         start = time.perf_counter()
         countdown(n)
         took = time.perf_counter() - start
-        if took >= 0.05:
+        if took >= 0.02:
             return max(WORKERS, int(n * target_s / took))
         n *= 4
 
@@ -45,51 +55,101 @@ def with_threads(n):
         t.join()
 
 
+def timed_child(n, called, conn):
+    """A worker process: the countdown, then what it saw from inside, sent to the parent."""
+    entered = clock()
+    cpu0 = time.process_time()
+    countdown(n)
+    done = clock()
+    cpu = time.process_time()
+    conn.send((entered - called, entered, done, cpu - cpu0, cpu))
+    conn.close()
+
+
 def with_processes(mp, n):
-    procs = [mp.Process(target=countdown, args=(n // WORKERS,)) for _ in range(WORKERS)]
-    for p in procs:
+    """Run the work in WORKERS processes; return each child's view: start-up, its work's start
+    and end on the shared clock, its work's CPU time and its whole CPU time."""
+    procs, ends = [], []
+    for _ in range(WORKERS):
+        recv_end, send_end = mp.Pipe(duplex=False)
+        p = mp.Process(target=timed_child, args=(n // WORKERS, clock(), send_end))
         p.start()
+        send_end.close()
+        procs.append(p)
+        ends.append(recv_end)
+    children = [end.recv() for end in ends]
     for p in procs:
         p.join()
+    for end in ends:
+        end.close()
+    return children
+
+
+def explain(children, serial_s):
+    """One round's children: start-up, overlap of their work, and their pace against serial."""
+    first = min(c[1] for c in children)
+    last = max(c[2] for c in children)
+    overlap = max(0.0, min(c[2] for c in children) - max(c[1] for c in children))
+    longest = max(c[2] - c[1] for c in children)
+    return {
+        "startup_s": max(c[0] for c in children),
+        "work_span_s": last - first,
+        "overlap": overlap / longest if longest else None,
+        "pace": longest / (serial_s / WORKERS) if serial_s else None,
+        "child_work_cpu_s": max(c[3] for c in children),
+        "child_cpu_s": max(c[4] for c in children),
+    }
 
 
 def run(ctx):
-    repeats = 3 if ctx.quick else REPEATS
-    n = calibrate(0.15 if ctx.quick else TARGET_S)
+    n = calibrate(QUICK_TARGET_S if ctx.quick else TARGET_S)
     label = "processes" if ctx.start_method else "threads"
-    if ctx.start_method:
-
-        def parallel():
-            with_processes(ctx.mp, n)
-    else:
-
-        def parallel():
-            with_threads(n)
-
     ctx.record("n", n)
     ctx.record("workers", WORKERS)
     ctx.record("cpus", ctx.affinity())
-    serial_s, parallel_s = [], []
-    serial_cpu = 0.0
-    for i in range(1 + repeats):
-        c0 = time.process_time()
-        t0 = time.perf_counter()
-        serial(n)
-        t1 = time.perf_counter()
-        if i:
-            serial_cpu += time.process_time() - c0
-        parallel()
-        t2 = time.perf_counter()
-        if i:  # the first round is the warm-up
-            serial_s.append(t1 - t0)
-            parallel_s.append(t2 - t1)
-    s = ctx.summarize(serial_s)
-    p = ctx.summarize(parallel_s)
+    cpu = [0.0]
+
+    def one_round(i):
+        def timed_serial():
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            serial(n)
+            took = time.perf_counter() - t0
+            if i:  # round 0 is the warm-up
+                cpu[0] += time.process_time() - c0
+            return took
+
+        def timed_parallel():
+            t0 = time.perf_counter()
+            children = with_processes(ctx.mp, n) if ctx.start_method else with_threads(n)
+            return time.perf_counter() - t0, children
+
+        if i % 2:
+            (par, children), ser = timed_parallel(), timed_serial()
+        else:
+            ser, (par, children) = timed_serial(), timed_parallel()
+        out = {"serial": ser, "parallel": par, "speedup": ser / par}
+        if children:
+            why = explain(children, ser)
+            out.update(why)
+            out["work_speedup"] = ser / why["work_span_s"] if why["work_span_s"] else None
+        return out
+
+    series, how = ctx.sample_until(one_round, ["speedup"], budget_s=BUDGET_S)
+    s = ctx.summarize(series["serial"])
+    p = ctx.summarize(series["parallel"])
+    ctx.record("sampling", how)
     ctx.record("serial", s)
     ctx.record(label, p)
     ctx.record("parallel_kind", label)
     # CPU the serial runs used; the parallel runs do the same work again, in other threads or
     # processes, which lets a test check that a cell's CPU accounting counts them.
-    ctx.record("serial_cpu_s", serial_cpu)
+    ctx.record("serial_cpu_s", cpu[0])
     ctx.record("speedup", s["median"] / p["median"] if p["median"] else None)
-    ctx.record("speedup_samples", [a / b for a, b in zip(serial_s, parallel_s)])
+    ctx.record("speedup_samples", series["speedup"])
+    ctx.record("per_iteration_ns", s["median"] / n * 1e9)
+    if ctx.start_method:
+        children = {key: ctx.summarize([v for v in series[key] if v is not None])
+                    for key in ("startup_s", "overlap", "pace", "child_work_cpu_s",
+                                "child_cpu_s", "work_speedup")}
+        ctx.record("children", children)

@@ -3,7 +3,9 @@
 
 How: time ``if not q.empty(): q.get_nowait()`` against ``try: q.get_nowait() except
 queue.Empty`` per call, on an empty and on a non-empty queue, for ``queue.Queue`` and
-``multiprocessing.Queue`` (the latter made with the cell's start method). Then a child process
+``multiprocessing.Queue`` (the latter made with the cell's start method). The two variants are
+interleaved round by round, in alternating order, after a warm-up of each, until both medians
+are known to the cell's precision; the per-round ratio is kept too. Then a child process
 puts one item at a time and signals when ``put()`` returned; the parent checks ``empty()`` at
 once: how often it still says True is the documented "short delay".
 """
@@ -12,8 +14,8 @@ import queue
 import time
 
 CALLS = {"thread": 20000, "process": 1000}
-REPEATS = 5
-TRIALS = 200
+BUDGET_S = 0.25
+TRIALS = 100
 
 
 def if_check(q, calls):
@@ -46,20 +48,34 @@ def fill(q, calls):
     time.sleep(0.01)
 
 
-def bench(ctx, make, calls, repeats):
+def bench(ctx, make, calls):
+    """Both variants on the same kind of queue, interleaved: each round times one block of
+    each, in alternating order, after a warm-up round that warms each variant up on its own
+    (under a JIT, a block of samples can carry a state - warm-up, a trace - that its spread
+    does not show, so one variant must not get all the early or all the late blocks)."""
     out = {}
+    variants = (("if_empty", if_check), ("try_except", try_except))
     for state in ("empty", "nonempty"):
-        for name, fn in (("if_empty", if_check), ("try_except", try_except)):
-            samples = []
-            for _ in range(repeats):
+
+        def one_round(i, state=state):
+            got = {}
+            for name, fn in (variants if i % 2 == 0 else variants[::-1]):
                 q = make()
                 if state == "nonempty":
                     fill(q, calls)
-                samples.append(fn(q, calls) * 1e9)
-            out[f"{state}_{name}_ns"] = ctx.summarize(samples)
+                got[name] = fn(q, calls) * 1e9
+            got["if_over_try"] = got["if_empty"] / got["try_except"]
+            return got
+
+        series, how = ctx.sample_until(one_round, ["if_empty", "try_except"],
+                                       budget_s=BUDGET_S)
+        for name, _ in variants:
+            out[f"{state}_{name}_ns"] = ctx.summarize(series[name])
         a = out[f"{state}_if_empty_ns"]["median"]
         b = out[f"{state}_try_except_ns"]["median"]
         out[f"{state}_if_over_try"] = a / b if b else None
+        out[f"{state}_if_over_try_paired"] = ctx.summarize(series["if_over_try"])
+        out[f"{state}_sampling"] = how
     return out
 
 
@@ -88,10 +104,21 @@ def empty_after_put(ctx, trials):
             "fraction": still_empty / float(trials)}
 
 
+def direction(paired):
+    """+1: ``if`` is cheaper (the per-round ratio's interval lies below 1), -1: dearer, 0: not
+    told apart. The runner measures again the cells of a target whose directions disagree."""
+    interval = paired.get("ci")
+    if not interval:
+        return 0
+    return 1 if interval[1] < 1 else -1 if interval[0] > 1 else 0
+
+
 def run(ctx):
-    repeats = 3 if ctx.quick else REPEATS
-    scale = 4 if ctx.quick else 1
-    ctx.record("queue.Queue", bench(ctx, queue.Queue, CALLS["thread"] // scale, repeats))
-    ctx.record("multiprocessing.Queue",
-               bench(ctx, ctx.mp.Queue, CALLS["process"] // scale, repeats))
+    found = {}
+    for name, make, calls in (("queue.Queue", queue.Queue, CALLS["thread"]),
+                              ("multiprocessing.Queue", ctx.mp.Queue, CALLS["process"])):
+        found[name] = bench(ctx, make, calls)
+        ctx.record(name, found[name])
+    ctx.record("directions", {f"{name} {state}": direction(m[f"{state}_if_over_try_paired"])
+                              for name, m in found.items() for state in ("empty", "nonempty")})
     ctx.record("empty_after_put", empty_after_put(ctx, 50 if ctx.quick else TRIALS))

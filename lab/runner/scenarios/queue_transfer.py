@@ -1,74 +1,89 @@
 # IN-CONTAINER CODE: standard library only, Python 3.9+ and PyPy; never imports lab.*.
 """queue_transfer - how fast data moves between two processes, per start method.
 
-How: a child sends ``count`` items then a sentinel through a ``multiprocessing.Queue`` or a
-``Pipe``; the parent receives them. The clock runs from the first item received to the
-sentinel, so process start-up is not counted. Small items (an int) and ~1 MB items. Recorded
-per channel and size: items/s and MB/s over several repeats (median, IQR).
+How: for each channel (a ``multiprocessing.Queue``, a ``Pipe``) and item size (an int, ~1 MB),
+one child sends batches of items, each when the parent asks for it, and ends each batch with
+a marker; the parent times a batch from its first item received to the marker, so process
+start-up is not counted. The first batch is the warm-up and sizes the rest to about
+``SAMPLE_S`` each; batches go on until the median rate is known to the cell's precision.
+Recorded per channel and size: items/s and MB/s (median, IQR, interval), why sampling stopped,
+and what the child saw from inside: its start-up latency, CPU time and wall time.
 """
 
 import pickle
 import time
 
-SMALL = 20000
-LARGE = 40
 LARGE_BYTES = 1000 * 1000
-REPEATS = 3
+FIRST_BATCH = {"small": 2000, "large": 10}
+SAMPLE_S = 0.02
+BUDGET_S = 0.3
+MARK = "end of batch"
+clock = time.monotonic  # CLOCK_MONOTONIC: one clock for parent and child
 
 
-def send_queue(q, count, size):
+def sender(channel, out, ctl, size, called):
+    entered = clock()
     item = b"x" * size if size else 7
-    for _ in range(count):
-        q.put(item)
-    q.put(None)
+    put = out.put if channel == "queue" else out.send
+    while True:
+        count = ctl.recv()
+        if count is None:
+            break
+        for _ in range(count):
+            put(item)
+        put(MARK)
+    put(("done", entered - called, time.process_time(), clock() - entered))
+    if channel == "pipe":
+        out.close()
 
 
-def send_pipe(conn, count, size):
-    item = b"x" * size if size else 7
-    for _ in range(count):
-        conn.send(item)
-    conn.send(None)
-    conn.close()
-
-
-def once(mp, channel, count, size):
+def measure(ctx, channel, size_name):
+    size = LARGE_BYTES if size_name == "large" else 0
+    mp = ctx.mp
+    ctl_recv, ctl_send = mp.Pipe(duplex=False)
     if channel == "queue":
         q = mp.Queue()
-        proc = mp.Process(target=send_queue, args=(q, count, size))
-        proc.start()
-        first = q.get(timeout=30)
-        t0 = time.perf_counter()
-        while q.get(timeout=30) is not None:
-            pass
+        out, get = q, (lambda: q.get(timeout=30))
     else:
-        recv_end, send_end = mp.Pipe(duplex=False)
-        proc = mp.Process(target=send_pipe, args=(send_end, count, size))
-        proc.start()
-        send_end.close()
-        first = recv_end.recv()
+        recv_end, out = mp.Pipe(duplex=False)
+        get = recv_end.recv
+    proc = ctx.start_child(sender, channel, out, ctl_recv, size, clock())
+    if channel == "pipe":
+        out.close()
+    count = [FIRST_BATCH[size_name]]
+
+    def batch(i):
+        ctl_send.send(count[0])
+        get()
         t0 = time.perf_counter()
-        while recv_end.recv() is not None:
-            pass
-    took = time.perf_counter() - t0
+        while True:
+            got = get()
+            if isinstance(got, str) and got == MARK:
+                break
+        took = time.perf_counter() - t0
+        rate = (count[0] - 1) / took  # the first item only starts the clock
+        if i == 0:  # the warm-up sizes the batches that are measured
+            count[0] = max(FIRST_BATCH[size_name], int(rate * SAMPLE_S) + 1)
+        return {"items_per_s": rate, "seconds": took}
+
+    series, how = ctx.sample_until(batch, ["items_per_s"], budget_s=BUDGET_S)
+    ctl_send.send(None)
+    done = get()
     proc.join(30)
-    assert first is not None
-    return took
+    item_bytes = LARGE_BYTES if size else len(pickle.dumps(7))
+    rates = series["items_per_s"]
+    return {
+        "items": count[0] - 1,
+        "item_bytes": item_bytes,
+        "seconds": ctx.summarize(series["seconds"]),
+        "items_per_s": ctx.summarize(rates),
+        "mb_per_s": ctx.summarize([r * item_bytes / 1e6 for r in rates]),
+        "sampling": how,
+        "child": {"startup_s": done[1], "cpu_s": done[2], "wall_s": done[3]},
+    }
 
 
 def run(ctx):
-    repeats = 2 if ctx.quick else REPEATS
-    small = 3000 if ctx.quick else SMALL
-    large = 10 if ctx.quick else LARGE
-    item_bytes = {"small": len(pickle.dumps(7)), "large": LARGE_BYTES}
     for channel in ("queue", "pipe"):
-        for size_name, count, size in (("small", small, 0), ("large", large, LARGE_BYTES)):
-            samples = [once(ctx.mp, channel, count, size) for _ in range(repeats)]
-            moved = count - 1  # the first item only starts the clock
-            rates = [moved / s for s in samples]
-            ctx.record(f"{channel}_{size_name}", {
-                "items": moved,
-                "item_bytes": item_bytes[size_name],
-                "seconds": ctx.summarize(samples),
-                "items_per_s": ctx.summarize(rates),
-                "mb_per_s": ctx.summarize([r * item_bytes[size_name] / 1e6 for r in rates]),
-            })
+        for size_name in ("small", "large"):
+            ctx.record(f"{channel}_{size_name}", measure(ctx, channel, size_name))

@@ -1,10 +1,11 @@
 # IN-CONTAINER CODE: standard library only, Python 3.9+ and PyPy; never imports lab.*.
-"""threading_gil - claim 2: threads overlap on blocking I/O but not on CPU-bound Python code.
+"""threading_gil - claim 2: threads overlap on blocking I/O (the GIL is released there).
 
-How: ``THREADS`` threads each do the same work, compared with doing it serially: (a) a
-CPU-bound countdown, (b) blocking I/O - reading from a pipe that a timer thread fills after a
-delay, plus ``time.sleep`` - which releases the GIL. Recorded: medians, IQR, speedups and
-``sys.getswitchinterval()``.
+How: ``THREADS`` threads each wait on blocking I/O - reading from a pipe that a timer thread
+fills after a delay, plus ``time.sleep`` - compared with doing the same waits one after
+another, in rounds that alternate which goes first, until the median speedup is known to the
+cell's precision. CPU-bound threads are the countdown's thread cell. Recorded: medians, IQR,
+the speedup, why sampling stopped and ``sys.getswitchinterval()``.
 """
 
 import os
@@ -12,18 +13,13 @@ import sys
 import threading
 import time
 
-from .countdown import calibrate, countdown
-
 THREADS = 4
-IO_WAIT_S = 0.05
-IO_ROUNDS = 3
+IO_WAIT_S = 0.01
+IO_ROUNDS = 2
+BUDGET_S = 1.0
 
 
-def cpu_job(n):
-    countdown(n)
-
-
-def io_job(_n):
+def io_job():
     for _ in range(IO_ROUNDS):
         r, w = os.pipe()
         timer = threading.Timer(IO_WAIT_S / 2, os.write, (w, b"x"))
@@ -35,33 +31,36 @@ def io_job(_n):
         time.sleep(IO_WAIT_S / 2)
 
 
-def measure(ctx, job, n, repeats):
-    serial_s, threaded_s = [], []
-    for i in range(1 + repeats):
+def one_round(i):
+    def one_by_one():
         t0 = time.perf_counter()
         for _ in range(THREADS):
-            job(n)
-        t1 = time.perf_counter()
-        threads = [threading.Thread(target=job, args=(n,)) for _ in range(THREADS)]
+            io_job()
+        return time.perf_counter() - t0
+
+    def threaded():
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=io_job) for _ in range(THREADS)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        t2 = time.perf_counter()
-        if i:
-            serial_s.append(t1 - t0)
-            threaded_s.append(t2 - t1)
-    s, t = ctx.summarize(serial_s), ctx.summarize(threaded_s)
-    return {"serial": s, "threads": t, "speedup": s["median"] / t["median"]}
+        return time.perf_counter() - t0
+
+    if i % 2:
+        t, s = threaded(), one_by_one()
+    else:
+        s, t = one_by_one(), threaded()
+    return {"serial": s, "threads": t, "speedup": s / t}
 
 
 def run(ctx):
-    repeats = 3 if ctx.quick else 5
     try:
         ctx.record("switch_interval_s", sys.getswitchinterval())
     except AttributeError:
         ctx.record("switch_interval_s", None)
     ctx.record("threads", THREADS)
-    n = calibrate(0.05 if ctx.quick else 0.1)
-    ctx.record("cpu", measure(ctx, cpu_job, n, repeats))
-    ctx.record("io", measure(ctx, io_job, n, repeats))
+    series, how = ctx.sample_until(one_round, ["speedup"], budget_s=BUDGET_S)
+    s, t = ctx.summarize(series["serial"]), ctx.summarize(series["threads"])
+    ctx.record("io", {"serial": s, "threads": t, "speedup": s["median"] / t["median"],
+                      "speedup_samples": series["speedup"], "sampling": how})
