@@ -498,19 +498,48 @@ def _others(record):
     return value if isinstance(value, (int, float)) else None
 
 
-def settle(tries):
+def settle(tries, since=0):
     """The record to keep of a cell measured several times: the cleanest attempt that ended
-    ok (least CPU used by others), carrying every attempt so none is lost."""
-    ok = [i for i, r in enumerate(tries) if r.get("outcome") == "ok" and _others(r) is not None]
+    ok (least CPU used by others) from attempt ``since`` on (a re-measure after the cells of a
+    scenario disagreed replaces what came before), carrying every attempt so none is lost."""
+    ok = [i for i, r in enumerate(tries) if i >= since and r.get("outcome") == "ok"
+          and _others(r) is not None]
     chosen = min(ok, key=lambda i: _others(tries[i])) if ok else len(tries) - 1
     best = dict(tries[chosen])
     if len(tries) > 1:
         best["attempts"] = [
             {"attempt": i, "kept": i == chosen, "outcome": r.get("outcome"),
+             "why": r.get("why", "first"),
              "others_cpus": _others(r), "wall_s": (r.get("cpu") or {}).get("wall_s"),
              "quiet": r.get("quiet"), "measurements": r.get("measurements")}
             for i, r in enumerate(tries)]
     return best
+
+
+def directions(record):
+    """A cell's ``directions`` measurement: comparison name -> -1, 0 (undecided) or +1."""
+    got = (record.get("measurements") or {}).get("directions")
+    if record.get("outcome") != "ok" or not isinstance(got, dict):
+        return {}
+    return {k: v for k, v in got.items() if v in (-1, 1)}
+
+
+def disagreeing(records):
+    """Indexes of the cells to measure again because cells of one scenario point in opposite
+    directions on a comparison: those on the minority side (both sides on a tie)."""
+    again = set()
+    names = {name for _, rec in records for name in directions(rec)}
+    for name in sorted(names):
+        sides = {}
+        for index, rec in records:
+            sign = directions(rec).get(name)
+            if sign is not None:
+                sides.setdefault(sign, []).append(index)
+        if len(sides) == 2:
+            up, down = sides[1], sides[-1]
+            again.update(up if len(up) < len(down) else down if len(down) < len(up)
+                         else up + down)
+    return sorted(again)
 
 
 def run_plan(plan, out_dir):
@@ -528,7 +557,11 @@ def run_plan(plan, out_dir):
     retries = int((quiet or {}).get("retries", 0))
     threshold = float((quiet or {}).get("threshold", 0.15))
     retry_above = float((quiet or {}).get("retry_above", threshold))
-    tries = {}
+    tries = {}  # index -> every attempt's record so far
+    since = {}  # index -> first attempt of the re-measure after a disagreement
+    why = {}  # index -> why its next attempt runs
+    held = {}  # timing jobs: index -> (cell, settled record) until its scenario is complete
+    remeasured = set()  # scenarios re-measured once already
     busy = False
     last_others = None  # what other processes used during the cell before
     make_dirs(os.path.join(scratch or out_dir, "cells"))
@@ -552,11 +585,16 @@ def run_plan(plan, out_dir):
 
         emit({"kind": "start", "record_version": RECORD_VERSION, "cells": len(cells),
               "pid": os.getpid(), "cpus": affinity()})
+        def release_held():
+            for i in sorted(held):
+                emit(held.pop(i)[1])
+
         while pending or running:
             if stopping:
                 for rc in running:
                     rc.killpg(signal.SIGKILL)
                     rc.proc.wait()
+                release_held()  # what finished is kept
                 return 128 + stopping[0]
             while pending and len(running) < parallel:
                 index, cell = pending.pop(0)
@@ -590,14 +628,42 @@ def run_plan(plan, out_dir):
                     if scratch:  # its files are in the record; free the tmpfs for the next
                         shutil.rmtree(rc.dir, ignore_errors=True)
                     done = tries.setdefault(rc.index, [])
+                    rec["why"] = why.pop(rc.index, "first" if len(done) == 0 else "contended")
                     done.append(rec)
                     others = last_others = _others(rec)
                     if (quiet and rec.get("outcome") == "ok" and others is not None
                             and others > retry_above
-                            and len(done) <= (min(retries, 1) if busy else retries)):
+                            and len(done) - since.get(rc.index, 0)
+                            <= (min(retries, 1) if busy else retries)):
                         pending.insert(0, (rc.index, rc.cell))  # disturbed: measure again
                         continue
-                    emit(settle(tries.pop(rc.index)))
+                    settled = settle(tries[rc.index], since.get(rc.index, 0))
+                    if not quiet:
+                        tries.pop(rc.index)
+                        emit(settled)
+                        continue
+                    # Timing jobs: a scenario's cells are held until all of them are in, and
+                    # those that disagree with the others are measured once more.
+                    held[rc.index] = (rc.cell, settled)
+                    scenario = rc.cell.get("scenario")
+                    if (any(c.get("scenario") == scenario for _, c in pending)
+                            or any(r.cell.get("scenario") == scenario for r in running)):
+                        continue
+                    group = sorted(i for i, (c, _) in held.items()
+                                   if c.get("scenario") == scenario)
+                    again = [] if scenario in remeasured else disagreeing(
+                        [(i, held[i][1]) for i in group])
+                    if again:
+                        remeasured.add(scenario)
+                        for i in reversed(again):
+                            since[i] = len(tries[i])
+                            why[i] = "disagreed"
+                            pending.insert(0, (i, held[i][0]))  # held until replaced
+                        continue
+                    for i in group:
+                        tries.pop(i, None)
+                        emit(held.pop(i)[1])
             time.sleep(POLL_S)
+        release_held()
         emit({"kind": "done", "record_version": RECORD_VERSION})
     return 0

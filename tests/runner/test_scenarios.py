@@ -250,6 +250,34 @@ def test_a_timing_cell_waits_for_quiet_then_is_measured_again_and_keeps_every_at
     assert waits and waits[0]["others_cpus"] > 0.15
 
 
+def test_cells_that_disagree_are_measured_again_and_keep_both_attempts(runner, tmp_path):
+    """The pp311 case of issue 12: one cell of three says `if` is dearer. Only that cell is
+    measured again, once; the new measurement replaces the old, which is kept as an attempt."""
+    signs = {"fork": [1], "spawn": [-1, 1], "forkserver": [1]}
+    cells = [{"scenario": "selftest.direction", "start_method": m, "deadline_s": 20,
+              "params": {"signs": signs, "dir": str(tmp_path)}} for m in signs]
+    recs = runner(cells, parallel=1,
+                  extra={"quiet": {"threshold": 64, "max_wait_s": 1, "retries": 2}})
+    spawn = recs[("selftest.direction", "spawn")]
+    assert spawn["measurements"]["directions"] == {"x": 1}
+    assert [(a["why"], a["kept"]) for a in spawn["attempts"]] == [("first", False),
+                                                                   ("disagreed", True)]
+    assert spawn["attempts"][0]["measurements"]["directions"] == {"x": -1}
+    for m in ("fork", "forkserver"):
+        assert "attempts" not in recs[("selftest.direction", m)]
+
+
+def test_cells_that_still_disagree_are_measured_again_only_once(runner, tmp_path):
+    signs = {"fork": [1], "spawn": [-1]}
+    cells = [{"scenario": "selftest.direction", "start_method": m, "deadline_s": 20,
+              "params": {"signs": signs, "dir": str(tmp_path)}} for m in signs]
+    recs = runner(cells, parallel=1,
+                  extra={"quiet": {"threshold": 64, "max_wait_s": 1, "retries": 2}})
+    for m in signs:  # a tie: both sides are measured again, once
+        assert len(recs[("selftest.direction", m)]["attempts"]) == 2
+    assert recs[("selftest.direction", "spawn")]["measurements"]["directions"] == {"x": -1}
+
+
 def test_a_quiet_machine_measures_once(runner):
     recs = runner([{"scenario": "selftest.sleep", "start_method": None, "deadline_s": 20,
                     "params": {"seconds": 0.1}}], parallel=1,

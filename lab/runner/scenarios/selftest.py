@@ -31,6 +31,18 @@ def sleep(ctx):
     ctx.record("slept", True)
 
 
+def direction(ctx):
+    """Records ``directions`` {"x": sign}: ``params["signs"][start method]`` lists the sign of
+    each attempt (the last repeats); attempts are counted in files under ``params["dir"]``."""
+    signs = ctx.params["signs"][ctx.start_method or "none"]
+    mark = os.path.join(ctx.params["dir"], ctx.start_method or "none")
+    with open(mark, "a") as fh:
+        fh.write(".")
+    with open(mark) as fh:
+        attempt = len(fh.read()) - 1
+    ctx.record("directions", {"x": signs[min(attempt, len(signs) - 1)]})
+
+
 def noisy(ctx):
     line = "z" * 1023 + "\n"
     for _ in range(int(ctx.params.get("kib", 10 * 1024))):
