@@ -118,6 +118,16 @@ def test_countdown_statistics(runner):
     assert m["speedup"] == pytest.approx(m["serial"]["median"] / m["threads"]["median"])
 
 
+def test_process_startup_is_what_a_script_pays_with_no_lab_code_in_its_children(runner):
+    recs = runner(cells_for("process_startup"), parallel=1)
+    for method in METHODS:
+        m = recs[("process_startup", method)]["measurements"]
+        assert m["harness_in_child"] is False, method  # the children never saw labrunner
+        assert m["startup"]["n"] == m["sampling"]["n"] >= 5
+        assert 0 < m["children"]["child_startup_s"]["median"] < m["startup"]["median"]
+        assert m["first_s"] > 0 and m["startup_module"]["median"] > 0
+
+
 def test_queue_growth_unbounded_grows_more_than_bounded(runner):
     m = runner(cells_for("queue_growth")[:1])[("queue_growth", METHODS[0])]["measurements"]
     assert m["unbounded"]["peak_backlog_items"] > m["unbounded"]["items"] // 2

@@ -3,10 +3,12 @@
 
 The process_startup cell copies this folder and runs it as a user's program is run, so the
 figure is what ``python script.py`` pays, with none of the lab's harness in the parent or the
-children. Each line on stdin names a variant: ``main`` (the child's target is defined here, in
-``__main__``) or ``module`` (in ``target.py``, a small module this script imports). For each,
-it starts and joins one trivial child and prints a JSON line: the start + join time, and what
-the child saw from inside (its start-up latency and its CPU time).
+children. Each line on stdin names a variant: ``main`` (the child's target, which does
+nothing, is defined here, in ``__main__``), ``module`` (in ``target.py``, a small module this
+script imports) or ``inside`` (a target here that writes what it saw from inside - its
+start-up latency, its CPU time and whether any lab module is loaded in it - to a file, apart
+so that the other two carry no such cost). For each, it starts and joins one child and prints
+a JSON line with the start + join time.
 """
 
 import json
@@ -19,25 +21,38 @@ import target
 clock = time.monotonic  # CLOCK_MONOTONIC: one clock for parent and child
 
 
-def noop(called, box):
-    box[0] = clock() - called
-    box[1] = time.process_time()
+def noop():
+    pass
+
+
+def report(called, path):
+    """The ``inside`` variant: the child writes when its target ran and its CPU time to a file
+    (no import, nothing passed at start but a string)."""
+    harness = any(name.split(".")[0] == "labrunner" for name in list(sys.modules))
+    with open(path, "w") as fh:
+        fh.write(f"{clock() - called!r} {time.process_time()!r} {int(harness)}")
 
 
 def main():
     ctx = multiprocessing.get_context(sys.argv[1])
-    box = ctx.RawArray("d", 2)  # shared memory: no pipe set up per start
-    targets = {"main": noop, "module": target.noop}
+    path = "child.txt"
     for line in sys.stdin:
         variant = line.strip()
-        box[0] = box[1] = -1.0
         t0 = clock()
-        p = ctx.Process(target=targets[variant], args=(t0, box))
+        if variant == "inside":
+            p = ctx.Process(target=report, args=(t0, path))
+        else:
+            p = ctx.Process(target=noop if variant == "main" else target.noop)
         p.start()
         p.join()
         took = clock() - t0
-        print(json.dumps({"variant": variant, "took": took, "exitcode": p.exitcode,
-                          "child_startup_s": box[0], "child_cpu_s": box[1]}), flush=True)
+        got = {"variant": variant, "took": took, "exitcode": p.exitcode}
+        if variant == "inside":
+            with open(path) as fh:
+                startup, cpu, harness = fh.read().split()
+            got.update(child_startup_s=float(startup), child_cpu_s=float(cpu),
+                       harness_in_child=harness == "1")
+        print(json.dumps(got), flush=True)
 
 
 if __name__ == "__main__":
