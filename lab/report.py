@@ -319,6 +319,34 @@ def _retries(c: Cell) -> str:
     return "".join(f"; {p}" for p in parts)
 
 
+def _children(c: Cell) -> str:
+    """What a countdown cell's children said from inside: why its speedup is what it is."""
+    ch = c.measurements.get("children")
+    if not isinstance(ch, dict):
+        return ""
+    med = {k: _stat(ch.get(k)) for k in ("work_speedup", "startup_s", "overlap", "pace")}
+    if not all(med.values()):
+        return ""
+    work, startup, overlap, pace = (v[0] for v in med.values() if v)
+    return (f"; the work alone x{work:.2f}: start-up {startup * 1000:.1f} ms, children's work "
+            f"overlapped {overlap:.0%}, each took x{pace:.2f} its share of the serial time")
+
+
+def _sampling(m: Any) -> str:
+    """Why a measurement stopped taking samples, and how precise it got."""
+    how = m.get("sampling") if isinstance(m, dict) else None
+    if not isinstance(how, dict):
+        return ""
+    reached = [v for v in (how.get("precision") or {}).values() if isinstance(v, int | float)]
+    got = f"±{max(reached):.1%}" if reached else "unknown"
+    target = how.get("target")
+    want = f"±{target:.0%}" if isinstance(target, int | float) else "?"
+    stop = {"precise": "precise", "max_samples": "stopped at the sample cap",
+            "budget": "stopped at its time budget"}.get(str(how.get("stop")),
+                                                         str(how.get("stop")))
+    return f"; median known to {got} (target {want}): {stop}"
+
+
 def _warnings(c: Cell, median: float, lo: float, hi: float) -> str:
     parts = [w for w in (_spread_warning(median, lo, hi),) if w]
     others = contention(c)
@@ -345,17 +373,20 @@ def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
             q1 = samples[len(samples) // 4]
             q3 = samples[(3 * len(samples)) // 4]
             serial = _stat(c.measurements.get("serial"))
-            label = f"{t.id} · {'2 threads' if m is None else '2 procs ' + m}"
+            label = f"{t.id} · {'2 threads' if m is None else '2 processes, ' + m}"
             bars.append(Bar(label=label, value=float(s), lo=q1, hi=q3,
                             text=f"x{s:.2f} (IQR {q1:.2f}–{q3:.2f}, n={len(samples)}; serial "
-                                 f"{serial[0]:.2f} s; {_cpus(c)})" if serial else f"x{s:.2f}",
+                                 f"{serial[0]:.2f} s{_children(c)}{_sampling(c.measurements)}; "
+                                 f"{_cpus(c)})" if serial else f"x{s:.2f}",
                             warn=_warnings(c, float(s), q1, q3), anchor=anchor(c)))
     if bars:
         charts.append(Chart(title="Countdown speedup over serial (2 workers)", unit="x",
                             bars=bars, reference=1.0,
                             max_value=max(2.2, max(b.hi or b.value for b in bars) * 1.05),
                             note="1.0 = no gain. 2.0 = perfect use of 2 CPUs. Process times "
-                                 "include start-up, as a user pays it."))
+                                 "include start-up, as a user pays it; each bar's text splits "
+                                 "a low speedup into start-up, overlap of the children's work "
+                                 "and their pace against the serial run."))
 
     bars = []
     for t in ok:
@@ -366,16 +397,24 @@ def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
                 continue
             med, q1, q3, n = st
             first = c.measurements.get("first_s")
+            module = _stat(c.measurements.get("startup_module"))
+            inside = _stat(_nested(c.measurements, "children", "child_startup_s"))
+            extra = (f"; target in an imported module {module[0] * 1000:.1f} ms" if module
+                     else "") + (f"; the child ran its target {inside[0] * 1000:.1f} ms after "
+                                 f"start()" if inside else "")
             bars.append(Bar(label=f"{t.id} · {m}", value=med * 1000, lo=q1 * 1000,
                             hi=q3 * 1000,
                             text=f"{med * 1000:.1f} ms (IQR {q1 * 1000:.1f}–{q3 * 1000:.1f}, "
-                                 f"n={n}; first {_ms(first)}; {_cpus(c)})",
+                                 f"n={n}; first {_ms(first)}{extra}"
+                                 f"{_sampling(c.measurements)}; {_cpus(c)})",
                             warn=_warnings(c, med, q1, q3), anchor=anchor(c)))
     if bars:
         charts.append(Chart(title="Process start + join latency", unit="ms", bars=bars,
                             max_value=max(b.hi or b.value for b in bars) * 1.05,
-                            note="A trivial child; the first start (forkserver launches its "
-                                 "server then) is shown apart."))
+                            note="A trivial child, started by a small program run as \"python "
+                                 "script.py\" (no lab code in it), target in __main__; the "
+                                 "first start (a forkserver launches its server then) is shown "
+                                 "apart."))
 
     for channel, size, unit, scale in (("queue", "small", "k items/s", 1e-3),
                                        ("pipe", "small", "k items/s", 1e-3),
@@ -448,8 +487,13 @@ class Change:
     new: str
 
 
+RUN_TO_RUN = 0.10  # two warm runs on one machine differ by up to this much (make bench --noise)
+
+
 def compare_runs(new: RunResults, old: RunResults) -> list[Change]:
-    """Cells whose outcome changed, probe values that changed, timing shifts beyond noise."""
+    """Cells whose outcome changed, probe values that changed, and timing figures, normalized
+    by the work done (time per iteration, speedup, throughput, ns per call), that moved beyond
+    both runs' intervals and by more than RUN_TO_RUN, saying when either run was contended."""
     changes = []
     for c in new.results:
         o = old.cell(*c.key)
@@ -460,11 +504,19 @@ def compare_runs(new: RunResults, old: RunResults) -> list[Change]:
         if o.outcome != c.outcome:
             changes.append(Change(what=label, old=o.outcome, new=c.outcome))
             continue
-        for path in (("startup",), ("serial",), ("threads",), ("processes",)):
-            a, b = _stat(_nested(o.measurements, *path)), _stat(_nested(c.measurements, *path))
-            if a and b and (b[1] > a[2] or b[2] < a[1]) and abs(b[0] - a[0]) > 0.1 * a[0]:
-                changes.append(Change(what=f"{label} · {path[0]} median",
-                                      old=f"{a[0]:.4g} s", new=f"{b[0]:.4g} s"))
+        before, after = figures(o), figures(c)
+        busy = [f"{run} run: others used {x:.2f} CPU" for run, cell in (("old", o), ("new", c))
+                if (x := contention(cell)) is not None and x > CONTENDED]
+        for name, (med, lo, hi, unit) in after.items():
+            if name not in before:
+                continue
+            omed, olo, ohi, _ = before[name]
+            # Beyond both runs' intervals, and more than two warm runs of one machine differ.
+            if (lo > ohi or hi < olo) and abs(med - omed) > RUN_TO_RUN * abs(omed):
+                note = f" (contended: {'; '.join(busy)})" if busy else ""
+                changes.append(Change(what=f"{label} · {name}",
+                                      old=f"{omed:.4g} {unit} [{olo:.4g}–{ohi:.4g}]",
+                                      new=f"{med:.4g} {unit} [{lo:.4g}–{hi:.4g}]{note}"))
     for t in new.targets:
         ot = old.target(t.id)
         if not ot:
@@ -475,6 +527,69 @@ def compare_runs(new: RunResults, old: RunResults) -> list[Change]:
                 changes.append(Change(what=f"{t.id} · {key}", old=show(ot.probe.get(key)),
                                       new=show(t.probe.get(key))))
     return changes
+
+
+def _interval(st: Any) -> tuple[float, float, float] | None:
+    """(median, low, high) of a summarized timing: its median's interval where recorded,
+    else its IQR."""
+    got = _stat(st)
+    if not got:
+        return None
+    ci = st.get("ci")
+    if isinstance(ci, list) and len(ci) == 2 and all(isinstance(x, int | float) for x in ci):
+        return got[0], float(ci[0]), float(ci[1])
+    return got[0], got[1], got[2]
+
+
+def _sample_interval(samples: Any) -> tuple[float, float, float] | None:
+    values = sorted(float(x) for x in samples or [] if isinstance(x, int | float))
+    if not values:
+        return None
+
+    def q(p: float) -> float:
+        pos = (len(values) - 1) * p
+        lo = int(pos)
+        hi = min(lo + 1, len(values) - 1)
+        return values[lo] + (values[hi] - values[lo]) * (pos - lo)
+
+    return q(0.5), q(0.25), q(0.75)
+
+
+def figures(c: Cell) -> dict[str, tuple[float, float, float, str]]:
+    """A timing cell's figures normalized by the work it did, so runs whose calibration chose
+    other work sizes compare: name -> (median, low, high, unit)."""
+    out: dict[str, tuple[float, float, float, str]] = {}
+    if c.outcome != "ok":
+        return out
+    m = c.measurements
+    if c.scenario == "countdown":
+        n, serial = m.get("n"), _interval(m.get("serial"))
+        if isinstance(n, int) and n > 0 and serial:
+            med, lo, hi = (x / n * 1e9 for x in serial)
+            out["serial time per iteration"] = (med, lo, hi, "ns")
+        if speed := _sample_interval(m.get("speedup_samples")):
+            out["speedup"] = (*speed, "x")
+    elif c.scenario == "process_startup":
+        for key, name in (("startup", "start + join"), ("startup_module", "start + join, "
+                                                                          "target in a module")):
+            if got := _interval(m.get(key)):
+                out[name] = (got[0] * 1000, got[1] * 1000, got[2] * 1000, "ms")
+    elif c.scenario == "queue_transfer":
+        for key in ("queue_small", "pipe_small", "queue_large", "pipe_large"):
+            metric, unit = ("items_per_s", "items/s") if key.endswith("small") else (
+                "mb_per_s", "MB/s")
+            if got := _interval(_nested(m, key, metric)):
+                out[f"{key.replace('_', ' ')} throughput"] = (*got, unit)
+    elif c.scenario == "queue_iftry":
+        for q in ("queue.Queue", "multiprocessing.Queue"):
+            for state in ("empty", "nonempty"):
+                for variant in ("if_empty", "try_except"):
+                    if got := _interval(_nested(m, q, f"{state}_{variant}_ns")):
+                        out[f"{q} {state} {variant}"] = (*got, "ns/call")
+    elif c.scenario == "threading_gil" and (
+            got := _sample_interval(_nested(m, "io", "speedup_samples"))):
+        out["threads on blocking I/O, speedup"] = (*got, "x")
+    return out
 
 
 def version_changes(results: RunResults) -> list[str]:

@@ -15,7 +15,12 @@ its own spread (interquartile range over median, s, at least MIN_SPREAD). With N
 
 A parallelism claim is decided when the speedup's interquartile range lies wholly beyond one of
 these bounds ("2 threads x1.04; even with 0.24 CPU taken by others, parallel threads would reach
-at least x1.6: confirmed"), and is ``inconclusive`` only in between: a real tie. Latency and
+at least x1.6: confirmed"), and is ``inconclusive`` only in between: a real tie. For processes
+(claim 1) the speedup judged is the work's alone, where the children reported when their work
+ran (serial time over the span from the first child's work to the last one's end); the
+end-to-end speedup, start-up included, says under which condition the claim pays: a start
+method slower than serial at the measured size gets "start-up costs more than the work saves at
+this size" and the size at which it breaks even (serial work x (2 / speedup - 1)). Latency and
 per-call comparisons are decided when one interquartile range lies beyond the other stretched by
 ``1 + c`` (what c CPUs of contention could add). Where cells of one target point in opposite
 directions, no cell decides alone: the verdict is ``inconclusive`` and says so.
@@ -122,6 +127,14 @@ def rel_spread(med: float | None, q1: float | None, q3: float | None) -> float:
     return max(MIN_SPREAD, (q3 - q1) / abs(med))
 
 
+def _stat3(s: Any) -> tuple[float, float, float] | None:
+    """(median, q1, q3) of a summarized measurement."""
+    med, q1, q3 = _num(_get(s, "median")), _num(_get(s, "q1")), _num(_get(s, "q3"))
+    if med is None:
+        return None
+    return med, q1 if q1 is not None else med, q3 if q3 is not None else med
+
+
 def _speedup_stats(cell: Cell) -> tuple[float | None, float | None, float | None]:
     samples = [s for s in cell.measurements.get("speedup_samples") or [] if _num(s)]
     if not samples:
@@ -163,6 +176,10 @@ class _Judge:
                 parallel_floor(cpus, others, spread), serial_ceiling(cpus, others, spread))
 
     def claim1(self, t: TargetResult) -> Verdict:
+        """Parallelism is judged on the work itself where the children said when it ran
+        (``work_speedup``: serial time over the span from the first child's work to the last
+        one's end), else end to end; end to end, start-up included, says at which size it
+        pays: a method slower than serial gets its break-even work size."""
         cells = [c for m in ("fork", "spawn", "forkserver")
                  if (c := self.cell(t, "countdown", m)) and c.outcome == "ok"
                  and _speedup_stats(c)[0] is not None]
@@ -172,28 +189,51 @@ class _Judge:
         if self.cpus(t) < 2:
             return Verdict(status=NOT_OBSERVABLE, summary="fewer than 2 CPUs available",
                            evidence=ev)
-        parallel, slower, tied = [], [], []
+        parallel: list[str] = []
+        serial_only: list[str] = []
+        tied: list[str] = []
+        costly: list[str] = []
+        parts: list[str] = []
         for c in cells:
             s, q1, q3, others, floor, ceiling = self.bounds(t, c)
-            label = f"{c.start_method} x{s:.2f}"
-            if q1 > ceiling:
-                parallel.append(f"{label} (above the x{ceiling:.2f} that work without "
-                                f"parallelism could reach{_with(others)})")
-            elif q3 < min(1.0, floor):
-                serial = _num(_get(c.measurements, "serial", "median"))
-                even = (f"; it breaks even at about {serial * (2 / s - 1):.2f} s of serial work,"
-                        f" this cell's was {serial:.2f} s") if serial and s > 0 else ""
-                slower.append(f"{label}: start-up costs more than the work saves at this size"
-                              + even)
+            work = _stat3(_get(c.measurements, "children", "work_speedup"))
+            m = c.start_method or ""
+            if work:
+                w, wq1, wq3 = work
+                spread = rel_spread(w, wq1, wq3)
+                floor = parallel_floor(self.cpus(t), others, spread)
+                ceiling = serial_ceiling(self.cpus(t), others, spread)
+                label = f"{m} x{w:.2f} for the work alone, x{s:.2f} end to end"
             else:
-                tied.append(f"{label} (between x{ceiling:.2f} and x{floor:.2f}: a tie)")
-        summary = "; ".join(parallel + slower + tied) + self.emulated_note(t)
+                w, wq1, wq3 = s, q1, q3
+                label = f"{m} x{s:.2f}"
+            if wq1 > ceiling:
+                parallel.append(m)
+                note = ""
+            elif wq3 < (floor if work else min(1.0, floor)):
+                serial_only.append(m)
+                note = " (no parallel gain)"
+            else:
+                tied.append(m)
+                note = f" (between x{ceiling:.2f} and x{floor:.2f}: a tie)"
+            serial = _num(_get(c.measurements, "serial", "median"))
+            if q3 < 1.0:
+                startup = _num(_get(c.measurements, "children", "startup_s", "median"))
+                why = f", start-up {startup * 1000:.0f} ms" if startup is not None else ""
+                even = (f"; it breaks even at about {serial * (2 / s - 1):.2f} s of serial "
+                        f"work, this cell's was {serial:.2f} s") if serial and s > 0 else ""
+                costly.append(f"{m} x{s:.2f}: start-up costs more than the work saves at this "
+                              f"size{why}{even}")
+            parts.append(f"{label}{note}{_with(others)}")
+        summary = "; ".join(parts + costly) + self.emulated_note(t)
         if parallel:
-            methods = ", ".join(p.split(" ")[0] for p in parallel)
-            return Verdict(status=CONFIRMED, summary=f"confirmed for {methods}: {summary}",
-                           evidence=ev)
-        if slower and not tied:
-            return Verdict(status=REFUTED, summary="no start method gained at this size: "
+            lead = f"confirmed for {', '.join(parallel)}"
+            if costly:
+                lead += "; with " + " and ".join(x.split(" ")[0] for x in costly) + \
+                    ", start-up costs more than the work saves at this size"
+            return Verdict(status=CONFIRMED, summary=f"{lead}: {summary}", evidence=ev)
+        if serial_only and not tied:
+            return Verdict(status=REFUTED, summary="no start method ran the work in parallel: "
                            + summary, evidence=ev)
         return Verdict(status=INCONCLUSIVE, summary=summary, evidence=ev)
 

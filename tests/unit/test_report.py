@@ -152,6 +152,31 @@ def test_compare_shows_changed_outcomes(tmp_path: Path):
     assert "Changes since run" in out.read_text()
 
 
+def test_compare_normalizes_by_work_and_calls_only_changes_beyond_both_intervals():
+    """Issue 12's case: cp315's serial countdown went from 0.42 s to 0.15 s between two runs
+    because one calibration, under load, chose a smaller n. Per iteration nothing changed."""
+    old = load(GOLDEN)
+
+    def countdown(run, n, serial, others=0.0):
+        cells = []
+        for c in run.results:
+            if c.target == "cp39" and c.scenario == "countdown" and c.start_method is None:
+                c = dataclasses.replace(c, cpu={"others_cpus": others}, measurements=dict(
+                    c.measurements, n=n, speedup_samples=[0.98, 1.0, 1.02],
+                    serial={"median": serial, "q1": serial * 0.99, "q3": serial * 1.01,
+                            "ci": [serial * 0.98, serial * 1.02]}))
+            cells.append(c)
+        return dataclasses.replace(run, results=cells)
+
+    a = countdown(old, 30_000_000, 0.42)
+    b = countdown(old, 10_714_286, 0.15)  # the same 14 ns per iteration
+    assert not [ch for ch in compare_runs(b, a) if "countdown" in ch.what]
+    c = countdown(old, 10_714_286, 0.30, others=0.6)  # twice as slow per iteration
+    [ch] = [ch for ch in compare_runs(c, a) if "countdown" in ch.what]
+    assert "serial time per iteration" in ch.what and ch.old.startswith("14 ns")
+    assert ch.new.startswith("28 ns") and "contended: new run: others used 0.60 CPU" in ch.new
+
+
 def test_compare_against_itself_is_quiet():
     r = load(GOLDEN)
     assert compare_runs(r, r) == []

@@ -140,10 +140,37 @@ def test_claim1_says_for_which_methods_and_where_the_others_break_even():
                 serial={"median": 0.4}))
         cells.append(c)
     v = verdicts(dataclasses.replace(r, results=cells))[1]["cp39"]
-    assert v.status == CONFIRMED and v.summary.startswith("confirmed for fork:")
+    assert v.status == CONFIRMED and v.summary.startswith(
+        "confirmed for fork; with spawn and forkserver, start-up costs more than the work saves "
+        "at this size:")
     assert "spawn x0.57: start-up costs more than the work saves at this size" in v.summary
     # 0.4 s of serial work at x0.57: breaks even at 0.4 * (2 / 0.57 - 1) = 1.00 s.
     assert "breaks even at about 1.00 s of serial work" in v.summary
+
+
+def test_claim1_judges_the_work_alone_where_the_children_said_when_it_ran():
+    """At 0.1 s of work spawn is slower than serial end to end, yet its children's work ran
+    side by side: parallelism is confirmed, with the size at which spawn pays."""
+    r = load(GOLDEN)
+
+    def cells(work):
+        out = []
+        for c in r.results:
+            if c.target == "cp39" and c.scenario == "countdown" and c.start_method:
+                c = dataclasses.replace(c, cpu={"others_cpus": 0.0}, measurements=dict(
+                    c.measurements, speedup=0.8, speedup_samples=[0.78, 0.8, 0.82],
+                    serial={"median": 0.1}, children={
+                        "work_speedup": {"median": work, "q1": work - 0.02, "q3": work + 0.02},
+                        "startup_s": {"median": 0.026}}))
+            out.append(c)
+        return verdicts(dataclasses.replace(r, results=out))[1]["cp39"]
+
+    v = cells(1.9)
+    assert v.status == CONFIRMED
+    assert "spawn x1.90 for the work alone, x0.80 end to end" in v.summary
+    assert "start-up 26 ms; it breaks even at about 0.15 s of serial work" in v.summary
+    v = cells(1.0)  # the children ran one after the other: no parallelism at all
+    assert v.status == REFUTED and "no start method ran the work in parallel" in v.summary
 
 
 def test_jit_cells_that_disagree_do_not_refute_claim7():
