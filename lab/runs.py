@@ -52,6 +52,7 @@ from lab.usercode import CheckSpec, ScenarioFile, catalog_with, stage_user_dir
 
 REPORTS = Path("reports")
 BUILD_ALLOWANCE_S = 1800.0  # one cold bootstrap of the slowest base, emulated
+BEHAVIOUR_TARGETS = 6  # targets whose behaviour cells run at once (builds: --jobs at once)
 
 
 def watchdog_budget(plan: Plan, jobs: int) -> float:
@@ -306,8 +307,11 @@ class Run:
                 engine.close()
 
     def build_then_behaviour(self, target: Target, builder: ImageBuilder) -> None:
-        if not self.prepare(target, builder):
-            return
+        # Builds take `jobs` slots (CPU and disk heavy); behaviour cells mostly wait (hangs
+        # waiting out deadlines, sleeps), so every target's run side by side once built.
+        with self.build_slots:
+            if not self.prepare(target, builder):
+                return
         for job in self.plan.behaviour:
             if job.target_id == target.id:
                 self.execute(job, target, cpuset=None)
@@ -378,8 +382,11 @@ class Run:
         interrupted = forced = False
         engine_lost: EngineUnavailable | None = None
         submitted: list[cf.Future[None]] = []
-        pool = cf.ThreadPoolExecutor(max_workers=max(1, self.options.jobs),
-                                     thread_name_prefix="lab")
+        self.build_slots = threading.Semaphore(max(1, self.options.jobs))
+        pool = cf.ThreadPoolExecutor(
+            max_workers=max(1, self.options.jobs, min(len(self.options.targets),
+                                                      BEHAVIOUR_TARGETS)),
+            thread_name_prefix="lab")
         try:
             submitted += [pool.submit(self.build_then_behaviour, t, builder)
                           for t in self.options.targets]
