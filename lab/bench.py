@@ -10,6 +10,11 @@ Printed: both wall times and their ratio, the lab's overhead over its ideal sche
 timing work divided by cores, plus one deadline for all hung cells), and the countdown spread
 (IQR / median of the speedup samples) with and without pinning.
 
+``--noise``: instead, two warm runs of the matrix back to back and a third beside a spinner
+that takes 30 % of one CPU: the warm wall time (goal <= 130 s), how many countdown speedups
+the two warm runs agree on (90 % intervals overlap), and how many verdicts of claims 1, 2 and 4
+the busy run shares with the quiet one.
+
 ``--bases``: instead, the cold image phase: the default matrix's Debian bases (four suites,
 amd64) removed, made again from an empty download cache, three at a time as a run makes them;
 prints the wall time and each base's own time and phases.
@@ -19,20 +24,24 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import multiprocessing
 import os
 import tempfile
 import threading
 import time
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 from lab.containers import JobContext, run_job
 from lab.engine import Engine
 from lab.images import ImageBuilder, plan_image
 from lab.matrix import load_matrix, select_targets
-from lab.results import Cell
+from lab.results import Cell, RunResults
+from lab.runner.util import median_interval
 from lab.runs import Run, RunOptions
 from lab.scheduler import Job, plan_runs
+from lab.verdicts import CONTENDED, contention, judge
 
 GOAL_RATIO, GOAL_OVERHEAD, GOAL_SPREAD = 3.0, 0.10, 0.05
 
@@ -104,12 +113,94 @@ def bench_bases(ids: str | None) -> int:
     return 0
 
 
+GOAL_WARM_S, BUSY_SHARE = 130.0, 0.3
+NOISE_CLAIMS = (1, 2, 4)
+
+
+def spinner(share: float) -> None:
+    """A background load: spins ``share`` of each 100 ms on one CPU, sleeps the rest."""
+    while True:
+        end = time.monotonic() + 0.1 * share
+        while time.monotonic() < end:
+            pass
+        time.sleep(0.1 * (1 - share))
+
+
+def countdown_intervals(r: RunResults) -> dict[tuple[str, str | None], tuple[float, float]]:
+    """Each countdown cell's speedup: the 90 % interval around its median."""
+    out = {}
+    for c in r.results:
+        samples = c.measurements.get("speedup_samples") or []
+        if c.scenario == "countdown" and c.outcome == "ok" and samples:
+            interval = median_interval(samples) or (min(samples), max(samples))
+            out[(c.target, c.start_method)] = interval
+    return out
+
+
+def bench_noise(targets: list[Any], work: Path) -> int:
+    """Two warm runs back to back, then one beside a spinner that takes 30 % of a CPU:
+    the warm wall time, run-to-run agreement of every countdown speedup, and whether the
+    busy run's timing claims match the quiet run's."""
+    runs: dict[str, tuple[RunResults, float]] = {}
+    for name in ("quiet-1", "quiet-2", "busy"):
+        load = None
+        if name == "busy":
+            load = multiprocessing.get_context("spawn").Process(target=spinner,
+                                                                args=(BUSY_SHARE,), daemon=True)
+            load.start()
+        started = time.monotonic()
+        try:
+            results = Run(RunOptions(targets=targets, out=work / name, progress=False,
+                                     command=["lab.bench", "--noise", name])).go()
+        finally:
+            if load is not None:
+                load.terminate()
+                load.join()
+        runs[name] = (results, time.monotonic() - started)
+        print(f"{name}: {runs[name][1]:.1f} s, {len(results.results)} cells", flush=True)
+
+    (q1, w1), (q2, w2), (busy, wb) = runs["quiet-1"], runs["quiet-2"], runs["busy"]
+    print()
+    best = min(w1, w2)
+    print(f"warm run       {w1:.1f} s, {w2:.1f} s (goal <= {GOAL_WARM_S:.0f} s: "
+          f"{'met' if best <= GOAL_WARM_S else 'NOT met'})")
+    a, b = countdown_intervals(q1), countdown_intervals(q2)
+    both = sorted(set(a) & set(b), key=str)
+    apart = [k for k in both if a[k][0] > b[k][1] or b[k][0] > a[k][1]]
+    print(f"stability      {len(both) - len(apart)} of {len(both)} countdown speedups agree "
+          f"between the two warm runs (90 % intervals overlap); {len(apart)} disagree")
+    for k in apart:
+        print(f"                 {k[0]} {k[1] or 'threads'}: [{a[k][0]:.2f}, {a[k][1]:.2f}] vs "
+              f"[{b[k][0]:.2f}, {b[k][1]:.2f}]")
+    quiet_v = {c.number: c.verdicts for c in judge(q1)}
+    busy_v = {c.number: c.verdicts for c in judge(busy)}
+    differ = [(n, tid, quiet_v[n][tid].status, v.status) for n in NOISE_CLAIMS
+              for tid, v in busy_v[n].items() if tid in quiet_v[n]
+              and v.status != quiet_v[n][tid].status]
+    total = sum(len(busy_v[n]) for n in NOISE_CLAIMS)
+    print(f"busy machine   {wb:.1f} s beside a {BUSY_SHARE:.0%} spinner; claims 1, 2, 4: "
+          f"{total - len(differ)} of {total} verdicts as on the quiet run")
+    for n, tid, was, now in differ:
+        print(f"                 claim {n} on {tid}: {was} quiet, {now} busy")
+    timing = [c for c in busy.results if c.kind == "timing" and c.outcome == "ok"]
+    loud = [c for c in timing if (x := contention(c)) is not None and x > CONTENDED]
+    again = [c for c in timing if c.attempts]
+    waited = sum((c.quiet or {}).get("waited_s") or 0 for c in timing)
+    print(f"               {len(timing)} timing cells: {len(again)} measured again, "
+          f"{waited:.0f} s of waits for a quiet machine; {len(loud)} kept above "
+          f"{CONTENDED} CPU of others, each flagged in the report")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--targets", default=None, help="comma-separated ids (default matrix)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--bases", action="store_true",
                         help="time the cold image phase instead (bases from an empty cache)")
+    parser.add_argument("--noise", action="store_true",
+                        help="instead: two warm runs and one beside a 30 %% spinner (warm "
+                             "time, run-to-run stability, verdicts on a busy machine)")
     args = parser.parse_args(argv)
     if args.bases:
         return bench_bases(args.targets)
@@ -118,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine.connect()
     builder = ImageBuilder(log_dir=work)
     images = {t.id: builder.ensure(engine, plan_image(t)).tag for t in targets}
+    if args.noise:
+        engine.close()
+        return bench_noise(targets, work)
     cores = len(os.sched_getaffinity(0))
     print(f"bench: {len(targets)} targets, {cores} cores, quick={args.quick}; work in {work}")
 
