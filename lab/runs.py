@@ -312,9 +312,12 @@ class Run:
         with self.build_slots:
             if not self.prepare(target, builder):
                 return
-        for job in self.plan.behaviour:
-            if job.target_id == target.id:
-                self.execute(job, target, cpuset=None)
+        jobs = [job for job in self.plan.behaviour if job.target_id == target.id]
+        # A target's container variants (cpu_limits) run beside its main behaviour job.
+        with cf.ThreadPoolExecutor(max_workers=max(1, len(jobs)),
+                                   thread_name_prefix=f"lab-{target.id}") as pool:
+            for done in [pool.submit(self.execute, job, target, cpuset=None) for job in jobs]:
+                done.result()
         self.progress.stage(target.id, "waiting for timing slot")
 
     def timing(self, targets: dict[str, Target]) -> None:

@@ -22,11 +22,12 @@ EMULATION_SLOWDOWN = 8.0  # qemu-user: deadlines stretch, timings are not compar
 CELL_PARALLEL = 4  # behaviour cells running side by side in one container
 CONTAINER_OVERHEAD_S = 60.0  # interpreter start, init, image layer mount, slack
 STARTUP_ALLOWANCE_S = 20.0  # per wave: slow interpreter start-ups (the runner allows each 60 s)
-# Timing jobs: before each cell (unless the cell before ran quiet), wait up to max_wait_s for
-# other processes to use at most `threshold` CPUs; a cell during which they used more than
-# `retry_above` anyway is measured again, up to `retries` times. (Short cells read 0.15-0.25
-# CPU of "others" on a quiet machine here - the lab's own polling, 10 ms ticks - so the bar
-# for measuring again is higher than the bar for starting.)
+# Timing jobs: before each cell (unless the cell before ran undisturbed, at most
+# `retry_above`), wait up to max_wait_s for other processes to use at most `threshold` CPUs; a
+# cell during which they used more than `retry_above` anyway is measured again, up to
+# `retries` times. (Short cells read 0.15-0.25 CPU of "others" on a quiet machine here - the
+# lab's own polling, 10 ms ticks, fuse-overlayfs serving the files a new interpreter opens -
+# so the bar for measuring again is higher than the bar for starting.)
 QUIET = {"threshold": 0.15, "retry_above": 0.3, "max_wait_s": 10.0, "retries": 2}
 # Container variants a scenario may ask for (its catalog entry's ``containers``): each runs
 # that scenario's cells in a container of its own, started with these limits.
@@ -167,6 +168,16 @@ def plan_cells(scenarios: Iterable[str], *, quick: bool = False,
     return cells
 
 
+def longest_first(cells: Iterable[CellSpec], catalog: Catalog = CATALOG) -> tuple[CellSpec, ...]:
+    """Behaviour cells in the order that packs a job's parallel slots best: the longest
+    (catalog ``cost_s``, a deliberate hang included) first, catalog order among equals. The
+    report sorts cells back into catalog order."""
+    def cost(c: CellSpec) -> float:
+        value = (catalog.get(c.scenario) or {}).get("cost_s")
+        return float(value) if isinstance(value, int | float) else 0.0
+    return tuple(sorted(cells, key=cost, reverse=True))
+
+
 def deadline_scale(target: Target) -> float:
     return target.deadline_scale * (EMULATION_SLOWDOWN if target.emulated else 1.0)
 
@@ -186,7 +197,8 @@ def plan_runs(
     behaviour, timing = [], []
     for target in targets:
         scale = deadline_scale(target)
-        b = tuple(c for c in cells if c.kind != "timing" and not c.container)
+        b = longest_first((c for c in cells if c.kind != "timing" and not c.container),
+                          catalog)
         t = tuple(c for c in cells if c.kind == "timing" and not c.container)
         if b:
             behaviour.append(Job(target_id=target.id, phase="behaviour", cells=b,

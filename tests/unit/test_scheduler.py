@@ -113,3 +113,14 @@ def test_cell_order_is_matrix_then_catalog_then_method():
     assert order[("a", "countdown", None, None)] < order[("a", "countdown", "fork", None)]
     assert (order[("a", "cpu_limits", "forkserver", None)]
             < order[("a", "cpu_limits", "fork", "cpus=1")])
+
+
+def test_behaviour_cells_start_longest_first_to_pack_the_slots():
+    plan = plan_runs(select_targets(load_matrix(), ids=["cp311"]))
+    [job] = [j for j in plan.behaviour if not j.container]
+    costs = [CATALOG[c.scenario]["cost_s"] for c in job.cells]
+    assert costs == sorted(costs, reverse=True)
+    assert job.cells[0].scenario == "queue_join_before_drain"  # 6 s, hangs under every method
+    [timing] = plan.timing  # timing cells keep catalog order: a scenario's cells stay together
+    assert [c.scenario for c in timing.cells][:4] == ["countdown"] * 4
+
