@@ -598,8 +598,9 @@ def run_plan(plan, out_dir):
                 return 128 + stopping[0]
             while pending and len(running) < parallel:
                 index, cell = pending.pop(0)
-                if quiet and last_others is not None and last_others <= threshold:
-                    # The cell just before ran on a quiet machine: no need to sample again.
+                if quiet and last_others is not None and last_others <= retry_above:
+                    # The cell just before was not disturbed (it would have been measured
+                    # again otherwise): the machine is quiet, no need to sample again.
                     before = {"waited_s": 0.0, "others_cpus": last_others, "quiet": True}
                 else:
                     before = (wait_for_quiet(quiet, index, emit, stopping, busy) if quiet

@@ -14,7 +14,7 @@ import queue
 import time
 
 CALLS = {"thread": 20000, "process": 1000}
-BUDGET_S = 0.25
+BUDGET_S = 0.2
 TRIALS = 100
 
 

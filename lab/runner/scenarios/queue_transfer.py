@@ -16,7 +16,7 @@ import time
 LARGE_BYTES = 1000 * 1000
 FIRST_BATCH = {"small": 2000, "large": 10}
 SAMPLE_S = 0.02
-BUDGET_S = 0.3
+BUDGET_S = 0.2
 MARK = "end of batch"
 clock = time.monotonic  # CLOCK_MONOTONIC: one clock for parent and child
 
