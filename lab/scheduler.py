@@ -87,11 +87,12 @@ class Job:
         deadlines = sorted((c.deadline_s for c in self.cells), reverse=True)
         waves = math.ceil(len(deadlines) / self.parallel)
         # At worst every wave waits out its longest cell (timing cells: every attempt, and
-        # the wait for a quiet machine before each).
+        # the wait for a quiet machine before each; a cell that disagreed with the others of
+        # its scenario is measured once more, with retries of its own).
         worst = sum(deadlines[i * self.parallel] for i in range(waves))
         worst += waves * STARTUP_ALLOWANCE_S  # a cell's deadline starts once its code runs
         if self.exclusive:
-            tries = 1 + int(QUIET["retries"])
+            tries = 2 * (1 + int(QUIET["retries"]))
             worst = tries * (worst + len(self.cells) * QUIET["max_wait_s"])
         return (worst + CONTAINER_OVERHEAD_S) * self.deadline_scale
 
