@@ -22,23 +22,23 @@ CATALOG = {
         "title": "Interpreter facts: start methods, GIL, CPUs, pickle, PID 1",
     },
     "countdown": {
-        "kind": "timing", "start_methods": "none+each", "deadline_s": 90, "cost_s": 4.2,
+        "kind": "timing", "start_methods": "none+each", "deadline_s": 90, "cost_s": 1.2,
         "title": "CPU-bound countdown: serial vs 2 threads vs 2 processes",
     },
     "threading_gil": {
-        "kind": "timing", "start_methods": "none", "deadline_s": 60, "cost_s": 9.5,
-        "title": "Threads on CPU-bound vs I/O-bound work",
+        "kind": "timing", "start_methods": "none", "deadline_s": 60, "cost_s": 0.7,
+        "title": "Threads on blocking I/O: do they overlap?",
     },
     "process_startup": {
-        "kind": "timing", "start_methods": "each", "deadline_s": 60, "cost_s": 0.6,
+        "kind": "timing", "start_methods": "each", "deadline_s": 60, "cost_s": 0.7,
         "title": "Start + join latency of a trivial process",
     },
     "queue_transfer": {
-        "kind": "timing", "start_methods": "each", "deadline_s": 60, "cost_s": 1.4,
+        "kind": "timing", "start_methods": "each", "deadline_s": 60, "cost_s": 0.8,
         "title": "Queue and Pipe throughput between two processes",
     },
     "queue_iftry": {
-        "kind": "timing", "start_methods": "each", "deadline_s": 60, "cost_s": 0.7,
+        "kind": "timing", "start_methods": "each", "deadline_s": 60, "cost_s": 0.8,
         "title": "if q.empty() vs try/except queue.Empty",
     },
     "queue_growth": {
