@@ -639,19 +639,22 @@ def run_plan(plan, out_dir):
                         pending.insert(0, (rc.index, rc.cell))  # disturbed: measure again
                         continue
                     settled = settle(tries[rc.index], since.get(rc.index, 0))
-                    if not quiet:
+                    if not quiet or "directions" not in (settled.get("measurements") or {}):
                         tries.pop(rc.index)
+                        held.pop(rc.index, None)
                         emit(settled)
-                        continue
-                    # Timing jobs: a scenario's cells are held until all of them are in, and
-                    # those that disagree with the others are measured once more.
-                    held[rc.index] = (rc.cell, settled)
+                    else:
+                        # Timing cells that say which way a comparison went are held until
+                        # every cell of their scenario is in; those that disagree with the
+                        # others are measured once more.
+                        held[rc.index] = (rc.cell, settled)
                     scenario = rc.cell.get("scenario")
-                    if (any(c.get("scenario") == scenario for _, c in pending)
-                            or any(r.cell.get("scenario") == scenario for r in running)):
-                        continue
                     group = sorted(i for i, (c, _) in held.items()
                                    if c.get("scenario") == scenario)
+                    if not group or (
+                            any(c.get("scenario") == scenario for _, c in pending)
+                            or any(r.cell.get("scenario") == scenario for r in running)):
+                        continue
                     again = [] if scenario in remeasured else disagreeing(
                         [(i, held[i][1]) for i in group])
                     if again:
