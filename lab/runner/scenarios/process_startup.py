@@ -33,7 +33,7 @@ def run(ctx):
                             env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             universal_newlines=True)
     first = {}
-    children = {"child_startup_s": [], "child_cpu_s": []}
+    children = {"child_startup_s": [], "child_cpu_s": [], "took": []}
     harness = []
 
     def start(variant):
