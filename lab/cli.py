@@ -141,7 +141,7 @@ def build_parser() -> LabParser:
                    "Build the images that are missing, run every scenario in every target "
                    "(behaviour cells side by side, timing cells one container at a time), and "
                    "write reports/<run id>/ with index.html and results.json. The default "
-                   "matrix takes 4-7 minutes on 2 cores with images built; the plan printed "
+                   "matrix takes about 2-3 minutes on 2 cores with images built; the plan printed "
                    "first estimates it from your last run.")
     _add_selection(run)
     run.add_argument("--scenarios", type=_csv, metavar="IDS",
