@@ -6,9 +6,13 @@ Each command's exit codes are in EXIT_CODES, shown at the end of its ``--help``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
     from lab.runs import Run
 
 EXIT_PARTIAL = 1
+EXIT_TERMINATED = 128 + signal.SIGTERM
 DESCRIPTION = ("How does concurrency behave on Python X.Y, on platform P? The lab builds an image "
                "per interpreter, runs concurrency scenarios in each one under every start "
                "method, and writes one HTML report of what it observed.")
@@ -31,13 +36,15 @@ EXIT_CODES = {
             ("1", "the run is partial: a target unavailable or failed to build, or a cell "
              "ended in error"),
             ("2", "bad input"), ("3", "no Docker engine"), ("4", "a Docker operation failed"),
-            ("130", "interrupted (what finished is kept and rendered)")],
+            ("130", "interrupted (what finished is kept and rendered)"),
+            ("143", "terminated by SIGTERM, handled like Ctrl-C")],
     "check": [("0", "every run of the program ended ok"),
               ("1", "a run hung, crashed, failed or could not run"),
               ("2", "bad input"), ("3", "no Docker engine"), ("4", "a Docker operation failed"),
-              ("130", "interrupted")],
+              ("130", "interrupted"), ("143", "terminated by SIGTERM, handled like Ctrl-C")],
     "build": [("0", "every image is there"), ("1", "an image could not be built"),
-              ("2", "bad input"), ("3", "no Docker engine"), ("130", "interrupted")],
+              ("2", "bad input"), ("3", "no Docker engine"), ("130", "interrupted"),
+              ("143", "terminated by SIGTERM, handled like Ctrl-C")],
     "list": [("0", "always"), ("2", "bad input")],
     "clean": [("0", "done"), ("3", "no Docker engine")],
     "doctor": [("0", "nothing failed"), ("1", "a check failed")],
@@ -471,26 +478,55 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+_terminated = threading.Event()
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    _terminated.set()
+    raise KeyboardInterrupt  # from here on exactly what Ctrl-C does
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``timeout``, a cancelled CI job, systemd) stops a command like Ctrl-C:
+    containers removed, what finished written and rendered; ``main`` then exits 143. A second
+    SIGTERM forces, like a second Ctrl-C. Python's default would end the process at once and
+    leave its containers running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    _terminated.clear()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except Interrupted as exc:
-        print(f"lab: {exc}", file=sys.stderr)
-        if exc.forced:  # pressed twice: do not wait for worker threads at exit
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(exc.exit_code)
-        return exc.exit_code
-    except LabError as exc:
-        print(f"lab: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("lab: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    with sigterm_as_interrupt():
+        try:
+            return COMMANDS[args.command](args)
+        except Interrupted as exc:
+            code = EXIT_TERMINATED if _terminated.is_set() else exc.exit_code
+            print(f"lab: {exc}" + (" (SIGTERM)" if _terminated.is_set() else ""),
+                  file=sys.stderr)
+            if exc.forced:  # pressed twice: do not wait for worker threads at exit
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+            return code
+        except LabError as exc:
+            print(f"lab: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("lab: terminated" if _terminated.is_set() else "lab: interrupted",
+                  file=sys.stderr)
+            return EXIT_TERMINATED if _terminated.is_set() else 130
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Ctrl-C, SIGKILL and a vanishing engine: nothing left behind, finished cells kept."""
+"""Ctrl-C, SIGTERM, SIGKILL and a vanishing engine: nothing left behind, finished cells kept."""
 
 from __future__ import annotations
 
@@ -68,6 +68,27 @@ def test_ctrl_c_mid_run_cleans_up_fast_and_keeps_finished_cells(engine, image_of
     assert all(c["outcome"] != "error" for c in data["results"])  # no invented rows
     assert lab_containers(engine, **{"lab.run": run_id}) == []
     # The partial run renders and says it is partial.
+    assert "Partial run" in (run_dir(out) / "index.html").read_text()
+
+
+def test_sigterm_mid_run_is_an_interrupt_exit_143(engine, image_of, tmp_path):
+    """What `timeout`, a cancelled CI job or systemd do: SIGTERM to the lab's own process
+    only (its containers get no signal from a terminal)."""
+    image_of("cp311")
+    out = tmp_path / "runs"
+    proc, run_id = hanging_run(out, cells=2)
+    assert lab_containers(engine, **{"lab.run": run_id})
+    sent = time.monotonic()
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    took = time.monotonic() - sent
+    assert proc.returncode == 143, err
+    assert took < 10, took
+    assert "interrupted; kept" in err and "(SIGTERM)" in err
+    data = load_results(run_dir(out))
+    assert data["run"]["complete"] is False and data["run"]["interrupted"] is True
+    assert len(data["results"]) >= 2
+    assert lab_containers(engine, **{"lab.run": run_id}) == []
     assert "Partial run" in (run_dir(out) / "index.html").read_text()
 
 

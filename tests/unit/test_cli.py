@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli import main
+from lab.errors import Interrupted
 
 
 @pytest.fixture
@@ -180,3 +181,50 @@ def test_readme_lists_the_eight_claims():
     readme = README.read_text()
     for number, text in CLAIMS.items():
         assert f"{number}. {text}" in readme
+
+
+def _terminated_mid_command(then_raise: BaseException | None):
+    """A command that receives SIGTERM while it waits, like `lab run` under `timeout`."""
+    import os
+    import signal
+
+    def command(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler interrupts this at once
+        except KeyboardInterrupt:
+            if then_raise is not None:
+                raise then_raise from None
+            raise
+        raise AssertionError("SIGTERM did not interrupt the command")
+
+    return command
+
+
+@pytest.mark.parametrize("then_raise", [None, Interrupted("interrupted; kept 3 finished cell(s)")])
+def test_sigterm_stops_a_command_like_ctrl_c_and_exits_143(monkeypatch, capsys, then_raise):
+    import signal
+
+    import lab.cli
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setitem(lab.cli.COMMANDS, "list", _terminated_mid_command(then_raise))
+    started = time.monotonic()
+    assert main(["list"]) == 143
+    assert time.monotonic() - started < 2
+    err = capsys.readouterr().err
+    assert ("kept 3 finished cell(s) (SIGTERM)" if then_raise else "lab: terminated") in err
+    assert signal.getsignal(signal.SIGTERM) is before  # handler restored
+
+
+def test_ctrl_c_after_a_sigterm_run_still_exits_130(monkeypatch, capsys):
+    import lab.cli
+
+    monkeypatch.setitem(lab.cli.COMMANDS, "list", _terminated_mid_command(None))
+    assert main(["list"]) == 143
+
+    def ctrl_c(args):
+        raise Interrupted("interrupted; kept 0 finished cell(s)")
+
+    monkeypatch.setitem(lab.cli.COMMANDS, "list", ctrl_c)
+    assert main(["list"]) == 130
