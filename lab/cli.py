@@ -208,7 +208,16 @@ def build_parser() -> LabParser:
                      "bases are kept unless --all.")
     clean.add_argument("--all", action="store_true", help="also remove the Debian base images")
 
-    _command(sub, "doctor", "check the engine, Debian mirror, disk, registry and emulation")
+    doctor = _command(sub, "doctor", "check the engines, Debian mirror, disk, registry and "
+                      "emulation",
+                      "Check every Docker engine (those of lab.toml's [engine.NAME] tables, or "
+                      "the environment's: DOCKER_HOST, else the local socket) - reachable, "
+                      "version, CPUs, architecture, storage driver - then the Debian mirror, "
+                      "the disk, the registry and emulation.")
+    doctor.add_argument("--engines", type=_csv, metavar="NAMES",
+                        help="only these engines of lab.toml (default: every one configured)")
+    doctor.add_argument("--config", type=Path, metavar="PATH",
+                        help="extra matrix file (default: ./lab.toml if present)")
 
     report = _command(sub, "report", "render a run's results.json to HTML again",
                       "Render index.html and junit.xml from a results.json (or a run folder, "
@@ -447,8 +456,9 @@ def cmd_clean(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from lab.doctor import run_checks
 
+    engines = _matrix(args).select_engines(args.engines)
     problems = 0
-    for check in run_checks():
+    for check in run_checks(engines):
         mark = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}[check.level]
         print(f"[{mark}] {check.name}: {check.detail}")
         problems += check.level == "fail"

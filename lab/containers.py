@@ -144,9 +144,7 @@ class ContainerWorkload:
     def exited(self) -> tuple[bool, int | None, bool]:
         assert self.cid
         state = self.engine.state(self.cid)
-        done = state.get("Status") in ("exited", "dead")
-        return done, (int(state.get("ExitCode", -1)) if done else None), bool(
-            state.get("OOMKilled"))
+        return state.stopped, state.exit_code, state.oom_killed
 
     def stop(self) -> None:
         if self.cid:

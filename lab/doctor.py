@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from lab.errors import LabError
 from lab.images import QEMU_BINFMT, cache_dir, emulation_problem
-from lab.matrix import DEBIAN_ARCH, DEFAULT_MIRROR, native_platforms
+from lab.matrix import DEBIAN_ARCH, DEFAULT_ENGINE, DEFAULT_MIRROR, EngineSpec, native_platforms
 
 MIN_FREE_GB = 5.0
 
@@ -19,30 +19,45 @@ class Check:
     detail: str
 
 
-def run_checks() -> list[Check]:
-    checks = [check_engine()]
+def run_checks(engines: list[EngineSpec] | None = None) -> list[Check]:
+    engines = engines or [DEFAULT_ENGINE]
+    checks = [check_engine(e) for e in engines]
     checks.append(check_mirror())
     checks.append(check_disk())
     if checks[0].level == "ok":
-        checks.append(check_registry())
+        checks.append(check_registry(engines[0]))
     checks.extend(check_platforms())
     return checks
 
 
-def check_engine() -> Check:
-    from lab.engine import Engine, endpoint
+def check_engine(spec: EngineSpec = DEFAULT_ENGINE) -> Check:
+    """Reachable, and what it is: version, CPUs, architecture, storage driver."""
+    from lab.engine import Engine
 
+    name = "docker engine" if spec is DEFAULT_ENGINE else f"engine {spec.name}"
     try:
-        engine = Engine.connect()
+        engine = Engine.connect(spec)
     except LabError as exc:
-        return Check(name="docker engine", level="fail", detail=str(exc))
+        return Check(name=name, level="fail", detail=str(exc))
     try:
-        v = engine.version()
+        v = engine.facts()
+    except LabError as exc:
+        return Check(name=name, level="fail", detail=f"{engine.where}: {exc}")
     finally:
         engine.close()
-    return Check(name="docker engine", level="ok",
-                 detail=f"{endpoint()}: engine {v['version']} (API {v['api_version']}), "
-                        f"{v['storage_driver']}, cgroup v{v['cgroup_version']}, {v['cpus']} CPUs")
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(v.arch, v.arch)
+    declared = ", ".join(spec.platforms)
+    level = "ok"
+    note = ""
+    if spec.platforms and f"linux/{arch}" not in spec.platforms:
+        level = "warn"
+        note = (f"; lab.toml says it runs {declared} natively, but the engine is {arch}: fix "
+                f"[engine.{spec.name}].platforms")
+    timing = "" if spec.timing else ", no timing cells"
+    return Check(name=name, level=level,
+                 detail=f"{engine.where}: engine {v.version} (API {v.api_version}), {v.os}/"
+                        f"{arch}, {v.cpus} CPUs, {v.storage_driver}, cgroup v{v.cgroup_version}, "
+                        f"kernel {v.kernel}{timing}{note}")
 
 
 def check_mirror(suite: str = "bookworm") -> Check:
@@ -68,10 +83,10 @@ def check_disk() -> Check:
                  detail=f"{free:.1f} GB free at {cache_dir()} (bases need ~0.5 GB each)")
 
 
-def check_registry() -> Check:
+def check_registry(spec: EngineSpec = DEFAULT_ENGINE) -> Check:
     from lab.engine import Engine
 
-    engine = Engine.connect()
+    engine = Engine.connect(spec)
     try:
         problem = engine.registry_problem("python:3.12-slim")
         if problem:

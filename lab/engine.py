@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +18,8 @@ import docker.errors
 import requests.exceptions
 
 import docker
-from lab.errors import DockerError, EngineUnavailable, ImageUnavailable
+from lab.errors import ConfigError, DockerError, EngineUnavailable, ImageUnavailable
+from lab.matrix import EngineSpec
 
 MANAGED = "lab.managed"
 API_TIMEOUT_S = 60
@@ -78,11 +78,43 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExitStatus:
-    status_code: int | None
-    oom_killed: bool
-    timed_out: bool
+class EngineFacts:
+    """An engine as ``docker version`` and ``docker info`` describe it."""
+
+    id: str
+    name: str  # the engine host's name
+    version: str
+    api_version: str
+    os: str
+    arch: str
+    kernel: str
+    cpus: int | None
+    storage_driver: str
+    cgroup_version: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerState:
+    """What the engine says of a container, as the lab uses it."""
+
+    status: str  # created, running, exited, dead, ...
+    exit_code: int | None  # once stopped
+    oom_killed: bool = False
     error: str | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.status in ("exited", "dead")
+
+    @classmethod
+    def from_docker(cls, state: dict[str, Any]) -> ContainerState:
+        status = str(state.get("Status", "?"))
+        code = state.get("ExitCode")
+        stopped = status in ("exited", "dead")
+        return cls(status=status,
+                   exit_code=int(code) if stopped and isinstance(code, int) else
+                   (-1 if stopped else None),
+                   oom_killed=bool(state.get("OOMKilled")), error=state.get("Error") or None)
 
 
 def _short(exc: BaseException) -> str:
@@ -91,7 +123,7 @@ def _short(exc: BaseException) -> str:
 
 
 @contextmanager
-def _converted(action: str) -> Iterator[None]:
+def _converted(action: str, where: str | None = None) -> Iterator[None]:
     """Turn SDK and requests exceptions into the lab's errors, naming the action."""
     try:
         yield
@@ -99,13 +131,62 @@ def _converted(action: str) -> Iterator[None]:
         raise ImageUnavailable(f"{action}: image not found ({_short(exc)})") from exc
     except (requests.exceptions.ConnectionError, ConnectionError) as exc:
         raise EngineUnavailable(
-            f"Docker engine not reachable at {endpoint()} while trying to {action} "
+            f"Docker engine not reachable at {where or endpoint()} while trying to {action} "
             f"({_short(exc)}). Start Docker, or set DOCKER_HOST."
         ) from exc
     except requests.exceptions.Timeout as exc:
         raise DockerError(f"{action}: the Docker engine did not answer in time") from exc
     except docker.errors.DockerException as exc:
         raise DockerError(f"{action}: {_short(exc)}") from exc
+
+
+def _address(spec: EngineSpec | None) -> tuple[str, str | None, Any]:
+    """(how errors name the engine, base URL or None for the environment's, TLS settings)."""
+    if spec is None or (spec.host is None and spec.context is None):
+        return endpoint(), None, False
+    if spec.context is not None:
+        from docker.context import ContextAPI
+        from docker.utils.config import find_config_file
+
+        if find_config_file() is None:  # the SDK would then look in ./contexts
+            raise ConfigError(
+                f"engine {spec.name!r}: no Docker config (config.json in $DOCKER_CONFIG or "
+                f"~/.docker), so no context {spec.context!r}. Create the context with `docker "
+                "context create`, or give the engine a `host` instead.")
+        try:
+            ctx = ContextAPI.get_context(spec.context)
+        except docker.errors.DockerException as exc:
+            raise ConfigError(f"engine {spec.name!r}: cannot read Docker context "
+                              f"{spec.context!r} ({_short(exc)}).") from exc
+        if ctx is None:
+            raise ConfigError(
+                f"engine {spec.name!r}: no Docker context named {spec.context!r} (in "
+                f"{os.environ.get('DOCKER_CONFIG') or '~/.docker'}). Create it with `docker "
+                "context create`, or give the engine a `host` instead.")
+        return f"{ctx.Host} (context {spec.context})", str(ctx.Host), ctx.TLSConfig or False
+    assert spec.host is not None
+    if spec.host.startswith("ssh://"):
+        try:
+            import paramiko  # noqa: F401  (the docker SDK's ssh transport)
+        except ImportError as exc:
+            raise ConfigError(f"engine {spec.name!r} is reached over ssh, which needs "
+                              "paramiko: pip install 'docker[ssh]' in the lab's virtualenv "
+                              "(`make` installs it).") from exc
+    tls: Any = False
+    if spec.cert_path is not None:
+        from docker.tls import TLSConfig
+
+        folder = os.path.expanduser(spec.cert_path)
+        missing = [f for f in ("ca.pem", "cert.pem", "key.pem")
+                   if not os.path.isfile(os.path.join(folder, f))]
+        if missing:
+            raise ConfigError(f"engine {spec.name!r}: {', '.join(missing)} missing in "
+                              f"cert_path {folder}. Point cert_path at the engine's client "
+                              "certificates.")
+        tls = TLSConfig(client_cert=(os.path.join(folder, "cert.pem"),
+                                     os.path.join(folder, "key.pem")),
+                        ca_cert=os.path.join(folder, "ca.pem"), verify=True)
+    return spec.host, spec.host, tls
 
 
 def _unix_socket_problem(url: str, timeout: float) -> str | None:
@@ -125,59 +206,73 @@ def _unix_socket_problem(url: str, timeout: float) -> str | None:
 
 
 class Engine:
-    """One connection to the Docker engine."""
+    """One connection to one Docker engine."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, where: str | None = None) -> None:
         self._client = client
+        self.where = where or endpoint()
+
+    def _converted(self, action: str) -> AbstractContextManager[None]:
+        return _converted(action, self.where)
 
     @classmethod
-    def connect(cls, *, timeout: float = API_TIMEOUT_S, ping_timeout: float = 5.0) -> Engine:
-        """Connect and ping; a missing engine fails within ``ping_timeout`` seconds."""
-        problem = _unix_socket_problem(endpoint(), ping_timeout)
+    def connect(cls, spec: EngineSpec | None = None, *, timeout: float = API_TIMEOUT_S,
+                ping_timeout: float = 5.0) -> Engine:
+        """Connect and ping; a missing engine fails within ``ping_timeout`` seconds.
+
+        ``spec``: an engine from lab.toml (a host URL or a Docker CLI context); None, or a spec
+        with neither, is the environment's engine (DOCKER_HOST, DOCKER_TLS_VERIFY,
+        DOCKER_CERT_PATH, else the local socket)."""
+        where, base_url, tls = _address(spec)
+        if spec is None or base_url is None:
+            hint = "Start Docker (see ../shared/PLATFORM.md or `lab doctor`), or set DOCKER_HOST."
+        else:
+            hint = f"Start it, or fix [engine.{spec.name}] in lab.toml (`lab doctor` checks it)."
+        problem = _unix_socket_problem(base_url or endpoint(), ping_timeout)
         if problem:
-            raise EngineUnavailable(
-                f"Docker engine not reachable at {endpoint()} ({problem}). "
-                "Start Docker (see ../shared/PLATFORM.md or `lab doctor`), or set DOCKER_HOST."
-            )
+            raise EngineUnavailable(f"Docker engine not reachable at {where} ({problem}). {hint}")
         client = None
         try:
-            client = docker.from_env(  # type: ignore[attr-defined]
-                timeout=ping_timeout, version=API_VERSION)
+            if base_url is None:
+                client = docker.from_env(  # type: ignore[attr-defined]
+                    timeout=ping_timeout, version=API_VERSION)
+            else:
+                client = docker.DockerClient(  # type: ignore[attr-defined]
+                    base_url=base_url, tls=tls, timeout=ping_timeout, version=API_VERSION)
             client.ping()
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        except (docker.errors.DockerException, requests.exceptions.RequestException,
+                OSError) as exc:
             if client is not None:
                 client.close()
             raise EngineUnavailable(
-                f"Docker engine not reachable at {endpoint()} ({_short(exc)}). "
-                "Start Docker (see ../shared/PLATFORM.md or `lab doctor`), or set DOCKER_HOST."
-            ) from exc
+                f"Docker engine not reachable at {where} ({_short(exc)}). {hint}") from exc
         client.api.timeout = timeout
-        return cls(client)
+        return cls(client, where=where)
 
     def close(self) -> None:
         self._client.close()
 
     # -- facts -------------------------------------------------------------------------------
-    def version(self) -> dict[str, str]:
-        with _converted("read the engine version"):
+    def facts(self) -> EngineFacts:
+        """Who this engine is: what a timing depends on, and what a report names."""
+        with self._converted("read the engine version"):
             v = self._client.version()
-        info: dict[str, str] = {
-            "version": str(v.get("Version", "?")),
-            "api_version": str(v.get("ApiVersion", "?")),
-            "os": str(v.get("Os", "?")),
-            "arch": str(v.get("Arch", "?")),
-        }
-        with _converted("read the engine info"):
+        with self._converted("read the engine info"):
             i = self._client.info()
-        info["storage_driver"] = str(i.get("Driver", "?"))
-        info["cgroup_version"] = str(i.get("CgroupVersion", "?"))
-        info["cpus"] = str(i.get("NCPU", "?"))
-        return info
+        cpus = i.get("NCPU")
+        return EngineFacts(
+            id=str(i.get("ID") or "?"), name=str(i.get("Name") or "?"),
+            version=str(v.get("Version", "?")), api_version=str(v.get("ApiVersion", "?")),
+            os=str(v.get("Os", "?")), arch=str(v.get("Arch", "?")),
+            kernel=str(i.get("KernelVersion") or v.get("KernelVersion") or "?"),
+            cpus=int(cpus) if isinstance(cpus, int) else None,
+            storage_driver=str(i.get("Driver", "?")),
+            cgroup_version=str(i.get("CgroupVersion", "?")))
 
     # -- images ------------------------------------------------------------------------------
     def image(self, ref: str) -> ImageInfo | None:
         try:
-            with _converted(f"inspect image {ref}"):
+            with self._converted(f"inspect image {ref}"):
                 data = self._client.api.inspect_image(ref)
         except ImageUnavailable:
             return None
@@ -190,7 +285,7 @@ class Engine:
 
     def images(self, labels: dict[str, str]) -> list[ImageInfo]:
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
-        with _converted("list images"):
+        with self._converted("list images"):
             found = self._client.api.images(filters=filters)
         return [
             ImageInfo(
@@ -203,7 +298,7 @@ class Engine:
         ]
 
     def remove_image(self, ref: str) -> None:
-        with _converted(f"remove image {ref}"):
+        with self._converted(f"remove image {ref}"):
             self._client.api.remove_image(ref, force=True)
 
     def pull(self, ref: str) -> ImageInfo:
@@ -233,7 +328,7 @@ class Engine:
                       labels: dict[str, str]) -> str:
         """Import a root filesystem from a tar stream (nothing touches the host's disk)."""
         changes = [f'LABEL {k}="{v}"' for k, v in labels.items()]
-        with _converted(f"import {repository}:{tag}"):
+        with self._converted(f"import {repository}:{tag}"):
             self._client.api.import_image_from_data(
                 iter(chunks), repository=repository, tag=tag, changes=changes)
         info = self.image(f"{repository}:{tag}")
@@ -247,16 +342,16 @@ class Engine:
         """An image of ``base`` plus ``files`` (a tar, extracted at /) and ``changes``
         (Dockerfile instructions such as ENV or USER), made by one commit: no build context and
         no intermediate container per instruction. Returns the image id."""
-        with _converted(f"create a layer for {repository}:{tag}"):
+        with self._converted(f"create a layer for {repository}:{tag}"):
             created = self._client.api.create_container(
                 base, command=command, labels=container_labels, network_disabled=True,
                 host_config=self._client.api.create_host_config(network_mode="none"))
         cid = created["Id"]
         try:
-            with _converted(f"copy files for {repository}:{tag}"):
+            with self._converted(f"copy files for {repository}:{tag}"):
                 self._client.api.put_archive(cid, "/", files)
             label_changes = [f'LABEL {k}="{v}"' for k, v in labels.items()]
-            with _converted(f"commit {repository}:{tag}"):
+            with self._converted(f"commit {repository}:{tag}"):
                 self._client.api.commit(cid, repository=repository, tag=tag, pause=False,
                                         changes=[*changes, *label_changes])
         finally:
@@ -268,12 +363,12 @@ class Engine:
 
     def create_volume(self, *, labels: dict[str, str]) -> str:
         """A new named volume (on the engine's own disk); returns its name."""
-        with _converted("create a volume"):
+        with self._converted("create a volume"):
             return str(self._client.api.create_volume(labels=labels)["Name"])
 
     def remove_volume(self, name: str) -> None:
         try:
-            with _converted(f"remove volume {name[:12]}"):
+            with self._converted(f"remove volume {name[:12]}"):
                 self._client.api.remove_volume(name, force=True)
         except DockerError as exc:
             if "no such volume" not in str(exc).lower():
@@ -282,15 +377,15 @@ class Engine:
     def volumes(self, labels: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
         """(name, labels) of the volumes carrying ``labels``."""
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
-        with _converted("list volumes"):
+        with self._converted("list volumes"):
             found = self._client.api.volumes(filters=filters).get("Volumes") or []
         return [(str(v["Name"]), dict(v.get("Labels") or {})) for v in found]
 
     def archive(self, cid: str, path: str) -> Iterator[bytes]:
         """A tar stream of ``path`` in a (possibly stopped) container, volumes included."""
-        with _converted(f"read {path} from {cid[:12]}"):
+        with self._converted(f"read {path} from {cid[:12]}"):
             stream, _ = self._client.api.get_archive(cid, path, chunk_size=1 << 20)
-        with _converted(f"read {path} from {cid[:12]}"):
+        with self._converted(f"read {path} from {cid[:12]}"):
             yield from stream
 
     # -- containers --------------------------------------------------------------------------
@@ -316,7 +411,7 @@ class Engine:
                    **{host: {"bind": inner, "mode": "ro"}
                       for host, inner in spec.ro_binds.items()}},
         )
-        with _converted(f"create container {spec.name}"):
+        with self._converted(f"create container {spec.name}"):
             created = self._client.api.create_container(
                 spec.image, command=spec.command, name=spec.name, labels=spec.labels,
                 environment=spec.environment, working_dir=spec.working_dir, user=spec.user,
@@ -325,64 +420,45 @@ class Engine:
         cid = created["Id"]
         try:
             if files is not None:
-                with _converted(f"copy files into {spec.name}"):
+                with self._converted(f"copy files into {spec.name}"):
                     self._client.api.put_archive(cid, files_at, iter(files))
-            with _converted(f"start container {spec.name}"):
+            with self._converted(f"start container {spec.name}"):
                 self._client.api.start(cid)
         except BaseException:
             self.remove_container(cid, quiet=True)
             raise
         return cid
 
-    def wait(self, cid: str, *, timeout: float) -> ExitStatus:
-        """Wait at most ``timeout`` seconds, polling: the SDK's wait can block forever."""
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.state(cid)
-            if state.get("Status") in ("exited", "dead"):
-                return ExitStatus(
-                    status_code=int(state.get("ExitCode", -1)),
-                    oom_killed=bool(state.get("OOMKilled")),
-                    timed_out=False,
-                    error=state.get("Error") or None,
-                )
-            if time.monotonic() >= deadline:
-                return ExitStatus(status_code=None, oom_killed=bool(state.get("OOMKilled")),
-                                  timed_out=True)
-            time.sleep(0.25)
-
     def exit_status(self, cid: str) -> int | None:
         """The exit code once the container has stopped, else None."""
-        state = self.state(cid)
-        if state.get("Status") in ("exited", "dead"):
-            return int(state.get("ExitCode", -1))
-        return None
+        return self.state(cid).exit_code
 
-    def state(self, cid: str) -> dict[str, Any]:
-        with _converted(f"inspect container {cid[:12]}"):
-            return dict(self._client.api.inspect_container(cid).get("State") or {})
+    def state(self, cid: str) -> ContainerState:
+        with self._converted(f"inspect container {cid[:12]}"):
+            raw = self._client.api.inspect_container(cid).get("State") or {}
+        return ContainerState.from_docker(dict(raw))
 
     def logs(self, cid: str, *, limit: int = 4 << 20) -> str:
         """The container's output, at most ``limit`` bytes from its end."""
-        with _converted(f"read logs of {cid[:12]}"):
+        with self._converted(f"read logs of {cid[:12]}"):
             raw = bytes(self._client.api.logs(cid, stdout=True, stderr=True))
         return raw[-limit:].decode("utf-8", "replace")
 
     def logs_tail(self, cid: str, *, lines: int = 50) -> str:
-        with _converted(f"read logs of {cid[:12]}"):
+        with self._converted(f"read logs of {cid[:12]}"):
             raw = self._client.api.logs(cid, stdout=True, stderr=True, tail=lines)
         return bytes(raw).decode("utf-8", "replace")
 
     def kill(self, cid: str) -> None:
         try:
-            with _converted(f"kill {cid[:12]}"):
+            with self._converted(f"kill {cid[:12]}"):
                 self._client.api.kill(cid)
         except DockerError:
             pass  # already stopped
 
     def remove_container(self, cid: str, *, quiet: bool = False) -> None:
         try:
-            with _converted(f"remove container {cid[:12]}"):
+            with self._converted(f"remove container {cid[:12]}"):
                 self._client.api.remove_container(cid, force=True, v=True)
         except DockerError as exc:
             if "No such container" in str(exc) or "is already in progress" in str(exc):
@@ -392,7 +468,7 @@ class Engine:
 
     def containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
-        with _converted("list containers"):
+        with self._converted("list containers"):
             found = self._client.api.containers(all=True, filters=filters)
         return [
             ContainerInfo(

@@ -44,6 +44,8 @@ TARGET_KEYS = {
     "deadline_scale",
 }
 GROUPS = ("default", "native", "emulated", "registry", "all")
+ENGINE_KEYS = {"host", "context", "platforms", "timing", "cert_path"}
+ENGINE_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,9 +94,47 @@ class Target:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EngineSpec:
+    """A Docker engine the lab may use, as ``[engine.NAME]`` in lab.toml gives it: a ``host``
+    URL (unix://, tcp:// with TLS from ``cert_path``, ssh://) or a Docker CLI ``context``; with
+    neither, the environment's (DOCKER_HOST, else the local socket)."""
+
+    name: str
+    host: str | None = None
+    context: str | None = None
+    platforms: tuple[str, ...] = ()  # what it runs natively; () = ask the engine
+    timing: bool = True  # may run timing cells
+    cert_path: str | None = None  # ca.pem, cert.pem, key.pem (as DOCKER_CERT_PATH)
+
+    @property
+    def where(self) -> str:
+        if self.context:
+            return f"context {self.context}"
+        return self.host or "the environment's engine"
+
+
+DEFAULT_ENGINE = EngineSpec(name="default")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Matrix:
     bases: dict[str, DebianBase] = field(default_factory=dict)
     targets: tuple[Target, ...] = ()
+    engines: dict[str, EngineSpec] = field(default_factory=dict)
+
+    def select_engines(self, names: list[str] | None) -> list[EngineSpec]:
+        """The engines a command uses: those named, else every configured one, else the
+        environment's."""
+        if not names:
+            return list(self.engines.values()) or [DEFAULT_ENGINE]
+        chosen = []
+        for name in dict.fromkeys(names):
+            if name not in self.engines:
+                known = ", ".join(self.engines) or "none configured"
+                raise ConfigError(f"unknown engine {name!r} (configured: {known}). Add an "
+                                  f"[engine.{name}] table to lab.toml, or drop it from --engines.")
+            chosen.append(self.engines[name])
+        return chosen
 
     @property
     def ids(self) -> list[str]:
@@ -178,6 +218,36 @@ def _parse_base(source: str, name: str, raw: Any) -> DebianBase:
     )
 
 
+def _parse_engine(source: str, name: str, raw: Any) -> EngineSpec:
+    where = f"{source}: [engine.{name}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table. Fix the file.")
+    _check_keys(where, raw, ENGINE_KEYS)
+    host, context = raw.get("host"), raw.get("context")
+    if (host is None) == (context is None):
+        raise ConfigError(f"{where} needs exactly one of `host` (a URL such as "
+                          "ssh://user@box) or `context` (a Docker CLI context). Add one.")
+    if host is not None and (not isinstance(host, str) or not host.startswith(ENGINE_SCHEMES)):
+        raise ConfigError(f"{where}.host must be a URL starting with "
+                          f"{', '.join(ENGINE_SCHEMES)}; got {host!r}. Fix it.")
+    if context is not None and (not isinstance(context, str) or not context):
+        raise ConfigError(f"{where}.context must be a context name (`docker context ls`).")
+    platforms = raw.get("platforms", [])
+    if not isinstance(platforms, list) or any(p not in DEBIAN_ARCH for p in platforms):
+        raise ConfigError(f"{where}.platforms must be a list of platforms from "
+                          f"{', '.join(DEBIAN_ARCH)}; got {platforms!r}.")
+    timing = raw.get("timing", True)
+    if not isinstance(timing, bool):
+        raise ConfigError(f"{where}.timing must be true or false; got {timing!r}.")
+    cert_path = raw.get("cert_path")
+    if cert_path is not None and (not isinstance(cert_path, str) or host is None
+                                  or not host.startswith("tcp://")):
+        raise ConfigError(f"{where}.cert_path is a folder of TLS files for a tcp:// host. "
+                          "Give it as a string beside a tcp:// host, or remove it.")
+    return EngineSpec(name=name, host=host, context=context, platforms=tuple(platforms),
+                      timing=timing, cert_path=cert_path)
+
+
 def _parse_target(source: str, raw: Any, bases: dict[str, DebianBase]) -> Target:
     if not isinstance(raw, dict) or "id" not in raw:
         raise ConfigError(f"{source}: every [[target]] needs an `id`. Add one.")
@@ -224,7 +294,13 @@ def _read_toml(text: str, source: str) -> dict[str, Any]:
 
 def merge(matrix: Matrix, data: dict[str, Any], source: str) -> Matrix:
     """Add or override bases and targets (by id) from one parsed TOML document."""
-    _check_keys(source, data, {"base", "target"})
+    _check_keys(source, data, {"base", "target", "engine"})
+    engines = dict(matrix.engines)
+    raw_engines = data.get("engine") or {}
+    if not isinstance(raw_engines, dict):
+        raise ConfigError(f"{source}: `engine` must be tables ([engine.NAME]).")
+    for name, raw in raw_engines.items():
+        engines[name] = _parse_engine(source, name, raw)
     bases = dict(matrix.bases)
     for name, raw in (data.get("base") or {}).items():
         bases[name] = _parse_base(source, name, raw)
@@ -241,7 +317,7 @@ def merge(matrix: Matrix, data: dict[str, Any], source: str) -> Matrix:
                 break
         else:
             targets.append(new)
-    return Matrix(bases=bases, targets=tuple(targets))
+    return Matrix(bases=bases, targets=tuple(targets), engines=engines)
 
 
 def load_matrix(config: Path | None = None, *, search_dir: Path | None = None) -> Matrix:

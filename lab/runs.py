@@ -356,7 +356,8 @@ class Run:
         if needs_docker:
             engine = self.connect()
             try:
-                self.info = dataclasses.replace(self.info, docker=engine.version())
+                facts = dataclasses.asdict(engine.facts())
+                self.info = dataclasses.replace(self.info, docker=facts)
                 gone = remove_leftovers(engine)
                 if gone:
                     self.info = dataclasses.replace(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab.engine import ContainerSpec
+from lab.engine import ContainerSpec, ContainerState
 from lab.errors import DockerError
 
 Script = Callable[[Path, dict[str, Any]], dict[str, Any]]
@@ -45,8 +45,8 @@ class FakeEngine:
         self.states[cid] = {"Status": final.get("Status", "exited"), **final}
         return cid
 
-    def state(self, cid: str) -> dict[str, Any]:
-        return self.states[cid]
+    def state(self, cid: str) -> ContainerState:
+        return ContainerState.from_docker(self.states[cid])
 
     def kill(self, cid: str) -> None:
         self.killed.append(cid)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,63 @@ def test_emulation_follows_the_host_cpu(monkeypatch):
     assert "linux/arm64" in native_platforms()
     # The default matrix stays native-only whatever the host.
     assert all(not t.emulated for t in select_targets(m))
+
+
+ENGINES = """
+[engine.local]
+host = "unix:///var/run/docker.sock"
+
+[engine.arm]
+host = "ssh://lab@arm-box"
+platforms = ["linux/arm64"]
+
+[engine.ci]
+context = "ci-runner"
+timing = false
+
+[engine.tls]
+host = "tcp://build:2376"
+cert_path = "~/.docker/build"
+"""
+
+
+def test_engines_are_configuration(tmp_path: Path):
+    (tmp_path / "lab.toml").write_text(ENGINES)
+    m = load_matrix(search_dir=tmp_path)
+    assert list(m.engines) == ["local", "arm", "ci", "tls"]
+    arm, ci, tls = m.engines["arm"], m.engines["ci"], m.engines["tls"]
+    assert arm.host == "ssh://lab@arm-box" and arm.platforms == ("linux/arm64",) and arm.timing
+    assert ci.context == "ci-runner" and ci.host is None and ci.timing is False
+    assert tls.cert_path == "~/.docker/build"
+    assert [e.name for e in m.select_engines(["ci", "arm", "ci"])] == ["ci", "arm"]
+    assert [e.name for e in m.select_engines(None)] == ["local", "arm", "ci", "tls"]
+
+
+def test_without_engines_the_environment_s_engine_is_used():
+    chosen = load_matrix().select_engines(None)
+    assert len(chosen) == 1 and chosen[0].host is None and chosen[0].context is None
+
+
+def test_an_unknown_engine_lists_the_configured_ones(tmp_path: Path):
+    (tmp_path / "lab.toml").write_text(ENGINES)
+    with pytest.raises(ConfigError, match=r"unknown engine 'armm' \(configured: local, arm, ci, "
+                                          r"tls\)\. Add an \[engine\.armm\]"):
+        load_matrix(search_dir=tmp_path).select_engines(["armm"])
+    with pytest.raises(ConfigError, match="none configured"):
+        load_matrix().select_engines(["x"])
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('[engine.a]\nplatforms = ["linux/arm64"]', "needs exactly one of `host`"),
+    ('[engine.a]\nhost = "unix:///s"\ncontext = "c"', "needs exactly one of `host`"),
+    ('[engine.a]\nhost = "http://box"', "must be a URL starting with unix://"),
+    ('[engine.a]\nhost = "unix:///s"\nplatforms = ["arm64"]', "platforms must be a list"),
+    ('[engine.a]\nhost = "unix:///s"\ntiming = "no"', "timing must be true or false"),
+    ('[engine.a]\nhost = "unix:///s"\ncert_path = "/c"', "cert_path is a folder of TLS"),
+    ('[engine.a]\nhots = "unix:///s"', "unknown key 'hots'"),
+    ('engine = 3', "`engine` must be tables"),
+])
+def test_a_bad_engine_table_is_one_clear_error(tmp_path: Path, text: str, needle: str):
+    (tmp_path / "lab.toml").write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        load_matrix(search_dir=tmp_path)
