@@ -26,9 +26,10 @@ $(STAMP): pyproject.toml .ci/setup
 lab: $(STAMP) ## run the full default matrix and write reports/latest/index.html
 	$(BIN)/lab run $(LAB_ARGS)
 
-test: $(STAMP) ## set up what the tests need (.ci/setup), then every test, in parallel
+test: $(STAMP) ## set up what the tests need (.ci/setup), then every test: in parallel, then the ones marked alone
 	VENV=$(VENV) .ci/setup test
-	$(BIN)/pytest -n 4 $(TEST_ARGS)
+	$(BIN)/pytest -n 4 -m "not alone" $(TEST_ARGS)
+	$(BIN)/pytest -m alone $(TEST_ARGS) || [ $$? = 5 ]  # 5: TEST_ARGS selected none of them
 
 test-unit: $(STAMP) ## only the fast tests that need no Docker
 	$(BIN)/pytest -n 4 -m "not docker and not browser" $(TEST_ARGS)

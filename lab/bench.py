@@ -58,10 +58,10 @@ def spread(cells: list[Cell]) -> float | None:
     return median(values) if values else None
 
 
-def one_job(engine: Engine, job: Job, target, image: str, run_dir: Path, run_id: str,
-            cpuset: str | None) -> list[Cell]:
+def one_job(engine: Engine, job: Job, target, image: str, run_dir: Path,
+            run_id: str) -> list[Cell]:
     ctx = JobContext(run_id=run_id, run_dir=run_dir, target=target, image_tag=image,
-                     cpuset=cpuset, stop=threading.Event(), on_cell=lambda c: None,
+                     stop=threading.Event(), on_cell=lambda c: None,
                      concurrent=lambda: [])
     return run_job(engine, job, ctx)
 
@@ -229,9 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         for i, cell in enumerate(job.cells):
             single = Job(target_id=job.target_id, phase=f"naive{i}-{job.phase}", cells=(cell,),
                          parallel=1, exclusive=False, deadline_scale=job.deadline_scale,
-                         container=job.container)
+                         container=job.container, emulated=job.emulated)
             naive_cells += one_job(engine, single, by_id[job.target_id], images[job.target_id],
-                                   work / "naive", "bench-naive", None)
+                                   work / "naive", "bench-naive")
     naive_wall = time.monotonic() - started
     print(f"naive: {naive_wall:7.1f} s")
 
@@ -240,11 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     shared: list[Cell] = []
     countdown_jobs = [Job(target_id=j.target_id, phase="shared-countdown",
                           cells=tuple(c for c in j.cells if c.scenario == "countdown"),
-                          parallel=1, exclusive=False, deadline_scale=j.deadline_scale)
+                          parallel=1, exclusive=False, deadline_scale=j.deadline_scale,
+                          emulated=j.emulated)
                       for j in plan.timing]
     with cf.ThreadPoolExecutor(max_workers=len(plan.jobs)) as pool:
         futures = [pool.submit(one_job, Engine.connect(), j, by_id[j.target_id],
-                               images[j.target_id], work / "shared", "bench-shared", None)
+                               images[j.target_id], work / "shared", "bench-shared")
                    for j in [*plan.behaviour, *countdown_jobs]]
         for f in futures:
             shared += f.result()

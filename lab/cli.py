@@ -130,6 +130,12 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
                    help="extra matrix file (default: ./lab.toml if present)")
 
 
+def _add_engines(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engines", type=_csv, metavar="NAMES",
+                   help="Docker engines of lab.toml's [engine.NAME] tables to spread the "
+                        "targets over (default: every one configured, else the environment's)")
+
+
 def _command(sub: argparse._SubParsersAction[LabParser], name: str, summary: str,
              description: str = "") -> LabParser:
     return sub.add_parser(name, help=summary, description=description or summary,
@@ -151,6 +157,7 @@ def build_parser() -> LabParser:
                    "matrix takes about 2-3 minutes on 2 cores with images built; the plan printed "
                    "first estimates it from your last run.")
     _add_selection(run)
+    _add_engines(run)
     run.add_argument("--scenarios", type=_csv, metavar="IDS",
                      help="comma-separated scenario ids (default: all; see `lab list`)")
     run.add_argument("--scenario-file", action="append", default=[], type=Path, metavar="PATH",
@@ -174,6 +181,7 @@ def build_parser() -> LabParser:
         "(copied read-only into the container). Options go before SCRIPT; what follows it is "
         "the program's own arguments.")
     _add_selection(check)
+    _add_engines(check)
     check.add_argument("--start-methods", type=_csv, default=list(CHECK_METHODS),
                        metavar="LIST", help="comma-separated, from "
                        f"{','.join(CHECK_METHODS)} (default: all four)")
@@ -260,14 +268,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     scenarios = select_scenarios(args.scenarios) if args.scenarios else None
     scenario_files = load_scenario_files(args.scenario_file)
-    if any(not t.host_python for t in targets):
-        from lab.engine import Engine
-
-        Engine.connect().close()  # no engine: one line, before any run folder exists
+    # Run() reaches every engine before it makes the run folder: none is one line, exit 3.
     options = RunOptions(targets=targets, out=args.out, jobs=args.jobs, scenarios=scenarios,
                          quick=args.quick, command=["lab", *sys.argv[1:]],
                          progress=not args.no_progress, timeout_s=args.timeout,
-                         scenario_files=scenario_files)
+                         scenario_files=scenario_files,
+                         engines=tuple(_matrix(args).select_engines(args.engines)))
     return _run_and_report(Run(options), args.out)
 
 
@@ -332,13 +338,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}.")
     spec = check_spec(args.script, args.args, args.files, args.start_methods, args.timeout)
-    targets = _targets(args, _matrix(args))
-    from lab.engine import Engine
-
-    Engine.connect().close()
+    matrix = _matrix(args)
+    targets = _targets(args, matrix)
     options = RunOptions(targets=targets, out=args.out, jobs=args.jobs,
                          command=["lab", *sys.argv[1:]], progress=not args.no_progress,
-                         check=spec)
+                         check=spec, engines=tuple(matrix.select_engines(args.engines)))
     return _run_and_report(Run(options), args.out)
 
 

@@ -223,7 +223,6 @@ class JobContext:
     run_dir: Path
     target: Target
     image_tag: str | None
-    cpuset: str | None
     stop: threading.Event
     on_cell: Callable[[Cell], None]
     concurrent: Callable[[], list[str]]  # other jobs running now
@@ -260,13 +259,14 @@ def _cell_from_record(rec: dict[str, Any], spec: CellSpec, job: Job, ctx: JobCon
         cpus=[c for c in cpus if isinstance(c, int)] if isinstance(cpus, list) else None,
         exclusive=job.exclusive,
         concurrent=concurrent,
-        emulated=ctx.target.emulated,
+        emulated=job.emulated,
         deadline_s=num("deadline_s"),
         cpu=rec.get("cpu") if isinstance(rec.get("cpu"), dict) else None,
         container=spec.container,
         quiet=rec.get("quiet") if isinstance(rec.get("quiet"), dict) else None,
         attempts=[a for a in rec["attempts"] if isinstance(a, dict)][:10]
         if isinstance(rec.get("attempts"), list) else None,
+        engine=None if ctx.target.host_python else job.engine,
     )
 
 
@@ -274,7 +274,8 @@ def missing_cell(spec: CellSpec, job: Job, ctx: JobContext, *, outcome: str, det
                  output: str = "") -> Cell:
     return Cell(target=ctx.target.id, scenario=spec.scenario, start_method=spec.start_method,
                 outcome=outcome, detail=detail, output=output or None, kind=spec.kind,
-                exclusive=job.exclusive, emulated=ctx.target.emulated, container=spec.container)
+                exclusive=job.exclusive, emulated=job.emulated, container=spec.container,
+                engine=None if ctx.target.host_python else job.engine)
 
 
 def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
@@ -339,7 +340,7 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
                 labels={**run_labels(ctx.run_id, ctx.target.id), "lab.phase": job.phase},
                 binds={str(out_dir.resolve()): INNER_OUT},
                 ro_binds={str(ctx.user_dir.resolve()): INNER_USER} if ctx.user_dir else {},
-                cpuset_cpus=job.limits.get("cpuset_cpus", ctx.cpuset),
+                cpuset_cpus=job.limits.get("cpuset_cpus", job.cpuset),
                 nano_cpus=job.limits.get("nano_cpus"),
                 # The runner then measures a cell's CPU by the container's cgroup.
                 environment={"LAB_IN_CONTAINER": "1"},

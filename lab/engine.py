@@ -123,7 +123,8 @@ def _short(exc: BaseException) -> str:
 
 
 @contextmanager
-def _converted(action: str, where: str | None = None) -> Iterator[None]:
+def _converted(action: str, where: str | None = None,
+               hint: str = "Start Docker, or set DOCKER_HOST.") -> Iterator[None]:
     """Turn SDK and requests exceptions into the lab's errors, naming the action."""
     try:
         yield
@@ -132,7 +133,7 @@ def _converted(action: str, where: str | None = None) -> Iterator[None]:
     except (requests.exceptions.ConnectionError, ConnectionError) as exc:
         raise EngineUnavailable(
             f"Docker engine not reachable at {where or endpoint()} while trying to {action} "
-            f"({_short(exc)}). Start Docker, or set DOCKER_HOST."
+            f"({_short(exc)}). {hint}"
         ) from exc
     except requests.exceptions.Timeout as exc:
         raise DockerError(f"{action}: the Docker engine did not answer in time") from exc
@@ -163,7 +164,10 @@ def _address(spec: EngineSpec | None) -> tuple[str, str | None, Any]:
                 f"engine {spec.name!r}: no Docker context named {spec.context!r} (in "
                 f"{os.environ.get('DOCKER_CONFIG') or '~/.docker'}). Create it with `docker "
                 "context create`, or give the engine a `host` instead.")
-        return f"{ctx.Host} (context {spec.context})", str(ctx.Host), ctx.TLSConfig or False
+        host = str(ctx.Host)
+        if host.startswith("http+unix://"):  # how the SDK spells a context's socket
+            host = "unix://" + host[len("http+unix://"):]
+        return f"{host} (context {spec.context})", host, ctx.TLSConfig or False
     assert spec.host is not None
     if spec.host.startswith("ssh://"):
         try:
@@ -208,12 +212,14 @@ def _unix_socket_problem(url: str, timeout: float) -> str | None:
 class Engine:
     """One connection to one Docker engine."""
 
-    def __init__(self, client: Any, *, where: str | None = None) -> None:
+    def __init__(self, client: Any, *, where: str | None = None,
+                 hint: str = "Start Docker, or set DOCKER_HOST.") -> None:
         self._client = client
         self.where = where or endpoint()
+        self.hint = hint
 
     def _converted(self, action: str) -> AbstractContextManager[None]:
-        return _converted(action, self.where)
+        return _converted(action, self.where, self.hint)
 
     @classmethod
     def connect(cls, spec: EngineSpec | None = None, *, timeout: float = API_TIMEOUT_S,
@@ -247,6 +253,9 @@ class Engine:
             raise EngineUnavailable(
                 f"Docker engine not reachable at {where} ({_short(exc)}). {hint}") from exc
         client.api.timeout = timeout
+        if spec is not None and base_url is not None:
+            return cls(client, where=where, hint=f"Is engine {spec.name} still up? Its "
+                       f"[engine.{spec.name}] table in lab.toml says where it is.")
         return cls(client, where=where)
 
     def close(self) -> None:
@@ -335,6 +344,20 @@ class Engine:
         if info is None:
             raise DockerError(f"imported {repository}:{tag} but the engine does not list it")
         return info.id
+
+    def export_image(self, ref: str) -> Iterator[bytes]:
+        """``docker save`` of one image as a tar stream (to load into another engine)."""
+        with self._converted(f"export {ref}"):
+            stream = self._client.api.get_image(ref, chunk_size=1 << 20)
+        with self._converted(f"export {ref}"):
+            yield from stream
+
+    def load_image(self, chunks: Iterable[bytes]) -> None:
+        """``docker load`` from a tar stream; raises if the engine reports an error."""
+        with self._converted("load an image"):
+            for line in self._client.api.load_image(iter(chunks)):
+                if isinstance(line, dict) and line.get("error"):
+                    raise DockerError(f"load an image: {str(line['error'])[:300]}")
 
     def commit_layer(self, base: str, files: bytes, *, repository: str, tag: str,
                      changes: list[str], labels: dict[str, str], command: list[str],

@@ -22,7 +22,7 @@ import socket
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,8 @@ from lab.engine import MANAGED, ContainerSpec, Engine
 from lab.errors import BuildFailed, DockerError, ImageUnavailable, LabError
 from lab.matrix import DEBIAN_ARCH, DebianBase, Target, native_platforms
 from lab.rootfs import ENTER, TARGET, first_stage, second_stage_script, stage_two_archive
+
+Donor = tuple[str, Callable[[], Engine]]  # another engine's name, and how to reach it
 
 # 2: bases made by the lab's own bootstrap (signed archive, two stages), not debootstrap.
 RECIPE_VERSION = 2  # bump to force every image to be rebuilt
@@ -118,6 +120,10 @@ class BaseProvenance:
     image_id: str = ""
     built: bool = False  # made by this run (False: an existing image was reused)
     seconds: float | None = None
+    # Not bootstrapped on this engine but streamed (docker save | docker load) from the
+    # engine named here, which had it: faster than a second bootstrap.
+    streamed_from: str | None = None
+    stream_seconds: float | None = None
 
     def labels(self) -> dict[str, str]:
         pkgs = ",".join(f"{n}={v}" for n, v in sorted(self.packages.items()))
@@ -303,22 +309,24 @@ class ImageBuilder:
         # each of them bootstrapping it again in turn.
         self._failed: dict[str, BuildFailed | ImageUnavailable] = {}
         self._made: dict[str, BaseProvenance] = {}  # bases this builder made (built=True)
-        self._prefetch: cf.ThreadPoolExecutor | None = None
+        self._prefetch: list[cf.ThreadPoolExecutor] = []
 
     def close(self) -> None:
-        if self._prefetch is not None:
-            self._prefetch.shutdown(wait=False, cancel_futures=True)
+        for pool in self._prefetch:
+            pool.shutdown(wait=False, cancel_futures=True)
         self.cache.close()
 
-    def prefetch_bases(self, plans: list[ImagePlan], connect: Callable[[], Engine]) -> None:
+    def prefetch_bases(self, plans: list[ImagePlan], connect: Callable[[], Engine],
+                       donors: Sequence[Donor] = ()) -> None:
         """Start making every missing base now, all at once, rather than when a target worker
         reaches it: the downloads are shared and the bases do not queue behind the workers.
-        Targets then wait for their base; a failure is theirs to report (``ensure``)."""
+        Targets then wait for their base; a failure is theirs to report (``ensure``). Called
+        once per engine; a base another engine is making is streamed from it once made."""
         todo = {p.base_key: p for p in plans if p.base_key and p.target.base is not None}
         if not todo:
             return
-        self._prefetch = cf.ThreadPoolExecutor(max_workers=len(todo),
-                                               thread_name_prefix="lab-base")
+        pool = cf.ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix="lab-base")
+        self._prefetch.append(pool)
 
         def one(plan: ImagePlan) -> None:
             try:
@@ -326,44 +334,53 @@ class ImageBuilder:
             except LabError:
                 return  # the target's own ensure() reports it
             try:
-                self._base_for(engine, plan)
+                self._base_for(engine, plan, donors)
             except LabError:
                 pass  # remembered in _failed, or reported again by ensure()
             finally:
                 engine.close()
 
         for plan in todo.values():
-            self._prefetch.submit(one, plan)
+            pool.submit(one, plan)
 
-    def _base_for(self, engine: Engine, plan: ImagePlan) -> BaseProvenance:
+    def _base_for(self, engine: Engine, plan: ImagePlan,
+                  donors: Sequence[Donor] = ()) -> BaseProvenance:
+        # One lock per base across engines: a second engine waits for the first to finish
+        # the base, then streams it from there instead of bootstrapping it again.
         assert plan.base_key is not None and plan.target.base is not None
+        key = f"{engine.where} {plan.base_key}"
+        if key not in self._made and (found := engine.image(plan.base_key)) is not None:
+            # already here: no need to wait while another engine makes or streams it
+            return BaseProvenance.from_labels(found.labels, image_id=found.id, built=False)
         with self._thread_lock(plan.base_key), file_lock(plan.base_key, self.stop):
-            failed = self._failed.get(plan.base_key)
+            failed = self._failed.get(key)
             if failed is not None:
                 raise failed
-            if plan.base_key in self._made:
-                return self._made[plan.base_key]
+            if key in self._made:
+                return self._made[key]
             try:
                 base = self._ensure_base(engine, plan.target.base, plan.target.arch,
-                                         plan.base_key, plan.target.id)
+                                         plan.base_key, plan.target.id, donors)
                 if base.built:
-                    self._made[plan.base_key] = base
+                    self._made[key] = base
                 return base
             except (BuildFailed, ImageUnavailable) as exc:
                 if not (self.stop is not None and self.stop.is_set()):
-                    self._failed[plan.base_key] = exc
+                    self._failed[key] = exc
                 raise
 
     def _thread_lock(self, key: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def ensure(self, engine: Engine, plan: ImagePlan) -> TargetImage:
-        """The target's image, made if missing. Raises per-target errors."""
+    def ensure(self, engine: Engine, plan: ImagePlan,
+               donors: Sequence[Donor] = ()) -> TargetImage:
+        """The target's image, made if missing. Raises per-target errors. ``donors``: other
+        engines (name, connect) a missing base may be streamed from."""
         target = plan.target
         base: BaseProvenance | None = None
         if plan.base_key is not None and target.base is not None:
-            base = self._base_for(engine, plan)
+            base = self._base_for(engine, plan, donors)
         else:
             self._ensure_registry(engine, plan.base_ref, target.id)
         with self._thread_lock(plan.tag), file_lock(plan.tag, self.stop):
@@ -391,10 +408,13 @@ class ImageBuilder:
         engine.pull(ref)
 
     def _ensure_base(self, engine: Engine, base: DebianBase, arch: str, tag: str,
-                     target_id: str) -> BaseProvenance:
+                     target_id: str, donors: Sequence[Donor] = ()) -> BaseProvenance:
         found = engine.image(tag)
         if found is not None:
             return BaseProvenance.from_labels(found.labels, image_id=found.id, built=False)
+        streamed = self._stream_base(engine, tag, target_id, f"{base.suite}/{arch}", donors)
+        if streamed is not None:
+            return streamed
         problem = emulation_problem(arch)
         if problem:
             raise ImageUnavailable(f"cannot make a {arch} base: {problem}")
@@ -407,6 +427,35 @@ class ImageBuilder:
                 if isinstance(exc, BuildFailed) and not exc.log_tail:
                     exc.log_tail = _tail(log_path)
                 raise
+
+    def _stream_base(self, engine: Engine, tag: str, target_id: str, where: str,
+                     donors: Sequence[Donor]) -> BaseProvenance | None:
+        """The base from another engine that has it (docker save there, docker load here),
+        or None: no donor has it, or streaming failed (then it is bootstrapped here)."""
+        for name, connect in donors:
+            self._check_stop("streaming a base")
+            try:
+                donor = connect()
+            except LabError:
+                continue
+            try:
+                if donor.image(tag) is None:
+                    continue
+                self.on_stage(target_id, f"streaming base {where} from engine {name}")
+                started = time.monotonic()
+                engine.load_image(donor.export_image(tag))
+                found = engine.image(tag)
+                if found is None:
+                    continue
+                made = BaseProvenance.from_labels(found.labels, image_id=found.id, built=True)
+                return dataclasses.replace(made, streamed_from=name, stream_seconds=round(
+                    time.monotonic() - started, 1))
+            except LabError as exc:
+                self.on_stage(target_id, f"streaming base {where} from {name} failed ({exc}); "
+                              "bootstrapping it here")
+            finally:
+                donor.close()
+        return None
 
     def _bootstrap(self, engine: Engine, base: DebianBase, arch: str, tag: str,
                    target_id: str, log: TextIO) -> BaseProvenance:

@@ -297,7 +297,8 @@ def _cpus(c: Cell) -> str:
         f" shared with {', '.join(c.concurrent)}" if c.concurrent else "")
     others = contention(c)
     load = f"; others used {others:.2f} CPU" if others is not None else ""
-    return f"CPUs {cpus}{extra}{load}{_retries(c)}" + (
+    engine = f" of engine {c.engine}" if c.engine and c.engine != "default" else ""
+    return f"CPUs {cpus}{engine}{extra}{load}{_retries(c)}" + (
         " · emulated: not comparable" if c.emulated else "")
 
 

@@ -9,6 +9,10 @@ Format history (``schema_version``; the reader ignores keys it does not know):
       run.scenarios: scenarios that are not built in (scenario files, `lab check` scripts),
       with their kind, title, claim and source; results[].quiet and results[].attempts (timing
       cells measured again when other processes disturbed them). Older files read fine.
+  4 - engines: run.engines (name -> id, name, version, arch, kernel, cpus, storage driver of
+      each Docker engine used), targets[].engine and results[].engine (the engine's name in
+      run.engines; null for host interpreters and older files). run.docker stays: the first
+      engine. Older files read fine.
 The JSON Schema is ``lab/schema/results.schema.json``. The report reads only these files, so any
 old run can be re-rendered; ``cells.jsonl`` is appended as each cell finishes, so a run that
 died keeps what finished.
@@ -26,7 +30,7 @@ from typing import Any, TypeVar
 
 from lab.errors import ConfigError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 OUTCOMES = ("ok", "hung", "crashed", "failed", "skipped", "error")
 TARGET_STATUSES = ("ok", "unavailable", "build_failed", "error")
 
@@ -67,6 +71,7 @@ class Cell:
     # attempt when a disturbed cell was measured again (the kept one marked).
     quiet: dict[str, Any] | None = None
     attempts: list[dict[str, Any]] | None = None
+    engine: str | None = None  # where it ran: a key of run.engines (None: on the host)
 
     @property
     def key(self) -> tuple[str, str, str | None, str | None]:
@@ -90,6 +95,7 @@ class TargetResult:
     # How the Debian base was made (suite, Release date, signing key, package versions);
     # see images.BaseProvenance. None for registry and host targets.
     base: dict[str, Any] | None = None
+    engine: str | None = None  # the engine its image and behaviour cells were on
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +106,7 @@ class RunInfo:
     lab_version: str = ""
     host: dict[str, Any] = field(default_factory=dict)
     docker: dict[str, Any] = field(default_factory=dict)
+    engines: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> EngineFacts
     command: list[str] = field(default_factory=list)
     complete: bool = False
     interrupted: bool = False

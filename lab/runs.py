@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -25,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from lab import __version__
-from lab.containers import JobContext, run_job
-from lab.engine import MANAGED, Engine
+from lab.containers import JobContext, missing_cell, run_job
+from lab.engine import MANAGED, Engine, EngineFacts
 from lab.errors import (
     BuildFailed,
     ConfigError,
@@ -36,7 +37,7 @@ from lab.errors import (
     LabError,
 )
 from lab.images import ImageBuilder, plan_image
-from lab.matrix import Target
+from lab.matrix import DEFAULT_ENGINE, NATIVE, EngineSpec, Target, native_platforms
 from lab.progress import Progress
 from lab.results import (
     Cell,
@@ -47,7 +48,7 @@ from lab.results import (
     TargetResult,
     write_json,
 )
-from lab.scheduler import Job, Plan, cell_order, plan_runs
+from lab.scheduler import EngineSlot, Job, Plan, cell_order, plan_runs
 from lab.usercode import CheckSpec, ScenarioFile, catalog_with, stage_user_dir
 
 REPORTS = Path("reports")
@@ -56,10 +57,12 @@ BEHAVIOUR_TARGETS = 6  # targets whose behaviour cells run at once (builds: --jo
 
 
 def watchdog_budget(plan: Plan, jobs: int) -> float:
-    """The whole run's upper bound: builds, behaviour waves in parallel, timing in series."""
+    """The whole run's upper bound: builds, behaviour waves in parallel, timing in series on
+    each engine (engines side by side)."""
     behaviour = sum(j.host_deadline_s for j in plan.behaviour) / max(1, jobs)
     longest = max((j.host_deadline_s for j in plan.behaviour), default=0.0)
-    timing = sum(j.host_deadline_s for j in plan.timing)
+    timing = max((sum(j.host_deadline_s for j in plan.timing_on(e)) for e in plan.engines),
+                 default=0.0)
     return BUILD_ALLOWANCE_S + max(behaviour, longest) + timing
 
 
@@ -76,6 +79,46 @@ class RunOptions:
     timeout_s: float | None = None  # the run-level watchdog; None: computed from the plan
     scenario_files: list[ScenarioFile] = field(default_factory=list)
     check: CheckSpec | None = None  # `lab check`: the probe and this program, nothing else
+    engines: tuple[EngineSpec, ...] = (DEFAULT_ENGINE,)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Survey:
+    """The engines of a run as found at its start."""
+
+    slots: list[EngineSlot]
+    facts: dict[str, EngineFacts]
+    where: dict[str, str]
+    down: dict[str, str]  # name -> why it could not be reached
+
+
+def survey_engines(specs: tuple[EngineSpec, ...],
+                   connect: Callable[[EngineSpec], Engine]) -> Survey:
+    """Reach every engine once: what it runs natively (lab.toml's word, else its
+    architecture), its CPUs, and which ones are down. Raises EngineUnavailable only when
+    none answers."""
+    slots, facts, where, down = [], {}, {}, {}
+    for spec in specs:
+        try:
+            engine = connect(spec)
+        except EngineUnavailable as exc:
+            down[spec.name] = str(exc)
+            slots.append(EngineSlot(name=spec.name, timing=spec.timing,
+                                    platforms=frozenset(spec.platforms or native_platforms())))
+            continue
+        try:
+            found = engine.facts()
+        finally:
+            engine.close()
+        facts[spec.name], where[spec.name] = found, engine.where
+        native = spec.platforms or tuple(NATIVE.get(found.arch.lower(), ()))
+        slots.append(EngineSlot(name=spec.name, platforms=frozenset(native), cpus=found.cpus,
+                                timing=spec.timing))
+    if not facts:
+        raise EngineUnavailable(next(iter(down.values())) if len(down) == 1 else
+                                "no Docker engine reachable: " + "; ".join(
+                                    f"{n}: {r}" for n, r in down.items()))
+    return Survey(slots=slots, facts=facts, where=where, down=down)
 
 
 def new_run_id() -> str:
@@ -135,9 +178,30 @@ def _alive(pid: int) -> bool:
 
 
 class Run:
-    def __init__(self, options: RunOptions, connect: Callable[[], Engine] = Engine.connect):
+    def __init__(self, options: RunOptions,
+                 connect: Callable[[EngineSpec], Engine] = Engine.connect):
         self.options = options
-        self.connect = connect
+        self._connect = connect
+        self.specs = {e.name: e for e in options.engines}
+        self.needs_docker = any(not t.host_python for t in options.targets)
+        # Every engine is reached before the run folder exists: none reachable is one line.
+        self.survey = (survey_engines(options.engines, connect) if self.needs_docker else
+                       Survey(slots=[EngineSlot(name=e.name, platforms=frozenset(
+                           native_platforms())) for e in options.engines],
+                              facts={}, where={}, down={}))
+        self.lost: dict[str, str] = dict(self.survey.down)  # engine -> why it is gone
+        # Planned before the run folder exists: a plan that cannot be made leaves nothing.
+        extra = {sf.id: sf.meta() for sf in options.scenario_files}
+        scenarios = options.scenarios
+        if options.check is not None:
+            extra[options.check.id] = options.check.meta()
+            scenarios = ["probe", options.check.id]
+        elif scenarios is not None and extra:
+            scenarios = [*scenarios, *extra]
+        self.catalog = catalog_with(extra)
+        self.plan: Plan = plan_runs(options.targets, engines=self.survey.slots,
+                                    scenarios=scenarios, quick=options.quick,
+                                    catalog=self.catalog)
         self.run_id = options.run_id or new_run_id()
         self.dir = options.out / self.run_id
         try:
@@ -147,16 +211,6 @@ class Run:
             raise ConfigError(
                 f"cannot create the run folder {self.dir} ({exc.strerror or exc}). Pick a "
                 "folder you can write to with --out.") from exc
-        extra = {sf.id: sf.meta() for sf in options.scenario_files}
-        scenarios = options.scenarios
-        if options.check is not None:
-            extra[options.check.id] = options.check.meta()
-            scenarios = ["probe", options.check.id]
-        elif scenarios is not None and extra:
-            scenarios = [*scenarios, *extra]
-        self.catalog = catalog_with(extra)
-        self.plan: Plan = plan_runs(options.targets, scenarios=scenarios, quick=options.quick,
-                                    catalog=self.catalog)
         try:
             self.user_dir = stage_user_dir(self.dir / "work" / "user", options.scenario_files,
                                            options.check)
@@ -170,47 +224,72 @@ class Run:
         self.started = time.monotonic()
         self.cells: list[Cell] = []
         self.cells_lock = threading.Lock()
+        emulated = self.plan.emulated or {}
         self.target_rows: dict[str, TargetResult] = {
             t.id: TargetResult(id=t.id, implementation=t.implementation, version=t.version,
                                platform=t.platform, python=t.python, kind=t.kind,
-                               emulated=t.emulated, status="error", reason="not run")
+                               emulated=emulated.get(t.id, t.emulated), status="error",
+                               reason="not run",
+                               engine=None if t.host_python else self.plan.engine_of(t.id))
             for t in options.targets
         }
         self.images: dict[str, str] = {}
-        self.active: set[str] = set()
+        self.images_on: dict[str, set[str]] = {t.id: set() for t in options.targets}
+        self.active: dict[str, set[str]] = {e: set() for e in self.plan.engines}
         self.active_lock = threading.Lock()
         self.sink = CellSink(self.dir / "cells.jsonl")
         self.progress = Progress({t.id: self.plan.cells_of(t.id) for t in options.targets},
                                  live=options.progress)
+        engines: dict[str, dict[str, Any]] = {
+            name: {**dataclasses.asdict(f), "where": self.survey.where[name]}
+            for name, f in self.survey.facts.items()}
+        for name, why in self.survey.down.items():
+            engines[name] = {"reachable": False, "reason": why}
+        first = next(iter(self.survey.facts.values()), None)
         self.info = RunInfo(id=self.run_id, started_at=now_iso(), lab_version=__version__,
                             host=host_facts(), command=list(options.command),
+                            docker=dataclasses.asdict(first) if first else {},
+                            engines=engines,
                             quick=options.quick,
                             scenarios={k: {x: v for x, v in meta.items() if x != "script"}
                                        for k, meta in extra.items()})
 
     # -- the plan, as the terminal shows it -----------------------------------------------------
+    def connect(self, engine: str) -> Engine:
+        return self._connect(self.specs[engine])
+
+    def donors(self, engine: str) -> list[tuple[str, Callable[[], Engine]]]:
+        """The run's other reachable engines, which a missing base may be streamed from."""
+        return [(name, functools.partial(self.connect, name)) for name in self.plan.engines
+                if name != engine and name not in self.lost]
+
     def images_to_build(self) -> tuple[list[str], int, int]:
-        """(what must be built, bases, layers): asked of the engine, nothing built."""
+        """(what must be built, bases, layers): asked of each engine, nothing built."""
         needed: list[str] = []
-        bases: set[str] = set()
+        bases: set[tuple[str, str]] = set()
         layers = 0
-        containers = [t for t in self.options.targets if not t.host_python]
-        if not containers:
-            return needed, 0, 0
-        engine = self.connect()
-        try:
-            for t in containers:
-                plan = plan_image(t)
-                if engine.image(plan.tag) is not None:
-                    continue
-                layers += 1
-                if t.base is not None and engine.image(plan.base_ref) is None:
-                    if plan.base_ref not in bases:
-                        needed.append(f"base {t.base.suite}/{t.arch}")
-                    bases.add(plan.base_ref)
-                needed.append(f"{t.id} layer" if t.base else f"{t.id} (registry {t.image})")
-        finally:
-            engine.close()
+        by_engine: dict[str, list[Target]] = {}
+        for t in self.options.targets:
+            if not t.host_python and self.plan.engine_of(t.id) not in self.lost:
+                by_engine.setdefault(self.plan.engine_of(t.id), []).append(t)
+        several = len(self.plan.engines) > 1
+        for name, targets in by_engine.items():
+            engine = self.connect(name)
+            on = f" on {name}" if several else ""
+            try:
+                for t in targets:
+                    plan = plan_image(t)
+                    if engine.image(plan.tag) is not None:
+                        continue
+                    layers += 1
+                    if t.base is not None and engine.image(plan.base_ref) is None:
+                        if (name, plan.base_ref) not in bases:
+                            needed.append(f"base {t.base.suite}/{t.arch}{on}")
+                        bases.add((name, plan.base_ref))
+                    needed.append(f"{t.id} layer{on}" if t.base
+                                  else f"{t.id} (registry {t.image}){on}")
+            finally:
+                engine.close()
         return needed, len(bases), layers
 
     def plan_text(self) -> str:
@@ -237,10 +316,11 @@ class Run:
         with self.cells_lock:
             self.target_rows[tid] = dataclasses.replace(self.target_rows[tid], **changes)
 
-    def running_others(self, me: str) -> Callable[[], list[str]]:
+    def running_others(self, me: str, engine: str) -> Callable[[], list[str]]:
+        """What else of the lab runs on the same engine now (other engines do not count)."""
         def others() -> list[str]:
             with self.active_lock:
-                return sorted(a for a in self.active if a != me)
+                return sorted(a for a in self.active.get(engine, ()) if a != me)
         return others
 
     def write_head(self) -> None:
@@ -251,16 +331,34 @@ class Run:
         (self.dir / "run.json").write_text(json.dumps(data, indent=1, default=repr))
 
     # -- phases --------------------------------------------------------------------------------
-    def prepare(self, target: Target, builder: ImageBuilder) -> bool:
-        """Get the target's image; on failure its row says why and the others go on."""
+    def engine_lost(self, engine: str, exc: EngineUnavailable) -> None:
+        with self.cells_lock:
+            if engine not in self.lost:
+                self.lost[engine] = " ".join(str(exc).split())
+                self.progress.note(f"engine {engine} lost: {self.lost[engine]}")
+
+    def prepare(self, target: Target, builder: ImageBuilder, engine_name: str) -> bool:
+        """Get the target's image on an engine; on failure its row says why and the others
+        go on."""
         if target.host_python:
             self.set_target(target.id, status="ok", reason=None)
             return True
+        if engine_name in self.images_on[target.id]:
+            return True
+        if engine_name in self.lost:
+            self.set_target(target.id, status="unavailable",
+                            reason=f"engine {engine_name}: {self.lost[engine_name]}")
+            self.progress.stage(target.id, "engine unavailable")
+            return False
         started = time.monotonic()
         self.progress.stage(target.id, "image")
-        engine = self.connect()
         try:
-            image = builder.ensure(engine, plan_image(target))
+            engine = self.connect(engine_name)
+        except EngineUnavailable as exc:
+            self.engine_lost(engine_name, exc)
+            return self.prepare(target, builder, engine_name)
+        try:
+            image = builder.ensure(engine, plan_image(target), self.donors(engine_name))
         except ImageUnavailable as exc:
             self.set_target(target.id, status="unavailable", reason=str(exc))
             self.progress.stage(target.id, "unavailable")
@@ -270,8 +368,9 @@ class Run:
             self.set_target(target.id, status="build_failed", reason=reason)
             self.progress.stage(target.id, "build failed")
             return False
-        except EngineUnavailable:
-            raise
+        except EngineUnavailable as exc:
+            self.engine_lost(engine_name, exc)
+            return self.prepare(target, builder, engine_name)
         except LabError as exc:
             self.set_target(target.id, status="build_failed", reason=str(exc))
             self.progress.stage(target.id, "build failed")
@@ -279,58 +378,96 @@ class Run:
         finally:
             engine.close()
         self.images[target.id] = image.tag
-        self.set_target(target.id, status="ok", reason=None,
-                        image=ImageRef(tag=image.tag, id=image.id),
-                        base=image.base.to_json() if image.base else None,
-                        build_seconds=round(time.monotonic() - started, 1))
+        self.images_on[target.id].add(engine_name)
+        if engine_name == self.plan.engine_of(target.id):
+            self.set_target(target.id, status="ok", reason=None,
+                            image=ImageRef(tag=image.tag, id=image.id),
+                            base=image.base.to_json() if image.base else None,
+                            build_seconds=round(time.monotonic() - started, 1))
         return True
 
-    def execute(self, job: Job, target: Target, *, cpuset: str | None) -> list[Cell]:
+    def execute(self, job: Job, target: Target) -> None:
+        """Run one job on its engine; cells arrive through ``record``. If the engine is lost,
+        the job's cells that did not finish are recorded as ``error`` with the reason, and the
+        rest of the run goes on."""
         if self.stop.is_set():
-            return []
+            return
+        got: set[tuple[str, str, str | None, str | None]] = set()
+
+        def record(cell: Cell) -> None:
+            got.add(cell.key)
+            self.record(cell)
+
+        def lost_cells() -> None:
+            why = f"engine {job.engine} lost: {self.lost[job.engine]}"
+            ctx = self._context(job, target, record)
+            for spec in job.cells:
+                if (target.id, spec.scenario, spec.start_method, spec.container) not in got:
+                    record(missing_cell(spec, job, ctx, outcome="error", detail=why))
+
+        if not target.host_python and job.engine in self.lost:
+            lost_cells()
+            return
         self.progress.stage(target.id, job.phase)
-        engine = None if target.host_python else self.connect()
         with self.active_lock:
-            self.active.add(job.name)
+            self.active.setdefault(job.engine, set()).add(job.name)
+        engine = None
         try:
-            ctx = JobContext(run_id=self.run_id, run_dir=self.dir, target=target,
-                             image_tag=self.images.get(target.id), cpuset=cpuset, stop=self.stop,
-                             on_cell=self.record, concurrent=self.running_others(job.name),
-                             user_dir=self.user_dir,
-                             on_note=lambda note: self.progress.stage(target.id,
-                                                                      f"timing: {note}"))
-            return run_job(engine, job, ctx)
+            engine = None if target.host_python else self.connect(job.engine)
+            run_job(engine, job, self._context(job, target, record))
+        except EngineUnavailable as exc:
+            self.engine_lost(job.engine, exc)
+            if not self.stop.is_set():
+                lost_cells()
         finally:
             with self.active_lock:
-                self.active.discard(job.name)
+                self.active[job.engine].discard(job.name)
             if engine is not None:
                 engine.close()
 
+    def _context(self, job: Job, target: Target, record: Callable[[Cell], None]) -> JobContext:
+        return JobContext(run_id=self.run_id, run_dir=self.dir, target=target,
+                          image_tag=self.images.get(target.id), stop=self.stop,
+                          on_cell=record, concurrent=self.running_others(job.name, job.engine),
+                          user_dir=self.user_dir,
+                          on_note=lambda note: self.progress.stage(target.id, f"timing: {note}"))
+
     def build_then_behaviour(self, target: Target, builder: ImageBuilder) -> None:
-        # Builds take `jobs` slots (CPU and disk heavy); behaviour cells mostly wait (hangs
-        # waiting out deadlines, sleeps), so every target's run side by side once built.
-        with self.build_slots:
-            if not self.prepare(target, builder):
+        # Builds take `jobs` slots of their engine (CPU and disk heavy); behaviour cells mostly
+        # wait (hangs waiting out deadlines, sleeps), so every target's run side by side.
+        where = self.plan.engine_of(target.id)
+        with self.build_slots[where]:
+            if not self.prepare(target, builder, where):
                 return
         jobs = [job for job in self.plan.behaviour if job.target_id == target.id]
         # A target's container variants (cpu_limits) run beside its main behaviour job.
         with cf.ThreadPoolExecutor(max_workers=max(1, len(jobs)),
                                    thread_name_prefix=f"lab-{target.id}") as pool:
-            for done in [pool.submit(self.execute, job, target, cpuset=None) for job in jobs]:
+            for done in [pool.submit(self.execute, job, target) for job in jobs]:
                 done.result()
         self.progress.stage(target.id, "waiting for timing slot")
 
-    def timing(self, targets: dict[str, Target]) -> None:
-        """Timing jobs one at a time, pinned to every CPU, nothing else of the lab running."""
-        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-        cpuset = ",".join(str(c) for c in cpus) or None
-        for job in self.plan.timing:
+    def timing_lane(self, engine: str, targets: dict[str, Target], builder: ImageBuilder,
+                    behaviour: dict[str, cf.Future[None]]) -> None:
+        """One engine's timing jobs, one at a time, once nothing else of the lab runs on that
+        engine: its own targets' behaviour jobs (and, on the first engine, the host
+        interpreters', which share this machine) are done."""
+        first = self.plan.engines[0]
+        mine = [f for tid, f in behaviour.items()
+                if self.plan.engine_of(tid) == engine or (engine == first
+                                                           and targets[tid].host_python)]
+        cf.wait(mine)
+        for job in self.plan.timing_on(engine):
             if self.stop.is_set():
                 return
             target = targets[job.target_id]
             if self.target_rows[target.id].status != "ok":
                 continue
-            self.execute(job, target, cpuset=None if target.host_python else cpuset)
+            if not target.host_python and job.engine not in self.images_on[target.id]:
+                with self.build_slots[engine]:  # its timing lane is not where it was built
+                    if not self.prepare(target, builder, engine):
+                        continue
+            self.execute(job, target)
             self.progress.stage(target.id, "done")
 
     # -- the whole run -------------------------------------------------------------------------
@@ -350,28 +487,33 @@ class Run:
         return RunResults(run=info, targets=rows, results=cells)
 
     def go(self) -> RunResults:
-        """Execute the plan. Raises Interrupted (after saving) on Ctrl-C."""
-        engine = None
-        needs_docker = any(not t.host_python for t in self.options.targets)
-        if needs_docker:
-            engine = self.connect()
+        """Execute the plan. Raises Interrupted (after saving) on Ctrl-C or SIGTERM, and
+        EngineUnavailable (after saving) when every engine of the run is lost; an engine lost
+        while others go on leaves its unfinished cells ``error`` and the run partial."""
+        notes: list[str] = []
+        for name in self.reachable():
+            engine = self.connect(name)
             try:
-                facts = dataclasses.asdict(engine.facts())
-                self.info = dataclasses.replace(self.info, docker=facts)
                 gone = remove_leftovers(engine)
-                if gone:
-                    self.info = dataclasses.replace(
-                        self.info, notes=[f"removed {len(gone)} leftover container(s) of a "
-                                          f"killed run: {', '.join(gone)}"])
             finally:
                 engine.close()
+            if gone:
+                notes.append(f"removed {len(gone)} leftover container(s) of a killed run"
+                             f"{'' if len(self.plan.engines) == 1 else f' on {name}'}: "
+                             f"{', '.join(gone)}")
+        for name, why in self.survey.down.items():
+            notes.append(f"engine {name} not reachable at the start; its targets are "
+                         f"unavailable ({why})")
+        self.info = dataclasses.replace(self.info, notes=[*self.info.notes, *notes])
         self.write_head()
         builder = ImageBuilder(log_dir=self.dir / "logs", on_stage=self.progress.stage,
                                stop=self.stop, labels={"lab.run": self.run_id})
         targets = {t.id: t for t in self.options.targets}
-        if needs_docker:
-            builder.prefetch_bases([plan_image(t) for t in self.options.targets
-                                    if not t.host_python], self.connect)
+        for name in self.reachable():
+            plans = [plan_image(t) for t in self.options.targets
+                     if not t.host_python and self.plan.engine_of(t.id) == name]
+            builder.prefetch_bases(plans, functools.partial(self.connect, name),
+                                   self.donors(name))
         budget = self.options.timeout_s or watchdog_budget(self.plan, self.options.jobs)
         expired = threading.Event()
 
@@ -384,22 +526,21 @@ class Run:
         threading.Thread(target=watchdog, name="lab-watchdog", daemon=True).start()
         self.progress.start()
         interrupted = forced = False
-        engine_lost: EngineUnavailable | None = None
         submitted: list[cf.Future[None]] = []
-        self.build_slots = threading.Semaphore(max(1, self.options.jobs))
+        self.build_slots = {e: threading.Semaphore(max(1, self.options.jobs))
+                            for e in self.plan.engines}
+        lanes = [e for e in self.plan.engines if self.plan.timing_on(e)]
         pool = cf.ThreadPoolExecutor(
             max_workers=max(1, self.options.jobs, min(len(self.options.targets),
-                                                      BEHAVIOUR_TARGETS)),
+                                                      BEHAVIOUR_TARGETS)) + len(lanes),
             thread_name_prefix="lab")
         try:
-            submitted += [pool.submit(self.build_then_behaviour, t, builder)
-                          for t in self.options.targets]
+            behaviour = {t.id: pool.submit(self.build_then_behaviour, t, builder)
+                         for t in self.options.targets}
+            submitted += behaviour.values()
+            submitted += [pool.submit(self.timing_lane, e, targets, builder, behaviour)
+                          for e in lanes]
             self._wait(submitted)
-            submitted.append(pool.submit(self.timing, targets))
-            self._wait(submitted[-1:])
-        except EngineUnavailable as exc:
-            engine_lost = exc
-            self.stop.set()
         except KeyboardInterrupt:
             interrupted = True
             self.stop.set()
@@ -413,23 +554,37 @@ class Run:
                 forced = True
                 self._cleanup_now()
         finally:
-            pool.shutdown(wait=not (interrupted or engine_lost), cancel_futures=True)
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
             builder.close()
             self.progress.finish()
         if expired.is_set():
             self.info = dataclasses.replace(self.info, notes=[
                 *self.info.notes, f"stopped by the run watchdog after {budget:.0f} s; "
                 "only finished cells are shown"])
-        results = self.results(complete=not interrupted and not self.stop.is_set())
+        lost_now = {e: why for e, why in self.lost.items() if e not in self.survey.down}
+        if lost_now:
+            self.info = dataclasses.replace(self.info, notes=[
+                *self.info.notes, *(f"engine {e} lost during the run: {why}; its unfinished "
+                                    "cells are errors" for e, why in lost_now.items())])
+        everything_lost = self.needs_docker and not self.reachable()
+        results = self.results(complete=not interrupted and not self.stop.is_set()
+                               and not self.lost)
         self.stop.set()  # releases the watchdog
         self.sink.close()
         write_json(results, self.dir / "results.json")
-        if engine_lost is not None:
-            raise EngineUnavailable(f"{engine_lost} Partial results kept in {self.dir}.")
+        if everything_lost and lost_now:
+            first = next(iter(lost_now.values()))
+            raise EngineUnavailable(f"{first} Partial results kept in {self.dir}.")
         if interrupted:
             raise Interrupted(f"interrupted; kept {len(results.results)} finished cell(s) in "
                               f"{self.dir}", forced=forced)
         return results
+
+    def reachable(self) -> list[str]:
+        """The run's engines not lost (none when it needs no Docker)."""
+        if not self.needs_docker:
+            return []
+        return [e for e in self.plan.engines if e not in self.lost]
 
     def _wait(self, futures: list[cf.Future[None]]) -> None:
         pending = set(futures)
@@ -437,23 +592,22 @@ class Run:
             done, pending = cf.wait(pending, timeout=0.5)
             for f in done:
                 exc = f.exception()
-                if isinstance(exc, EngineUnavailable):
-                    self.stop.set()
-                    raise exc
                 if exc is not None:
                     raise exc
 
     def _cleanup_now(self) -> None:
-        if not any(not t.host_python for t in self.options.targets):
-            return
-        try:
-            engine = self.connect()
-        except EngineUnavailable:
-            return
-        try:
-            remove_leftovers(engine, run_id=self.run_id)
-        finally:
-            engine.close()
+        """Remove this run's containers on every engine it can still reach."""
+        for name in self.plan.engines if self.needs_docker else []:
+            try:
+                engine = self.connect(name)
+            except (EngineUnavailable, ConfigError):
+                continue
+            try:
+                remove_leftovers(engine, run_id=self.run_id)
+            except LabError:
+                pass
+            finally:
+                engine.close()
 
 
 def point_latest(out: Path, run_dir: Path) -> None:

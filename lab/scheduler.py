@@ -2,9 +2,14 @@
 
 Behaviour cells (correctness, deadlocks) of one target share one container and run side by
 side inside it, so hung cells that burn no CPU cost one deadline together; containers of
-different targets run in parallel. Timing cells run afterwards, one container at a time,
-pinned to CPUs of their own with nothing else of the lab running: timings taken while other
-containers run are noise on a 2-core machine.
+different targets run in parallel. Timing cells run afterwards, one container at a time per
+engine, pinned to that engine's CPUs with nothing else of the lab running on it: timings taken
+while other containers run are noise on a 2-core machine. Engines are independent machines, so
+timing cells on different engines run at the same time.
+
+Where: each target goes to an engine that runs its platform natively, the least loaded of them
+by expected cost; a platform no engine runs natively is emulated on the least loaded engine. A
+host interpreter runs on this machine, in the first engine's timing lane.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.errors import ConfigError
-from lab.matrix import Target
+from lab.matrix import Target, native_platforms
 from lab.runner.scenarios import CATALOG, START_METHODS
 
 EMULATION_SLOWDOWN = 8.0  # qemu-user: deadlines stretch, timings are not comparable
@@ -60,16 +65,39 @@ class CellSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EngineSlot:
+    """What the planner knows of one engine: lab.toml's word and the engine's own facts."""
+
+    name: str
+    platforms: frozenset[str]  # run natively
+    cpus: int | None = None  # None: not known; timing jobs are then not pinned
+    timing: bool = True  # may run timing cells
+
+    @property
+    def cpuset(self) -> str | None:
+        """Every CPU of the engine, for a timing job that must have them all."""
+        return ",".join(str(c) for c in range(self.cpus)) if self.cpus else None
+
+
+def local_slot(cpus: int | None = None) -> EngineSlot:
+    """The environment's engine, assumed to be on this machine."""
+    return EngineSlot(name="default", platforms=frozenset(native_platforms()), cpus=cpus)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Job:
-    """One container (or host process) running some cells of one target."""
+    """One container (or host process) running some cells of one target, on one engine."""
 
     target_id: str
     phase: str  # behaviour | timing
     cells: tuple[CellSpec, ...]
     parallel: int
-    exclusive: bool
+    exclusive: bool  # alone on its engine (timing): nothing else of the lab runs there
     deadline_scale: float
     container: str | None = None  # a CONTAINERS variant
+    engine: str = "default"  # where it runs (a host interpreter: whose lane it shares)
+    cpuset: str | None = None  # pinned to these CPUs of its engine
+    emulated: bool = False  # its engine does not run the target's platform natively
 
     @property
     def name(self) -> str:
@@ -106,12 +134,25 @@ class Job:
 
 @dataclass(frozen=True, kw_only=True)
 class Plan:
+    """The schedule: behaviour jobs in parallel (builds first), then each engine's timing jobs
+    one after another, engines side by side."""
+
     behaviour: tuple[Job, ...]  # run in parallel across targets
-    timing: tuple[Job, ...]  # run one after another, exclusive
+    timing: tuple[Job, ...]  # per engine: one after another, exclusive
+    engines: tuple[str, ...] = ("default",)
+    placement: Mapping[str, str] | None = None  # target id -> engine
+    emulated: Mapping[str, bool] | None = None  # target id -> emulated where it was placed
 
     @property
     def jobs(self) -> tuple[Job, ...]:
         return self.behaviour + self.timing
+
+    def timing_on(self, engine: str) -> tuple[Job, ...]:
+        """One engine's timing lane, in order."""
+        return tuple(j for j in self.timing if j.engine == engine)
+
+    def engine_of(self, target_id: str) -> str:
+        return (self.placement or {}).get(target_id, self.engines[0])
 
     def cells_of(self, target_id: str) -> int:
         return sum(len(j.cells) for j in self.jobs if j.target_id == target_id)
@@ -179,40 +220,105 @@ def longest_first(cells: Iterable[CellSpec], catalog: Catalog = CATALOG) -> tupl
     return tuple(sorted(cells, key=cost, reverse=True))
 
 
-def deadline_scale(target: Target) -> float:
-    return target.deadline_scale * (EMULATION_SLOWDOWN if target.emulated else 1.0)
+def deadline_scale(target: Target, emulated: bool | None = None) -> float:
+    emulated = target.emulated if emulated is None else emulated
+    return target.deadline_scale * (EMULATION_SLOWDOWN if emulated else 1.0)
+
+
+def _cost(cells: Iterable[CellSpec], catalog: Catalog) -> float:
+    """Declared seconds of some cells (half the deadline where a scenario declares none)."""
+    total = 0.0
+    for c in cells:
+        meta = catalog.get(c.scenario) or {}
+        value = meta.get("cost_s")
+        total += float(value) if isinstance(value, int | float) else c.deadline_s / 2
+    return total
+
+
+def place_targets(targets: Iterable[Target], engines: list[EngineSlot],
+                  cost: Mapping[str, float]) -> dict[str, str]:
+    """Target id -> engine name. Native first: a target goes to an engine that runs its
+    platform natively if any does, else to any (emulated there); among the candidates, the
+    least loaded by expected cost, heaviest targets placed first (LPT), ties to the earlier
+    engine. Host interpreters run on this machine: the first engine's lane."""
+    load = {e.name: 0.0 for e in engines}
+    order = {e.name: i for i, e in enumerate(engines)}
+    placed: dict[str, str] = {}
+    for t in sorted(targets, key=lambda t: -cost.get(t.id, 0.0)):
+        if t.host_python:
+            placed[t.id] = engines[0].name
+            continue
+        native = [e for e in engines if t.platform in e.platforms]
+        best = min(native or engines, key=lambda e: (load[e.name], order[e.name]))
+        placed[t.id] = best.name
+        load[best.name] += cost.get(t.id, 0.0)
+    return placed
 
 
 def plan_runs(
     targets: Iterable[Target],
     *,
+    engines: Iterable[EngineSlot] | None = None,
     scenarios: Iterable[str] | None = None,
     quick: bool = False,
     cell_parallel: int = CELL_PARALLEL,
     catalog: Catalog = CATALOG,
 ) -> Plan:
     """Split each target's cells into a behaviour job, a timing job and one behaviour job per
-    container variant (host interpreters have no container, so no variants)."""
+    container variant (host interpreters have no container, so no variants), and say where
+    each runs: its engine, and for timing jobs the CPUs they are pinned to. Timing cells of a
+    target placed on an engine with ``timing = false`` go to the least loaded engine that
+    allows them (native first); with none, planning fails."""
+    targets = list(targets)
+    slots = list(engines or [local_slot()])
+    if len({e.name for e in slots}) != len(slots):
+        raise ConfigError("two engines share a name. Give each [engine.NAME] its own name.")
+    by_name = {e.name: e for e in slots}
     cells = plan_cells(select_scenarios(scenarios, catalog), quick=quick, catalog=catalog)
     variants = sorted({c.container for c in cells if c.container})
+    b_cells = longest_first((c for c in cells if c.kind != "timing" and not c.container), catalog)
+    t_cells = tuple(c for c in cells if c.kind == "timing" and not c.container)
+    per_target = _cost(t_cells, catalog) + _cost(b_cells, catalog) / cell_parallel
+    placement = place_targets(targets, slots, {t.id: per_target * t.deadline_scale
+                                               for t in targets})
+    timers = [e for e in slots if e.timing]
+    if t_cells and targets and not timers:
+        raise ConfigError("no engine may run timing cells (every one has timing = false). "
+                          "Set timing = true on one, or leave timing scenarios out with "
+                          "--scenarios.")
+    timing_load = {e.name: 0.0 for e in timers}
     behaviour, timing = [], []
+    emulated: dict[str, bool] = {}
     for target in targets:
-        scale = deadline_scale(target)
-        b = longest_first((c for c in cells if c.kind != "timing" and not c.container),
-                          catalog)
-        t = tuple(c for c in cells if c.kind == "timing" and not c.container)
-        if b:
-            behaviour.append(Job(target_id=target.id, phase="behaviour", cells=b,
-                                 parallel=cell_parallel, exclusive=False, deadline_scale=scale))
+        where = by_name[placement[target.id]]
+        emulated[target.id] = (not target.host_python
+                               and target.platform not in where.platforms)
+        scale = deadline_scale(target, emulated[target.id])
+        if b_cells:
+            behaviour.append(Job(target_id=target.id, phase="behaviour", cells=b_cells,
+                                 parallel=cell_parallel, exclusive=False, deadline_scale=scale,
+                                 engine=where.name, emulated=emulated[target.id]))
         for variant in [] if target.host_python else variants:
             v = tuple(c for c in cells if c.container == variant)
             behaviour.append(Job(target_id=target.id, phase="behaviour", cells=v,
                                  parallel=cell_parallel, exclusive=False, deadline_scale=scale,
-                                 container=variant))
-        if t:
-            timing.append(Job(target_id=target.id, phase="timing", cells=t, parallel=1,
-                              exclusive=True, deadline_scale=scale))
-    return Plan(behaviour=tuple(behaviour), timing=tuple(timing))
+                                 container=variant, engine=where.name,
+                                 emulated=emulated[target.id]))
+        if t_cells:
+            lane, lane_emulated = where, emulated[target.id]
+            if not where.timing:
+                native = [e for e in timers if target.platform in e.platforms]
+                lane = min(native or timers, key=lambda e: timing_load[e.name])
+                lane_emulated = (not target.host_python
+                                 and target.platform not in lane.platforms)
+                scale = deadline_scale(target, lane_emulated)
+            timing_load[lane.name] += _cost(t_cells, catalog)
+            timing.append(Job(target_id=target.id, phase="timing", cells=t_cells, parallel=1,
+                              exclusive=True, deadline_scale=scale, engine=lane.name,
+                              cpuset=None if target.host_python else lane.cpuset,
+                              emulated=lane_emulated))
+    return Plan(behaviour=tuple(behaviour), timing=tuple(timing),
+                engines=tuple(e.name for e in slots), placement=placement, emulated=emulated)
 
 
 def cell_order(target_ids: list[str], catalog: Catalog = CATALOG

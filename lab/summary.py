@@ -102,7 +102,9 @@ def estimate(plan: Plan, catalog: Mapping[str, Mapping[str, Any]], jobs: int,
     build = (BASE_BUILD_S * math.ceil(bases / 4) if bases else 0.0) + LAYER_BUILD_S * layers
     behaviour = [job_cost(j) for j in plan.behaviour]
     behaviour_s = max(sum(behaviour) / max(1, jobs), max(behaviour, default=0.0))
-    timing_s = sum(job_cost(j) for j in plan.timing)
+    # each engine's timing jobs one after another, engines side by side
+    timing_s = max((sum(job_cost(j) for j in plan.timing_on(e)) for e in plan.engines),
+                   default=0.0)
     source = (f"the cell durations of run {past_run}" if used_history and past_run
               else "the scenarios' declared costs, no earlier run of this kind here")
     return Estimate(seconds=build + behaviour_s + timing_s, source=source)

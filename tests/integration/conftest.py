@@ -84,9 +84,9 @@ def run_cells(engine: Engine, image: str, target: Target, run_dir: Path,
               cells: list[CellSpec], *, parallel: int = 2, run_id: str = "itest",
               stop: threading.Event | None = None, phase: str = "behaviour") -> list[Cell]:
     job = Job(target_id=target.id, phase=phase, cells=tuple(cells), parallel=parallel,
-              exclusive=False, deadline_scale=1.0)
+              exclusive=False, deadline_scale=1.0, emulated=target.emulated)
     ctx = JobContext(run_id=run_id, run_dir=run_dir, target=target, image_tag=image,
-                     cpuset=None, stop=stop or threading.Event(), on_cell=lambda c: None,
+                     stop=stop or threading.Event(), on_cell=lambda c: None,
                      concurrent=lambda: [])
     return run_job(engine, job, ctx)
 

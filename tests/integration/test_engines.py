@@ -1,45 +1,270 @@
-"""Engines as configuration: lab.toml's [engine.NAME] reached through a unix:// host and a
-Docker CLI context (made with the SDK, no docker CLI), each checked by `lab doctor`."""
+"""Several Docker engines. The second one is a real dockerd on this machine with its own
+socket, data root and exec root, no bridge and no iptables, started and stopped by these
+tests; it is reached through a unix:// host and through a Docker CLI context (made with the
+SDK). It starts empty: bases reach it by streaming from the first engine."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import jsonschema
+import pytest
 from docker.context import ContextAPI
 
-from lab.engine import endpoint
+from lab.engine import Engine, endpoint
+from lab.errors import LabError
+from lab.matrix import EngineSpec
+from lab.runner.scenarios import CATALOG
+from lab.runs import remove_leftovers
 
-from .conftest import lab
+from .conftest import REPO, lab, lab_containers, load_results, only_run, wait_for
+from .test_interrupts import run_dir, start_lab
+
+SCHEMA = json.loads((REPO / "lab" / "schema" / "results.schema.json").read_text())
+# A hazard that hangs or not by chance (a thread writing while another forks): compared as
+# "hung or ok" between runs, not as one outcome.
+BY_CHANCE = {"fork_held_io"}
+HANGING = "fork_held_lock,queue_join_before_drain,fork_warning"
 
 
-def test_doctor_checks_every_engine_by_host_and_by_context(engine, tmp_path):
-    socket_url = endpoint()
+class SecondEngine:
+    """A dockerd of the tests' own: start(), stop() (SIGTERM, as systemd would) and start()
+    again on the same data root."""
+
+    def __init__(self, root: Path, storage_driver: str) -> None:
+        self.root = root
+        self.url = f"unix://{root}/docker.sock"
+        self.driver = storage_driver
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        (self.root / "daemon.json").write_text("{}")  # not the machine's /etc/docker one
+        cmd = ["dockerd", "--config-file", str(self.root / "daemon.json"),
+               "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
+               "--pidfile", str(self.root / "docker.pid"), "-H", self.url,
+               "--bridge=none", "--iptables=false", "--ip-masq=false",
+               "--storage-driver", self.driver]
+        if os.geteuid() != 0:
+            cmd = ["sudo", "-n", *cmd]
+        with open(self.root / "dockerd.log", "ab") as log:  # the daemon keeps its own copy
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("the second dockerd exited: "
+                                     + (self.root / "dockerd.log").read_text()[-2000:])
+            try:
+                Engine.connect(self.spec("probe"), ping_timeout=1).close()
+                return
+            except LabError:
+                time.sleep(0.5)
+        raise AssertionError("the second dockerd did not answer in 60 s")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        pid = int((self.root / "docker.pid").read_text())
+        subprocess.run(([] if os.geteuid() == 0 else ["sudo", "-n"]) +
+                       ["kill", "-TERM", str(pid)], check=True)
+        self.proc.wait(timeout=60)
+
+    def spec(self, name: str = "second") -> EngineSpec:
+        return EngineSpec(name=name, host=self.url)
+
+    def connect(self) -> Engine:
+        return Engine.connect(self.spec())
+
+
+@pytest.fixture(scope="module")
+def second(engine: Engine) -> Iterator[SecondEngine]:
+    if shutil.which("dockerd") is None:
+        pytest.fail("dockerd is needed to start a second engine: apt-get install docker.io "
+                    "(.ci/setup test does)")
+    if os.geteuid() != 0 and subprocess.run(["sudo", "-n", "true"],
+                                            capture_output=True).returncode != 0:
+        pytest.fail("starting a second Docker engine needs root or passwordless sudo")
+    root = Path(tempfile.mkdtemp(prefix="lab2-", dir="/tmp"))  # short: a socket path
+    daemon = SecondEngine(root, engine.facts().storage_driver)
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        try:
+            if daemon.proc is None or daemon.proc.poll() is not None:
+                daemon.start()
+            e = daemon.connect()
+            try:
+                remove_leftovers(e, everything=True)
+            finally:
+                e.close()
+        except (LabError, AssertionError):
+            pass
+        daemon.stop()
+        subprocess.run(([] if os.geteuid() == 0 else ["sudo", "-n"]) +
+                       ["rm", "-rf", str(root)], check=False)
+
+
+def two_engines(tmp_path: Path, second: SecondEngine, *, first: str = "main",
+                other: str = 'host = "{url}"') -> Path:
+    toml = tmp_path / "lab.toml"
+    toml.write_text(f'[engine.{first}]\nhost = "{endpoint()}"\n\n'
+                    f'[engine.second]\n{other.format(url=second.url)}\n')
+    return toml
+
+
+def outcomes(data: dict[str, Any]) -> dict[tuple[str, str, str | None, str | None], str]:
+    return {(c["target"], c["scenario"], c["start_method"], c.get("container")): c["outcome"]
+            for c in data["results"] if c["kind"] == "behaviour"}
+
+
+PROBE_FACTS = ("start_methods", "default_start_method", "gil_enabled", "pickle_protocol")
+
+
+# Every probe and hazard scenario, and one timing scenario so that both engines' timing lanes
+# run (the other timing scenarios add minutes and no observation this test compares).
+COMPARED = ",".join([s for s, m in CATALOG.items() if m["kind"] == "behaviour"] + ["countdown"])
+
+
+@pytest.mark.alone  # deadlines of 6 s: a machine shared with other tests turns starts into hangs
+def test_the_default_matrix_across_two_engines_matches_one_engine(engine, second, tmp_path):
+    one = lab("run", "--quick", "--scenarios", COMPARED, "--out", str(tmp_path / "one"),
+              "--no-progress")
+    assert one.returncode == 0, one.stderr[-3000:]
+    toml = two_engines(tmp_path, second)
+    two = lab("run", "--quick", "--scenarios", COMPARED, "--config", str(toml),
+              "--out", str(tmp_path / "two"), "--no-progress")
+    assert two.returncode == 0, two.stderr[-3000:]
+    ref, got = load_results(only_run(tmp_path / "one")), load_results(only_run(tmp_path / "two"))
+    jsonschema.validate(got, SCHEMA)
+    # Both engines did work, and say who they are.
+    placed = {t["id"]: t["engine"] for t in got["targets"]}
+    assert set(placed.values()) == {"main", "second"}, placed
+    engines = got["run"]["engines"]
+    assert engines["main"]["id"] == engine.facts().id
+    # Two daemons of one machine share its ID (its key) and host name: the address tells them
+    # apart.
+    assert engines["second"]["where"] == second.url
+    assert all(engines[n]["cpus"] and engines[n]["storage_driver"] for n in engines)
+    for c in got["results"]:
+        assert c["engine"] == placed[c["target"]]
+    # The second engine started empty: its bases came from the first, streamed.
+    on_second = [t for t in got["targets"] if t["engine"] == "second"]
+    assert any((t["base"] or {}).get("streamed_from") == "main" for t in on_second)
+    # What was observed is the same as on one engine.
+    for t in got["targets"]:
+        r = next(x for x in ref["targets"] if x["id"] == t["id"])
+        assert t["status"] == r["status"] == "ok"
+        for key in PROBE_FACTS:
+            assert t["probe"].get(key) == r["probe"].get(key), (t["id"], key)
+    a, b = outcomes(ref), outcomes(got)
+    assert set(a) == set(b)
+    for key in a:
+        if key[1] in BY_CHANCE:
+            assert {a[key], b[key]} <= {"ok", "hung"}, key
+        else:
+            assert a[key] == b[key], key
+    # Nothing left on either engine.
+    assert lab_containers(engine, **{"lab.run": only_run(tmp_path / "two").name}) == []
+    e2 = second.connect()
+    try:
+        assert lab_containers(e2) == []
+    finally:
+        e2.close()
+
+
+def test_the_second_engine_through_a_context(second, tmp_path):
     config = tmp_path / "docker-config"
     config.mkdir()
     (config / "config.json").write_text("{}")
-    env = {**os.environ, "DOCKER_CONFIG": str(config)}
     os.environ["DOCKER_CONFIG"] = str(config)  # where the SDK writes the context
     try:
-        ContextAPI.create_context("lab-second", host=socket_url)
+        ContextAPI.create_context("lab-second", host=second.url)
     finally:
         del os.environ["DOCKER_CONFIG"]
+    env = {**os.environ, "DOCKER_CONFIG": str(config)}
     toml = tmp_path / "lab.toml"
-    toml.write_text(f'[engine.by-host]\nhost = "{socket_url}"\n\n'
-                    '[engine.by-context]\ncontext = "lab-second"\ntiming = false\n\n'
+    toml.write_text('[engine.by-context]\ncontext = "lab-second"\n\n'
                     f'[engine.gone]\nhost = "unix://{tmp_path}/no-engine.sock"\n')
-    r = lab("doctor", "--config", str(toml), env=env, timeout=120)
-    lines = r.stdout.splitlines()
-    facts = engine.facts()
-    by_host = next(x for x in lines if "engine by-host:" in x)
-    by_context = next(x for x in lines if "engine by-context:" in x)
-    gone = next(x for x in lines if "engine gone:" in x)
-    assert by_host.startswith("[ok  ]") and f"engine {facts.version}" in by_host
-    assert f"{facts.cpus} CPUs" in by_host and facts.storage_driver in by_host
-    assert by_context.startswith("[ok  ]") and "(context lab-second)" in by_context
-    assert "no timing cells" in by_context
-    assert gone.startswith("[FAIL]") and "no-engine.sock" in gone
-    assert r.returncode == 1  # one engine failed; the others were still checked
-    # Only the engines asked for.
-    r = lab("doctor", "--config", str(toml), "--engines", "by-context", env=env, timeout=120)
-    assert "engine by-context:" in r.stdout and "engine by-host:" not in r.stdout
+    doctor = lab("doctor", "--config", str(toml), env=env, timeout=120)
+    lines = doctor.stdout.splitlines()
+    assert next(x for x in lines if "engine by-context:" in x).startswith("[ok  ]")
+    assert "(context lab-second)" in doctor.stdout
+    assert next(x for x in lines if "engine gone:" in x).startswith("[FAIL]")
+    assert doctor.returncode == 1  # one engine failed; the others were still checked
+    r = lab("run", "--config", str(toml), "--engines", "by-context", "--targets", "cp311",
+            "--scenarios", "probe", "--out", str(tmp_path / "runs"), "--no-progress", env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = load_results(only_run(tmp_path / "runs"))
+    assert data["run"]["engines"]["by-context"]["where"] == f"{second.url} (context lab-second)"
+    assert data["targets"][0]["engine"] == "by-context"
+    # An engine that cannot be reached at the start: its targets unavailable, the rest run.
+    r = lab("run", "--config", str(toml), "--targets", "cp311,cp314", "--scenarios", "probe",
+            "--out", str(tmp_path / "partial"), "--no-progress", env=env)
+    data = load_results(only_run(tmp_path / "partial"))
+    rows = {t["id"]: t for t in data["targets"]}
+    gone = [t for t in rows.values() if t["engine"] == "gone"]
+    assert r.returncode == 1 and len(gone) == 1, r.stderr[-2000:]
+    assert gone[0]["status"] == "unavailable" and "no-engine.sock" in gone[0]["reason"]
+    ran = [t for t in rows.values() if t["engine"] == "by-context"][0]
+    assert ran["status"] == "ok" and any(c["target"] == ran["id"] for c in data["results"])
 
+
+def test_an_engine_lost_mid_run_leaves_the_other_engine_s_targets_complete(
+        engine, second, tmp_path):
+    toml = two_engines(tmp_path, second)
+    out = tmp_path / "runs"
+    proc = start_lab("run", "--config", str(toml), "--targets", "cp311,cp314", "--scenarios",
+                     HANGING, "--out", str(out), "--no-progress")
+    try:
+        def cell_on_second() -> bool:  # a cell, not an image build, ran there
+            d = run_dir(out)
+            if d is None or not (d / "cells.jsonl").exists():
+                return False
+            cells = [json.loads(x) for x in (d / "cells.jsonl").read_text().splitlines()]
+            return any(c.get("engine") == "second" for c in cells)
+        wait_for(cell_on_second, 180, "a finished cell on the second engine")
+        second.stop()
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+        second.start()
+    assert proc.returncode == 1, err[-3000:]  # partial, not "no engine"
+    data = load_results(run_dir(out))
+    assert data["run"]["complete"] is False
+    placed = {t["id"]: t["engine"] for t in data["targets"]}
+    mine = next(t for t, e in placed.items() if e == "main")
+    lost = next(t for t, e in placed.items() if e == "second")
+    def cells_of(t: str) -> set[tuple[str, str | None]]:
+        return {(c["scenario"], c["start_method"]) for c in data["results"] if c["target"] == t}
+    # Every cell of both targets is there: the first engine's all finished, none an error.
+    assert cells_of(mine) == cells_of(lost) and len(cells_of(mine)) > 3
+    assert all(c["outcome"] != "error" for c in data["results"] if c["target"] == mine)
+    # The second's cells that did not finish are errors that say why, one line each.
+    errors = [c for c in data["results"] if c["target"] == lost and c["outcome"] == "error"]
+    assert errors and all(c["detail"] and "\n" not in c["detail"] for c in errors)
+    assert any("second" in n for n in data["run"]["notes"]) or any(
+        "engine second lost" in c["detail"] for c in errors)
+    assert (run_dir(out) / "index.html").exists()
+    # Nothing left on the first engine; the second keeps the stopped run's containers until it
+    # is back and the next run (or `lab clean`) on it sweeps them, as after a SIGKILL.
+    assert lab_containers(engine, **{"lab.run": run_dir(out).name}) == []
+    nxt = lab("run", "--config", str(toml), "--engines", "second", "--targets", "cp311",
+              "--scenarios", "probe", "--out", str(tmp_path / "next"), "--no-progress")
+    assert nxt.returncode == 0, nxt.stderr[-2000:]
+    e2 = second.connect()
+    try:
+        assert lab_containers(e2, **{"lab.run": run_dir(out).name}) == []
+    finally:
+        e2.close()

@@ -21,7 +21,7 @@ def test_a_timing_cell_beside_a_spinner_waits_is_measured_again_and_keeps_both(
               deadline_scale=1.0)
     notes: list[str] = []
     ctx = JobContext(run_id=unique_run_id, run_dir=tmp_path, target=target,
-                     image_tag=image_of("cp311"), cpuset=None, stop=threading.Event(),
+                     image_tag=image_of("cp311"), stop=threading.Event(),
                      on_cell=lambda c: None, concurrent=lambda: [], on_note=notes.append)
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # a CPU of the host
     try:

@@ -26,6 +26,8 @@ def runner_writes_all_ok(out: Path, plan: dict[str, Any]) -> dict[str, Any]:
 
 
 class FakeEngine:
+    where = "unix:///fake.sock"
+
     def __init__(self, script: Script = runner_writes_all_ok, *, fail_start: bool = False):
         self.script = script
         self.fail_start = fail_start

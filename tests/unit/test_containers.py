@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -16,9 +17,11 @@ def job_and_ctx(tmp_path: Path, phase: str = "behaviour", **kw):
     target = load_matrix().get("cp311")
     plan = plan_runs([target])
     job = plan.behaviour[0] if phase == "behaviour" else plan.timing[0]
+    if "cpuset" in kw:
+        job = dataclasses.replace(job, cpuset=kw["cpuset"])
     seen = []
     ctx = JobContext(run_id="r1", run_dir=tmp_path, target=target, image_tag="lab-target:x",
-                     cpuset=kw.get("cpuset"), stop=kw.get("stop", threading.Event()),
+                     stop=kw.get("stop", threading.Event()),
                      on_cell=seen.append, concurrent=lambda: ["cp39-behaviour"])
     return job, ctx, seen
 

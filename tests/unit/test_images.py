@@ -93,7 +93,7 @@ def test_a_base_is_bootstrapped_once_for_all_its_targets_and_its_failure_is_shar
     calls: list[str] = []
     fail = {"sid": False}
 
-    def fake_base(self, engine, base, arch, tag, target_id):
+    def fake_base(self, engine, base, arch, tag, target_id, donors=()):
         calls.append(target_id)
         if fail["sid"]:
             raise BuildFailed("second stage failed")
@@ -124,5 +124,58 @@ def test_a_base_is_bootstrapped_once_for_all_its_targets_and_its_failure_is_shar
 
 
 class FakeEngineForBases:
+    where = "unix:///fake.sock"
+
+    def image(self, ref):
+        return None  # no base yet: _ensure_base (faked) makes it
+
     def close(self) -> None:
         pass
+
+
+class EngineWithImages:
+    """The docker boundary for streaming: images by tag, save and load."""
+
+    def __init__(self, name: str, images: dict[str, dict[str, str]]):
+        self.where = f"unix:///{name}.sock"
+        self.images = images
+        self.loaded: list[bytes] = []
+
+    def image(self, ref):
+        from lab.engine import ImageInfo
+
+        labels = self.images.get(ref)
+        return None if labels is None else ImageInfo(id=f"sha256:{ref}", tags=(ref,),
+                                                     labels=labels)
+
+    def export_image(self, ref):
+        yield b"tar of " + ref.encode()
+
+    def load_image(self, chunks):
+        data = b"".join(chunks)
+        self.loaded.append(data)
+        self.images[data[len(b"tar of "):].decode()] = {"lab.suite": "sid"}
+
+    def close(self):
+        pass
+
+
+def test_a_base_another_engine_has_is_streamed_not_bootstrapped(tmp_path, monkeypatch):
+    from lab.images import ImageBuilder
+
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(ImageBuilder, "_bootstrap", lambda *a, **k: (_ for _ in ()).throw(
+        AssertionError("bootstrapped although another engine had the base")))
+    plan = plan_image(load_matrix().get("cp314"))
+    first = EngineWithImages("first", {plan.base_ref: {"lab.suite": "sid"}})
+    second = EngineWithImages("second", {})
+    empty = EngineWithImages("empty", {})
+    builder = ImageBuilder(log_dir=tmp_path)
+    try:
+        base = builder._base_for(second, plan, [("empty", lambda: empty),
+                                                ("first", lambda: first)])
+    finally:
+        builder.close()
+    assert second.loaded == [b"tar of " + plan.base_ref.encode()]
+    assert base.streamed_from == "first" and base.built and base.suite == "sid"
+    assert base.stream_seconds is not None

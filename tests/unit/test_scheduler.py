@@ -124,3 +124,78 @@ def test_behaviour_cells_start_longest_first_to_pack_the_slots():
     [timing] = plan.timing  # timing cells keep catalog order: a scenario's cells stay together
     assert [c.scenario for c in timing.cells][:4] == ["countdown"] * 4
 
+
+
+AMD64 = frozenset({"linux/amd64", "linux/386"})
+ARM64 = frozenset({"linux/arm64"})
+
+
+def _slots(*specs):
+    from lab.scheduler import EngineSlot
+
+    return [EngineSlot(name=n, platforms=p, cpus=c, timing=t) for n, p, c, t in specs]
+
+
+def test_one_engine_pins_timing_to_all_its_cpus_and_nothing_is_emulated():
+    plan = plan_runs(select_targets(load_matrix()), engines=_slots(("local", AMD64, 4, True)))
+    assert {j.engine for j in plan.jobs} == {"local"}
+    assert all(j.cpuset == "0,1,2,3" for j in plan.timing)
+    assert all(j.cpuset is None for j in plan.behaviour)
+    assert not any(plan.emulated.values())
+
+
+def test_targets_go_native_first_and_are_balanced_by_cost():
+    m = load_matrix()
+    targets = select_targets(m) + [m.get("cp311-arm64"), m.get("cp314-arm64")]
+    plan = plan_runs(targets, engines=_slots(("a", AMD64, 2, True), ("b", AMD64, 2, True),
+                                             ("arm", ARM64, 8, True)))
+    placed = plan.placement
+    # arm64 targets run natively on the arm64 engine, never emulated on an x86 one.
+    assert placed["cp311-arm64"] == placed["cp314-arm64"] == "arm"
+    assert not plan.emulated["cp311-arm64"]
+    arm_jobs = [j for j in plan.jobs if j.target_id == "cp311-arm64"]
+    assert all(j.engine == "arm" and not j.emulated and j.deadline_scale == 1.0
+               for j in arm_jobs)
+    # the six amd64 targets (equal cost) split three and three over the two amd64 engines
+    amd = [t.id for t in select_targets(m)]
+    assert sorted(placed[t] for t in amd) == ["a", "a", "a", "b", "b", "b"]
+    assert plan.timing_on("arm") and len(plan.timing_on("a")) == 3
+    assert all(j.cpuset == "0,1,2,3,4,5,6,7" for j in plan.timing_on("arm"))
+
+
+def test_a_platform_no_engine_runs_natively_is_emulated_on_the_least_loaded():
+    m = load_matrix()
+    plan = plan_runs([m.get("cp311"), m.get("cp311-arm64")],
+                     engines=_slots(("a", AMD64, 2, True), ("b", AMD64, 2, True)))
+    assert plan.placement == {"cp311": "a", "cp311-arm64": "b"}
+    assert plan.emulated["cp311-arm64"]
+    timing = plan.timing_on("b")[0]
+    assert timing.emulated and timing.deadline_scale == EMULATION_SLOWDOWN
+
+
+def test_timing_is_exclusive_per_engine_and_avoids_engines_that_refuse_it():
+    m = load_matrix()
+    targets = select_targets(m)
+    plan = plan_runs(targets, engines=_slots(("fast", AMD64, 2, True),
+                                             ("ci", AMD64, 2, False)))
+    assert {plan.placement[t.id] for t in targets} == {"fast", "ci"}  # behaviour spreads
+    assert plan.timing_on("ci") == ()  # but no timing cell runs on a timing = false engine
+    assert len(plan.timing_on("fast")) == len(targets)
+    assert all(j.exclusive and j.parallel == 1 for j in plan.timing)
+    with pytest.raises(ConfigError, match="no engine may run timing cells"):
+        plan_runs(targets, engines=_slots(("ci", AMD64, 2, False)))
+    # without timing scenarios, such engines are fine
+    assert plan_runs(targets, engines=_slots(("ci", AMD64, 2, False)),
+                     scenarios=["probe"]).timing == ()
+
+
+def test_host_interpreters_run_in_the_first_engine_s_lane_unpinned():
+    from lab.matrix import Target
+
+    host = Target(id="host-cp311", implementation="cpython", version="3.11",
+                  python="/usr/bin/python3", host_python="/usr/bin/python3", default=False)
+    plan = plan_runs([host, load_matrix().get("cp311")],
+                     engines=_slots(("a", AMD64, 2, True), ("b", AMD64, 2, True)))
+    assert plan.placement["host-cp311"] == "a"
+    host_timing = next(j for j in plan.timing if j.target_id == "host-cp311")
+    assert host_timing.engine == "a" and host_timing.cpuset is None
