@@ -33,12 +33,12 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from lab.containers import JobContext, run_job
+from lab.containers import JobContext, cells_only, run_job
 from lab.engine import Engine
 from lab.images import ImageBuilder, plan_image
 from lab.matrix import load_matrix, select_targets
 from lab.results import Cell, RunResults
-from lab.runner.util import median_interval
+from lab.runner.util import median_interval, quantile
 from lab.runs import Run, RunOptions
 from lab.scheduler import Job, plan_runs
 from lab.verdicts import CONTENDED, contention, judge
@@ -53,17 +53,15 @@ def spread(cells: list[Cell]) -> float | None:
         samples = sorted(c.measurements.get("speedup_samples") or [])
         if c.scenario != "countdown" or c.outcome != "ok" or len(samples) < 2:
             continue
-        q1, q3 = samples[len(samples) // 4], samples[(3 * len(samples)) // 4]
-        values.append((q3 - q1) / median(samples))
+        values.append((quantile(samples, 0.75) - quantile(samples, 0.25)) / median(samples))
     return median(values) if values else None
 
 
 def one_job(engine: Engine, job: Job, target, image: str, run_dir: Path,
             run_id: str) -> list[Cell]:
     ctx = JobContext(run_id=run_id, run_dir=run_dir, target=target, image_tag=image,
-                     stop=threading.Event(), on_cell=lambda c: None,
-                     concurrent=lambda: [])
-    return run_job(engine, job, ctx)
+                     stop=threading.Event())
+    return cells_only(run_job(engine, job, ctx))
 
 
 def bench_bases(ids: str | None) -> int:

@@ -9,17 +9,15 @@ reason. ``HostProcess`` runs the same runner with a host interpreter instead (``
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +26,7 @@ from lab.engine import MANAGED, ContainerSpec, Engine
 from lab.errors import EngineUnavailable, LabError
 from lab.images import stage_runner
 from lab.matrix import Target
+from lab.records import JsonlTail, Outcome, record_problem
 from lab.results import Cell
 from lab.scheduler import CellSpec, Job
 
@@ -35,94 +34,11 @@ POLL_S = 0.25
 INNER_OUT = "/lab/out"
 INNER_USER = "/lab/user"  # the user's files (scenario files, a `lab check` script), read-only
 INNER_SCRATCH = "/tmp/lab-cells"  # cells' own files, on the container's size-capped tmpfs
-MAX_RECORD_BYTES = 4 * 1024 * 1024  # one cell record; larger is a broken channel
-MAX_RESULTS_BYTES = 64 * 1024 * 1024  # everything one job may send back
 
 
 def run_labels(run_id: str, target_id: str) -> dict[str, str]:
     return {MANAGED: "true", "lab.run": run_id, "lab.target": target_id,
             "lab.host": socket.gethostname(), "lab.pid": str(os.getpid())}
-
-
-class JsonlTail:
-    """Reads the complete new lines of a growing JSON-lines file that a container writes.
-
-    The container is untrusted: the file is opened without following a symlink (a link to a
-    host file would otherwise make the host read it), only a regular file is read, and no
-    more than MAX_RESULTS_BYTES in all. Each such problem is reported once, as a str.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-        self.buffer = b""
-        self.refused: str | None = None
-
-    def _open(self) -> int | None:
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise _Refused(f"{self.path.name} is a symbolic link, which the host does not "
-                               "follow: the results channel was tampered with") from exc
-            return None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise _Refused(f"{self.path.name} is not a regular file: the results channel was "
-                           "tampered with")
-        return fd
-
-    def read(self) -> list[dict[str, Any] | str]:
-        """Parsed records; a str for a line that is not a JSON object (a broken record) or for
-        a channel the host refuses to read."""
-        if self.refused is not None:
-            return []
-        try:
-            fd = self._open()
-        except _Refused as exc:
-            self.refused = str(exc)
-            return [self.refused]
-        if fd is None:
-            return []
-        chunks = []
-        try:
-            os.lseek(fd, self.offset, os.SEEK_SET)
-            budget = MAX_RESULTS_BYTES - self.offset
-            while budget > 0 and (chunk := os.read(fd, min(budget, 1 << 20))):
-                chunks.append(chunk)
-                budget -= len(chunk)
-        finally:
-            os.close(fd)
-        data = b"".join(chunks)
-        self.offset += len(data)
-        if self.offset >= MAX_RESULTS_BYTES:
-            self.refused = (f"{self.path.name} grew past {MAX_RESULTS_BYTES} bytes; the rest "
-                            "was not read")
-            data += b"\n"  # what complete lines there are still count
-        self.buffer += data
-        out: list[dict[str, Any] | str] = []
-        while b"\n" in self.buffer:
-            line, self.buffer = self.buffer.split(b"\n", 1)
-            if not line.strip():
-                continue
-            if len(line) > MAX_RECORD_BYTES:
-                out.append(f"a result record of {len(line)} bytes (limit {MAX_RECORD_BYTES})")
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError as exc:
-                out.append(f"a malformed result record ({exc})")
-                continue
-            out.append(rec if isinstance(rec, dict) else "a result record that is not an object")
-        if self.refused is not None:
-            out.append(self.refused)
-        return out
-
-
-class _Refused(Exception):
-    pass
 
 
 class Workload(Protocol):
@@ -224,23 +140,31 @@ class JobContext:
     target: Target
     image_tag: str | None
     stop: threading.Event
-    on_cell: Callable[[Cell], None]
-    concurrent: Callable[[], list[str]]  # other jobs running now
     user_dir: Path | None = None  # copies of the user's files, mounted read-only
-    on_note: Callable[[str], None] | None = None  # what the job is waiting for, for progress
 
 
-def _cell_from_record(rec: dict[str, Any], spec: CellSpec, job: Job, ctx: JobContext,
-                      concurrent: list[str]) -> Cell:
+@dataclass(frozen=True)
+class Note:
+    """What a job is waiting for, as it happens (the progress display shows it)."""
+
+    text: str
+
+
+def cells_only(events: Iterable[Cell | Note]) -> list[Cell]:
+    """Run a job to its end and keep its cells (for callers with no progress display)."""
+    return [e for e in events if isinstance(e, Cell)]
+
+
+def _cell_from_record(rec: dict[str, Any], spec: CellSpec, job: Job, ctx: JobContext) -> Cell:
     def num(key: str) -> float | None:
         v = rec.get(key)
         return float(v) if isinstance(v, int | float) else None
 
     outcome = rec.get("outcome")
     detail = rec.get("detail")
-    if outcome not in ("ok", "hung", "crashed", "failed", "skipped", "error"):
+    if outcome not in Outcome.values():
         detail = f"runner reported an unknown outcome {outcome!r}"
-        outcome = "error"
+        outcome = Outcome.ERROR
     code = rec.get("exit_code")
     cpus = rec.get("cpus")
     measurements = rec.get("measurements")
@@ -258,7 +182,6 @@ def _cell_from_record(rec: dict[str, Any], spec: CellSpec, job: Job, ctx: JobCon
         kind=spec.kind,
         cpus=[c for c in cpus if isinstance(c, int)] if isinstance(cpus, list) else None,
         exclusive=job.exclusive,
-        concurrent=concurrent,
         emulated=job.emulated,
         deadline_s=num("deadline_s"),
         cpu=rec.get("cpu") if isinstance(rec.get("cpu"), dict) else None,
@@ -278,8 +201,11 @@ def missing_cell(spec: CellSpec, job: Job, ctx: JobContext, *, outcome: str, det
                 engine=None if ctx.target.host_python else job.engine)
 
 
-def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
-    """Run ``job``'s cells; every planned cell comes back as exactly one Cell."""
+def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> Iterator[Cell | Note]:
+    """Run ``job``'s cells, yielding each cell as it finishes (and a Note when the job waits
+    for a quiet machine); every planned cell comes out as exactly one Cell. A crashed or error
+    cell is held until the container's end is known, so that an OOM kill can be noted on it.
+    The caller stamps what ran beside each cell; this function takes no callbacks."""
     work = ctx.run_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
     os.chmod(work, 0o700)  # below it, folders the container must write to are open to all
@@ -298,29 +224,39 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
     problems: list[str] = []
     done_seen = False
 
-    def drain() -> None:
+    held: dict[int, Cell] = {}  # crashed or error: waiting for the container's end
+
+    def drain() -> Iterator[Cell | Note]:
         nonlocal done_seen
         for rec in tail.read():
             if isinstance(rec, str):
                 problems.append(rec)
                 continue
+            if (problem := record_problem(rec)) is not None:
+                problems.append(problem)
+                continue
             if rec.get("kind") == "done":
                 done_seen = True
-            if rec.get("kind") == "wait" and ctx.on_note is not None:
+            if rec.get("kind") == "wait":
                 others, waited = rec.get("others_cpus"), rec.get("waited_s")
                 if isinstance(others, int | float) and isinstance(waited, int | float):
-                    ctx.on_note(f"waiting for a quiet machine: others use {others:.2f} CPU "
-                                f"({waited:.0f} s)")
+                    yield Note(f"waiting for a quiet machine: others use {others:.2f} CPU "
+                               f"({waited:.0f} s)")
             if rec.get("kind") != "cell":
                 continue
             index = rec.get("index")
             if not isinstance(index, int) or not 0 <= index < len(job.cells):
                 problems.append(f"a result record with a bad index {index!r}")
                 continue
-            others = [] if job.exclusive else ctx.concurrent()
-            cell = _cell_from_record(rec, job.cells[index], job, ctx, others)
+            if index in reported:
+                problems.append(f"a second result record for cell {index}")
+                continue
+            cell = _cell_from_record(rec, job.cells[index], job, ctx)
             reported[index] = cell
-            ctx.on_cell(cell)
+            if cell.outcome in ("crashed", "error"):
+                held[index] = cell
+            else:
+                yield cell
 
     workload: Workload | None = None
     exit_code: int | None = None
@@ -348,7 +284,7 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
             workload = ContainerWorkload(engine, spec)
         deadline = time.monotonic() + job.host_deadline_s
         while True:
-            drain()
+            yield from drain()
             done, exit_code, oom = workload.exited()
             if done:
                 break
@@ -362,7 +298,7 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
                 workload.stop()
                 break
             time.sleep(POLL_S)
-        drain()
+        yield from drain()
         if not why:
             if oom:
                 why = "container was OOM-killed (memory limit) before this cell reported"
@@ -377,22 +313,20 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> list[Cell]:
     finally:
         if workload is not None:
             workload.cleanup()
-    cells = []
     for index, spec_ in enumerate(job.cells):
-        if index in reported:
-            cell = reported[index]
-            if oom and cell.outcome in ("crashed", "error"):
+        if index in held:
+            cell = held[index]
+            if oom:
                 cell = replace(cell, outcome="crashed", detail=f"{cell.detail} (OOM kill noted)")
-            cells.append(cell)
+            yield cell
             continue
+        if index in reported:
+            continue  # already out
         if ctx.stop.is_set():
             continue  # interrupted: a partial run keeps only what finished
         detail = why or ("; ".join(problems) if problems else "no result record came back")
         if problems and why:
             detail = f"{why}; also: {'; '.join(problems)}"
         outcome = "crashed" if oom else "error"
-        cell = missing_cell(spec_, job, ctx, outcome=outcome, detail=detail, output=diag)
-        ctx.on_cell(cell)
-        cells.append(cell)
-    return cells
+        yield missing_cell(spec_, job, ctx, outcome=outcome, detail=detail, output=diag)
 

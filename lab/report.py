@@ -24,6 +24,7 @@ from lab.changes import summaries as change_summaries
 from lab.documented import documented
 from lab.results import Cell, RunResults, TargetResult, load
 from lab.runner.scenarios import CATALOG, START_METHODS
+from lab.runner.util import quantile
 from lab.scheduler import METHOD_ORDER
 from lab.verdicts import CONTENDED, anchor, contention, judge
 
@@ -371,8 +372,7 @@ def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
             s = c.measurements.get("speedup")
             if not isinstance(s, int | float) or not samples:
                 continue
-            q1 = samples[len(samples) // 4]
-            q3 = samples[(3 * len(samples)) // 4]
+            q1, q3 = quantile(samples, 0.25), quantile(samples, 0.75)
             serial = _stat(c.measurements.get("serial"))
             label = f"{t.id} · {'2 threads' if m is None else '2 processes, ' + m}"
             bars.append(Bar(label=label, value=float(s), lo=q1, hi=q3,

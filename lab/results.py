@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lab.errors import ConfigError
+from lab.records import Outcome
 
 SCHEMA_VERSION = 4
-OUTCOMES = ("ok", "hung", "crashed", "failed", "skipped", "error")
+OUTCOMES = Outcome.values()
 TARGET_STATUSES = ("ok", "unavailable", "build_failed", "error")
 
 

@@ -1,8 +1,9 @@
 """A run, end to end: its folder, its images, executing the plan, and its files.
 
 Thin on purpose: what runs when is decided by ``scheduler.plan_runs``; how one container runs
-is ``containers.run_job``. This module wires them with a thread pool (one Engine per thread),
-persists every cell as it finishes, and on Ctrl-C stops and removes every container it made,
+is ``containers.run_job``, which yields cells. This module wires them with a thread pool (one
+Engine per thread), persists every cell as it arrives, stamped with what ran beside it on its
+engine, and on Ctrl-C or SIGTERM stops and removes every container it made on every engine,
 then writes and renders what finished, marked incomplete.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import __version__
-from lab.containers import JobContext, missing_cell, run_job
+from lab.containers import JobContext, Note, missing_cell, run_job
 from lab.engine import MANAGED, Engine, EngineFacts
 from lab.errors import (
     BuildFailed,
@@ -393,14 +394,17 @@ class Run:
         if self.stop.is_set():
             return
         got: set[tuple[str, str, str | None, str | None]] = set()
+        others = self.running_others(job.name, job.engine)
 
         def record(cell: Cell) -> None:
             got.add(cell.key)
+            if not job.exclusive:  # what ran beside it on its engine as it finished
+                cell = dataclasses.replace(cell, concurrent=others())
             self.record(cell)
 
         def lost_cells() -> None:
             why = f"engine {job.engine} lost: {self.lost[job.engine]}"
-            ctx = self._context(job, target, record)
+            ctx = self._context(target)
             for spec in job.cells:
                 if (target.id, spec.scenario, spec.start_method, spec.container) not in got:
                     record(missing_cell(spec, job, ctx, outcome="error", detail=why))
@@ -414,7 +418,11 @@ class Run:
         engine = None
         try:
             engine = None if target.host_python else self.connect(job.engine)
-            run_job(engine, job, self._context(job, target, record))
+            for event in run_job(engine, job, self._context(target)):
+                if isinstance(event, Note):
+                    self.progress.stage(target.id, f"{job.phase}: {event.text}")
+                else:
+                    record(event)
         except EngineUnavailable as exc:
             self.engine_lost(job.engine, exc)
             if not self.stop.is_set():
@@ -425,12 +433,10 @@ class Run:
             if engine is not None:
                 engine.close()
 
-    def _context(self, job: Job, target: Target, record: Callable[[Cell], None]) -> JobContext:
+    def _context(self, target: Target) -> JobContext:
         return JobContext(run_id=self.run_id, run_dir=self.dir, target=target,
                           image_tag=self.images.get(target.id), stop=self.stop,
-                          on_cell=record, concurrent=self.running_others(job.name, job.engine),
-                          user_dir=self.user_dir,
-                          on_note=lambda note: self.progress.stage(target.id, f"timing: {note}"))
+                          user_dir=self.user_dir)
 
     def build_then_behaviour(self, target: Target, builder: ImageBuilder) -> None:
         # Builds take `jobs` slots of their engine (CPU and disk heavy); behaviour cells mostly

@@ -34,6 +34,7 @@ from typing import Any, cast
 
 from lab.documented import documented
 from lab.results import Cell, RunResults, TargetResult
+from lab.runner.util import quantile  # the statistics the runner summarizes with
 
 CONFIRMED = "confirmed"
 REFUTED = "refuted"
@@ -139,15 +140,8 @@ def _speedup_stats(cell: Cell) -> tuple[float | None, float | None, float | None
     samples = [s for s in cell.measurements.get("speedup_samples") or [] if _num(s)]
     if not samples:
         return None, None, None
-    ordered = sorted(samples)
-
-    def q(p: float) -> float:
-        pos = (len(ordered) - 1) * p
-        lo = int(pos)
-        hi = min(lo + 1, len(ordered) - 1)
-        return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-    return _num(cell.measurements.get("speedup")), q(0.25), q(0.75)
+    return (_num(cell.measurements.get("speedup")), quantile(samples, 0.25),
+            quantile(samples, 0.75))
 
 
 class _Judge:

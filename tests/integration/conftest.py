@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lab.containers import JobContext, run_job
+from lab.containers import JobContext, cells_only, run_job
 from lab.engine import MANAGED, Engine
 from lab.images import ImageBuilder, plan_image
 from lab.matrix import Target, load_matrix
@@ -86,9 +86,8 @@ def run_cells(engine: Engine, image: str, target: Target, run_dir: Path,
     job = Job(target_id=target.id, phase=phase, cells=tuple(cells), parallel=parallel,
               exclusive=False, deadline_scale=1.0, emulated=target.emulated)
     ctx = JobContext(run_id=run_id, run_dir=run_dir, target=target, image_tag=image,
-                     stop=stop or threading.Event(), on_cell=lambda c: None,
-                     concurrent=lambda: [])
-    return run_job(engine, job, ctx)
+                     stop=stop or threading.Event())
+    return cells_only(run_job(engine, job, ctx))
 
 
 def selftest(name: str, deadline: float = 20, **params: Any) -> CellSpec:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 
-from lab.containers import JobContext, run_job
+from lab.containers import JobContext, Note, cells_only, run_job
 from lab.matrix import load_matrix
 from lab.scheduler import QUIET, CellSpec, Job
 
@@ -19,13 +19,13 @@ def test_a_timing_cell_beside_a_spinner_waits_is_measured_again_and_keeps_both(
                     deadline_s=60, params={"quick": True})
     job = Job(target_id=target.id, phase="timing", cells=(cell,), parallel=1, exclusive=True,
               deadline_scale=1.0)
-    notes: list[str] = []
     ctx = JobContext(run_id=unique_run_id, run_dir=tmp_path, target=target,
-                     image_tag=image_of("cp311"), stop=threading.Event(),
-                     on_cell=lambda c: None, concurrent=lambda: [], on_note=notes.append)
+                     image_tag=image_of("cp311"), stop=threading.Event())
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # a CPU of the host
     try:
-        [got] = run_job(engine, job, ctx)
+        events = list(run_job(engine, job, ctx))
+        notes = [e.text for e in events if isinstance(e, Note)]
+        [got] = cells_only(events)
     finally:
         spinner.kill()
         spinner.wait()

@@ -15,13 +15,14 @@ Script = Callable[[Path, dict[str, Any]], dict[str, Any]]
 
 def runner_writes_all_ok(out: Path, plan: dict[str, Any]) -> dict[str, Any]:
     """Simulate the runner: one ok record per planned cell, then done."""
-    lines = [{"kind": "start"}]
+    lines: list[dict[str, Any]] = [{"kind": "start"}]
     for i, cell in enumerate(plan["cells"]):
         lines.append({"kind": "cell", "index": i, "scenario": cell["scenario"],
                       "start_method": cell["start_method"], "outcome": "ok",
                       "duration_s": 0.1, "measurements": {"i": i}, "cpus": [0, 1]})
     lines.append({"kind": "done"})
-    (out / "results.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (out / "results.jsonl").write_text("".join(json.dumps({**x, "record_version": 1}) + "\n"
+                                               for x in lines))
     return {"ExitCode": 0}
 
 

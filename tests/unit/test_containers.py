@@ -6,7 +6,8 @@ import os
 import threading
 from pathlib import Path
 
-from lab.containers import JobContext, JsonlTail, run_job
+from lab.containers import JobContext, JsonlTail, Note, cells_only
+from lab.containers import run_job as run_job_events
 from lab.matrix import load_matrix
 from lab.scheduler import plan_runs
 
@@ -19,23 +20,47 @@ def job_and_ctx(tmp_path: Path, phase: str = "behaviour", **kw):
     job = plan.behaviour[0] if phase == "behaviour" else plan.timing[0]
     if "cpuset" in kw:
         job = dataclasses.replace(job, cpuset=kw["cpuset"])
-    seen = []
     ctx = JobContext(run_id="r1", run_dir=tmp_path, target=target, image_tag="lab-target:x",
-                     stop=kw.get("stop", threading.Event()),
-                     on_cell=seen.append, concurrent=lambda: ["cp39-behaviour"])
-    return job, ctx, seen
+                     stop=kw.get("stop", threading.Event()))
+    return job, ctx, None
+
+
+def run_job(engine, job, ctx):
+    """The job's cells in plan order (run_job yields them as they arrive)."""
+    order = {(c.scenario, c.start_method, c.container): i for i, c in enumerate(job.cells)}
+    return sorted(cells_only(run_job_events(engine, job, ctx)),
+                  key=lambda c: order[(c.scenario, c.start_method, c.container)])
 
 
 def test_every_planned_cell_comes_back_once_and_the_container_is_removed(tmp_path):
-    job, ctx, seen = job_and_ctx(tmp_path)
+    job, ctx, _ = job_and_ctx(tmp_path)
     engine = FakeEngine()
-    cells = run_job(engine, job, ctx)
+    events = list(run_job_events(engine, job, ctx))
+    cells = cells_only(events)
+    # each cell once, as the runner reported it (no callback, nothing returned twice)
     assert [(c.scenario, c.start_method) for c in cells] == [
         (c.scenario, c.start_method) for c in job.cells]
     assert all(c.outcome == "ok" and c.target == "cp311" for c in cells)
-    assert len(seen) == len(cells)  # each persisted as it arrived
+    assert not any(isinstance(e, Note) for e in events)
     assert engine.removed == ["c0"]
-    assert cells[0].concurrent == ["cp39-behaviour"] and not cells[0].exclusive
+    assert cells[0].concurrent == [] and not cells[0].exclusive  # the run stamps neighbours
+
+
+def test_a_crashed_cell_is_held_until_the_container_s_end_to_note_an_oom_kill(tmp_path):
+    def crash_then_oom(out: Path, plan):
+        recs = [{"kind": "cell", "index": 0, "outcome": "crashed", "detail": "signal 9"},
+                {"kind": "cell", "index": 1, "outcome": "ok"}]
+        (out / "results.jsonl").write_text("".join(json.dumps({**r, "record_version": 1}) +
+                                                   "\n" for r in recs))
+        return {"ExitCode": 137, "OOMKilled": True}
+
+    job, ctx, _ = job_and_ctx(tmp_path)
+    cells = cells_only(run_job_events(FakeEngine(crash_then_oom), job, ctx))
+    assert cells[0].scenario == job.cells[1].scenario and cells[0].outcome == "ok"
+    crashed = next(c for c in cells if c.scenario == job.cells[0].scenario
+                   and c.start_method == job.cells[0].start_method)
+    assert crashed.outcome == "crashed" and crashed.detail == "signal 9 (OOM kill noted)"
+    assert len(cells) == len(job.cells)
 
 
 def test_container_is_hardened_and_labelled(tmp_path):
@@ -92,7 +117,7 @@ def test_runner_dying_turns_unreported_cells_into_errors(tmp_path):
 
 def test_oom_kill_marks_cells_crashed(tmp_path):
     def oom(out: Path, plan):
-        (out / "results.jsonl").write_text('{"kind": "start"}\n')
+        (out / "results.jsonl").write_text('{"kind": "start", "record_version": 1}\n')
         return {"ExitCode": 137, "OOMKilled": True}
 
     job, ctx, _ = job_and_ctx(tmp_path)
@@ -119,7 +144,8 @@ def test_unknown_outcome_and_bad_index_are_errors(tmp_path):
     def weird(out: Path, plan):
         recs = [{"kind": "cell", "index": 0, "outcome": "splendid"},
                 {"kind": "cell", "index": 999, "outcome": "ok"}, {"kind": "done"}]
-        (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+        (out / "results.jsonl").write_text("".join(json.dumps({**r, "record_version": 1}) +
+                                                   "\n" for r in recs))
         return {"ExitCode": 0}
 
     job, ctx, _ = job_and_ctx(tmp_path)
@@ -189,7 +215,7 @@ def test_a_results_channel_that_is_not_a_regular_file_is_refused(tmp_path):
 
 
 def test_the_results_channel_is_read_up_to_a_cap(tmp_path, monkeypatch):
-    monkeypatch.setattr("lab.containers.MAX_RESULTS_BYTES", 100)
+    monkeypatch.setattr("lab.records.MAX_RESULTS_BYTES", 100)
     channel = tmp_path / "results.jsonl"
     record = json.dumps({"kind": "cell", "index": 0}) + "\n"
     channel.write_text(record + "x" * 10_000 + "\n" + record)
@@ -198,3 +224,16 @@ def test_the_results_channel_is_read_up_to_a_cap(tmp_path, monkeypatch):
     assert got[0] == {"kind": "cell", "index": 0}
     assert any(isinstance(g, str) and "grew past 100 bytes" in g for g in got)
     assert tail.offset == 100 and tail.read() == []
+
+
+def test_a_record_of_another_version_is_refused_and_said(tmp_path):
+    def old_image(out: Path, plan):
+        recs = [{"kind": "cell", "index": 0, "outcome": "ok", "record_version": 0},
+                {"kind": "done", "record_version": 1}]
+        (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+        return {"ExitCode": 0}
+
+    job, ctx, _ = job_and_ctx(tmp_path)
+    cells = run_job(FakeEngine(old_image), job, ctx)
+    assert cells[0].outcome == "error"
+    assert "version 0; this lab reads version 1" in cells[0].detail

@@ -1,0 +1,130 @@
+"""The record protocol between the runner (in a container, untrusted) and the host: how the
+host reads the runner's JSON-lines channel, which records it accepts, and the outcomes a cell
+can have. The runner's side is ``lab/runner/harness.py``, which stamps every record with
+``record_version``; a record of another version (an image made by another lab version) is a
+problem reported on the cells, never guessed at.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from lab.runner import RECORD_VERSION
+
+MAX_RECORD_BYTES = 4 * 1024 * 1024  # one cell record; larger is a broken channel
+MAX_RESULTS_BYTES = 64 * 1024 * 1024  # everything one job may send back
+KINDS = ("start", "wait", "cell", "done")
+
+
+class Outcome(StrEnum):
+    """What became of a cell (``results.json``'s ``outcome``)."""
+
+    OK = "ok"
+    HUNG = "hung"
+    CRASHED = "crashed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    ERROR = "error"
+
+    @classmethod
+    def values(cls) -> tuple[str, ...]:
+        return tuple(o.value for o in cls)
+
+
+def record_problem(rec: dict[str, Any]) -> str | None:
+    """Why the host does not accept a parsed record (None: it does)."""
+    version = rec.get("record_version")
+    if version != RECORD_VERSION:
+        return (f"a result record of version {version!r}; this lab reads version "
+                f"{RECORD_VERSION}: the image was made by another lab version (`lab clean`, "
+                "then run again)")
+    if rec.get("kind") not in KINDS:
+        return f"a result record of an unknown kind {rec.get('kind')!r}"
+    return None
+
+
+class JsonlTail:
+    """Reads the complete new lines of a growing JSON-lines file that a container writes.
+
+    The container is untrusted: the file is opened without following a symlink (a link to a
+    host file would otherwise make the host read it), only a regular file is read, and no
+    more than MAX_RESULTS_BYTES in all. Each such problem is reported once, as a str.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.buffer = b""
+        self.refused: str | None = None
+
+    def _open(self) -> int | None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _Refused(f"{self.path.name} is a symbolic link, which the host does not "
+                               "follow: the results channel was tampered with") from exc
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise _Refused(f"{self.path.name} is not a regular file: the results channel was "
+                           "tampered with")
+        return fd
+
+    def read(self) -> list[dict[str, Any] | str]:
+        """Parsed records; a str for a line that is not a JSON object (a broken record) or for
+        a channel the host refuses to read."""
+        if self.refused is not None:
+            return []
+        try:
+            fd = self._open()
+        except _Refused as exc:
+            self.refused = str(exc)
+            return [self.refused]
+        if fd is None:
+            return []
+        chunks = []
+        try:
+            os.lseek(fd, self.offset, os.SEEK_SET)
+            budget = MAX_RESULTS_BYTES - self.offset
+            while budget > 0 and (chunk := os.read(fd, min(budget, 1 << 20))):
+                chunks.append(chunk)
+                budget -= len(chunk)
+        finally:
+            os.close(fd)
+        data = b"".join(chunks)
+        self.offset += len(data)
+        if self.offset >= MAX_RESULTS_BYTES:
+            self.refused = (f"{self.path.name} grew past {MAX_RESULTS_BYTES} bytes; the rest "
+                            "was not read")
+            data += b"\n"  # what complete lines there are still count
+        self.buffer += data
+        out: list[dict[str, Any] | str] = []
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            if not line.strip():
+                continue
+            if len(line) > MAX_RECORD_BYTES:
+                out.append(f"a result record of {len(line)} bytes (limit {MAX_RECORD_BYTES})")
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError as exc:
+                out.append(f"a malformed result record ({exc})")
+                continue
+            out.append(rec if isinstance(rec, dict) else "a result record that is not an object")
+        if self.refused is not None:
+            out.append(self.refused)
+        return out
+
+
+class _Refused(Exception):
+    pass
