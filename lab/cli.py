@@ -46,7 +46,8 @@ EXIT_CODES = {
               ("2", "bad input"), ("3", "no Docker engine"), ("130", "interrupted"),
               ("143", "terminated by SIGTERM, handled like Ctrl-C")],
     "list": [("0", "always"), ("2", "bad input")],
-    "clean": [("0", "done"), ("3", "no Docker engine")],
+    "clean": [("0", "done"), ("1", "an engine could not be reached; the others were cleaned"),
+              ("3", "no Docker engine")],
     "doctor": [("0", "nothing failed"), ("1", "a check failed")],
     "report": [("0", "written"), ("2", "not a results file or run folder")],
 }
@@ -130,10 +131,10 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
                    help="extra matrix file (default: ./lab.toml if present)")
 
 
-def _add_engines(p: argparse.ArgumentParser) -> None:
+def _add_engines(p: argparse.ArgumentParser, what: str = "to spread the targets over") -> None:
     p.add_argument("--engines", type=_csv, metavar="NAMES",
-                   help="Docker engines of lab.toml's [engine.NAME] tables to spread the "
-                        "targets over (default: every one configured, else the environment's)")
+                   help=f"Docker engines of lab.toml's [engine.NAME] tables {what} (default: "
+                        "every one configured, else the environment's)")
 
 
 def _command(sub: argparse._SubParsersAction[LabParser], name: str, summary: str,
@@ -212,9 +213,13 @@ def build_parser() -> LabParser:
     _add_selection(lst)
 
     clean = _command(sub, "clean", "remove the lab's containers and target images",
-                     "Remove every container the lab made and its target images; Debian "
-                     "bases are kept unless --all.")
+                     "Remove every container the lab made and its target images on every "
+                     "engine (lab.toml's, or the environment's); Debian bases are kept unless "
+                     "--all.")
     clean.add_argument("--all", action="store_true", help="also remove the Debian base images")
+    _add_engines(clean, "to clean")
+    clean.add_argument("--config", type=Path, metavar="PATH",
+                       help="extra matrix file (default: ./lab.toml if present)")
 
     doctor = _command(sub, "doctor", "check the engines, Debian mirror, disk, registry and "
                       "emulation",
@@ -441,20 +446,34 @@ def cmd_clean(args: argparse.Namespace) -> int:
     from lab.engine import MANAGED, Engine
     from lab.runs import remove_leftovers
 
-    engine = Engine.connect()
-    try:
-        gone = remove_leftovers(engine, everything=True)
-        images = [i for i in engine.images({MANAGED: "true"})
-                  if args.all or i.labels.get("lab.kind") != "base"]
-        # Target images first: they are children of the bases.
-        images.sort(key=lambda i: i.labels.get("lab.kind") == "base")
-        for image in images:
-            engine.remove_image(image.id)
-    finally:
-        engine.close()
-    print(f"removed {len(gone)} container(s) and {len(images)} image(s)"
-          + ("" if args.all else " (bases kept; --all removes them too)"))
-    return 0
+    specs = _matrix(args).select_engines(args.engines)
+    several = len(specs) > 1
+    unreachable = 0
+    for spec in specs:
+        try:
+            engine = Engine.connect(spec)
+        except EngineUnavailable as exc:
+            if not several:
+                raise
+            unreachable += 1
+            print(f"{spec.name}: not cleaned: {exc}", file=sys.stderr)
+            continue
+        try:
+            gone = remove_leftovers(engine, everything=True)
+            images = [i for i in engine.images({MANAGED: "true"})
+                      if args.all or i.labels.get("lab.kind") != "base"]
+            # Target images first: they are children of the bases.
+            images.sort(key=lambda i: i.labels.get("lab.kind") == "base")
+            for image in images:
+                engine.remove_image(image.id)
+        finally:
+            engine.close()
+        print(f"{spec.name + ': ' if several else ''}removed {len(gone)} container(s) and "
+              f"{len(images)} image(s)" + ("" if args.all else " (bases kept; --all removes "
+                                                               "them too)"))
+    if unreachable == len(specs):
+        raise EngineUnavailable("no engine could be reached; nothing was cleaned.")
+    return EXIT_PARTIAL if unreachable else 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -506,6 +506,10 @@ def compare_runs(new: RunResults, old: RunResults) -> list[Change]:
             changes.append(Change(what=label, old=o.outcome, new=c.outcome))
             continue
         before, after = figures(o), figures(c)
+        if before and after and _engine_of(new, c) != _engine_of(old, o):
+            changes.append(Change(what=f"{label} · timings", old=_engine_label(old, o),
+                                  new=f"{_engine_label(new, c)}: another engine, not compared"))
+            continue
         busy = [f"{run} run: others used {x:.2f} CPU" for run, cell in (("old", o), ("new", c))
                 if (x := contention(cell)) is not None and x > CONTENDED]
         for name, (med, lo, hi, unit) in after.items():
@@ -528,6 +532,20 @@ def compare_runs(new: RunResults, old: RunResults) -> list[Change]:
                 changes.append(Change(what=f"{t.id} · {key}", old=show(ot.probe.get(key)),
                                       new=show(t.probe.get(key))))
     return changes
+
+
+def _engine_of(r: RunResults, c: Cell) -> tuple[str, str] | None:
+    """Which engine a cell ran on, as a machine (its ID and address); None: not recorded
+    (host interpreters, runs before schema 4)."""
+    facts = r.run.engines.get(c.engine or "") if c.engine else None
+    if not facts:
+        return None
+    return str(facts.get("id")), str(facts.get("where"))
+
+
+def _engine_label(r: RunResults, c: Cell) -> str:
+    found = _engine_of(r, c)
+    return f"engine {c.engine} ({found[1]})" if found else "engine not recorded"
 
 
 def _interval(st: Any) -> tuple[float, float, float] | None:

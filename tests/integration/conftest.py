@@ -87,7 +87,10 @@ def run_cells(engine: Engine, image: str, target: Target, run_dir: Path,
               exclusive=False, deadline_scale=1.0, emulated=target.emulated)
     ctx = JobContext(run_id=run_id, run_dir=run_dir, target=target, image_tag=image,
                      stop=stop or threading.Event())
-    return cells_only(run_job(engine, job, ctx))
+    # in the order planned (run_job yields them as they finish; errors last)
+    order = {(c.scenario, c.start_method, c.container): i for i, c in enumerate(job.cells)}
+    return sorted(cells_only(run_job(engine, job, ctx)),
+                  key=lambda c: order[(c.scenario, c.start_method, c.container)])
 
 
 def selftest(name: str, deadline: float = 20, **params: Any) -> CellSpec:

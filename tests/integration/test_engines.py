@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 from docker.context import ContextAPI
 
-from lab.engine import Engine, endpoint
+from lab.engine import MANAGED, Engine, endpoint
 from lab.errors import LabError
 from lab.matrix import EngineSpec
 from lab.runner.scenarios import CATALOG
@@ -268,3 +268,16 @@ def test_an_engine_lost_mid_run_leaves_the_other_engine_s_targets_complete(
         assert lab_containers(e2, **{"lab.run": run_dir(out).name}) == []
     finally:
         e2.close()
+    # `lab clean` goes over every engine named, and says which it could not reach.
+    toml2 = tmp_path / "clean.toml"
+    toml2.write_text(f'[engine.second]\nhost = "{second.url}"\n\n'
+                     f'[engine.gone]\nhost = "unix://{tmp_path}/no-engine.sock"\n')
+    r = lab("clean", "--config", str(toml2))
+    assert r.returncode == 1, r.stderr
+    assert "second: removed" in r.stdout and "gone: not cleaned" in r.stderr
+    e2 = second.connect()
+    try:
+        kinds = {i.labels.get("lab.kind") for i in e2.images({MANAGED: "true"})}
+    finally:
+        e2.close()
+    assert kinds <= {"base"}  # target images gone, bases kept (no --all)

@@ -177,6 +177,23 @@ def test_compare_normalizes_by_work_and_calls_only_changes_beyond_both_intervals
     assert ch.new.startswith("28 ns") and "contended: new run: others used 0.60 CPU" in ch.new
 
 
+def test_compare_does_not_compare_timings_taken_on_different_engines():
+    old = load(GOLDEN)
+
+    def on(run, name, where):
+        cells = [dataclasses.replace(c, engine=name) for c in run.results]
+        info = dataclasses.replace(run.run, engines={name: {"id": "X", "where": where}})
+        return dataclasses.replace(run, run=info, results=cells)
+
+    a = on(old, "laptop", "unix:///var/run/docker.sock")
+    b = on(old, "arm", "ssh://lab@arm-box")
+    moved = [ch for ch in compare_runs(b, a) if ch.what.endswith("· timings")]
+    assert moved and all("another engine, not compared" in ch.new for ch in moved)
+    assert all("ssh://lab@arm-box" in ch.new and "docker.sock" in ch.old for ch in moved)
+    assert not [ch for ch in compare_runs(on(old, "laptop", "unix:///var/run/docker.sock"), a)
+                if "timings" in ch.what]  # the same engine: compared as before
+
+
 def test_compare_against_itself_is_quiet():
     r = load(GOLDEN)
     assert compare_runs(r, r) == []
