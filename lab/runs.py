@@ -236,6 +236,7 @@ class Run:
         }
         self.images: dict[str, str] = {}
         self.images_on: dict[str, set[str]] = {t.id: set() for t in options.targets}
+        self.lane_problems: dict[tuple[str, str], str] = {}  # (target, engine) -> why
         self.active: dict[str, set[str]] = {e: set() for e in self.plan.engines}
         self.active_lock = threading.Lock()
         self.sink = CellSink(self.dir / "cells.jsonl")
@@ -339,18 +340,28 @@ class Run:
                 self.progress.note(f"engine {engine} lost: {self.lost[engine]}")
 
     def prepare(self, target: Target, builder: ImageBuilder, engine_name: str) -> bool:
-        """Get the target's image on an engine; on failure its row says why and the others
-        go on."""
+        """Get the target's image on an engine. On its own engine a failure goes in its row;
+        on another (its timing lane) the row, which its behaviour cells earned, is left alone
+        and the reason is kept in ``lane_problems`` for that job's cells. The others go on."""
         if target.host_python:
             self.set_target(target.id, status="ok", reason=None)
             return True
         if engine_name in self.images_on[target.id]:
             return True
-        if engine_name in self.lost:
-            self.set_target(target.id, status="unavailable",
-                            reason=f"engine {engine_name}: {self.lost[engine_name]}")
-            self.progress.stage(target.id, "engine unavailable")
+        home = engine_name == self.plan.engine_of(target.id)
+
+        def fail(status: str, reason: str, stage: str) -> bool:
+            if home:
+                self.set_target(target.id, status=status, reason=reason)
+                self.progress.stage(target.id, stage)
+            else:
+                self.lane_problems[(target.id, engine_name)] = (
+                    f"no image on engine {engine_name}: {' '.join(reason.split())}")
             return False
+
+        if engine_name in self.lost:
+            return fail("unavailable", f"engine {engine_name}: {self.lost[engine_name]}",
+                        "engine unavailable")
         started = time.monotonic()
         self.progress.stage(target.id, "image")
         try:
@@ -361,31 +372,33 @@ class Run:
         try:
             image = builder.ensure(engine, plan_image(target), self.donors(engine_name))
         except ImageUnavailable as exc:
-            self.set_target(target.id, status="unavailable", reason=str(exc))
-            self.progress.stage(target.id, "unavailable")
-            return False
+            return fail("unavailable", str(exc), "unavailable")
         except BuildFailed as exc:
-            reason = str(exc) + (f"\n{exc.log_tail}" if exc.log_tail else "")
-            self.set_target(target.id, status="build_failed", reason=reason)
-            self.progress.stage(target.id, "build failed")
-            return False
+            reason = str(exc) + (f"\n{exc.log_tail}" if exc.log_tail and home else "")
+            return fail("build_failed", reason, "build failed")
         except EngineUnavailable as exc:
             self.engine_lost(engine_name, exc)
             return self.prepare(target, builder, engine_name)
         except LabError as exc:
-            self.set_target(target.id, status="build_failed", reason=str(exc))
-            self.progress.stage(target.id, "build failed")
-            return False
+            return fail("build_failed", str(exc), "build failed")
         finally:
             engine.close()
         self.images[target.id] = image.tag
         self.images_on[target.id].add(engine_name)
-        if engine_name == self.plan.engine_of(target.id):
+        if home:
             self.set_target(target.id, status="ok", reason=None,
                             image=ImageRef(tag=image.tag, id=image.id),
                             base=image.base.to_json() if image.base else None,
                             build_seconds=round(time.monotonic() - started, 1))
         return True
+
+    def error_cells(self, job: Job, target: Target, why: str,
+                    done: set[tuple[str, str, str | None, str | None]] | None = None) -> None:
+        """Record the job's cells that did not finish as ``error``, with one line of why."""
+        ctx = self._context(target)
+        for spec in job.cells:
+            if (target.id, spec.scenario, spec.start_method, spec.container) not in (done or ()):
+                self.record(missing_cell(spec, job, ctx, outcome="error", detail=why))
 
     def execute(self, job: Job, target: Target) -> None:
         """Run one job on its engine; cells arrive through ``record``. If the engine is lost,
@@ -403,11 +416,8 @@ class Run:
             self.record(cell)
 
         def lost_cells() -> None:
-            why = f"engine {job.engine} lost: {self.lost[job.engine]}"
-            ctx = self._context(target)
-            for spec in job.cells:
-                if (target.id, spec.scenario, spec.start_method, spec.container) not in got:
-                    record(missing_cell(spec, job, ctx, outcome="error", detail=why))
+            self.error_cells(job, target, f"engine {job.engine} lost: {self.lost[job.engine]}",
+                             got)
 
         if not target.host_python and job.engine in self.lost:
             lost_cells()
@@ -472,6 +482,8 @@ class Run:
             if not target.host_python and job.engine not in self.images_on[target.id]:
                 with self.build_slots[engine]:  # its timing lane is not where it was built
                     if not self.prepare(target, builder, engine):
+                        self.error_cells(job, target,
+                                         self.lane_problems[(target.id, engine)])
                         continue
             self.execute(job, target)
             self.progress.stage(target.id, "done")

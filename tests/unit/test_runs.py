@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from pathlib import Path
 
 import pytest
 
 from lab.engine import ContainerInfo
 from lab.matrix import load_matrix, select_targets
-from lab.runs import remove_leftovers, watchdog_budget
+from lab.runs import Run, RunOptions, remove_leftovers, watchdog_budget
 from lab.scheduler import plan_runs
 
 DEAD_PID = "999999999"
@@ -70,3 +71,52 @@ def test_an_unwritable_runs_folder_is_one_clear_error(tmp_path):
 
     with pytest.raises(ConfigError, match=r"cannot create the run folder /proc/nope/.*--out"):
         Run(RunOptions(targets=[load_matrix().get("cp39")], out=Path("/proc/nope")))
+
+
+class FactsEngine:
+    """The docker boundary as a run's survey and image step see it."""
+
+    where = "unix:///fake.sock"
+
+    def facts(self):
+        from lab.engine import EngineFacts
+
+        return EngineFacts(id="X", name="h", version="20.10", api_version="1.41", os="linux",
+                           arch="amd64", kernel="6", cpus=2, storage_driver="overlay2",
+                           cgroup_version="1")
+
+    def close(self):
+        pass
+
+
+class FailingBuilder:
+    def ensure(self, engine, plan, donors=()):
+        from lab.errors import BuildFailed
+
+        raise BuildFailed("no space left on device", log_tail="line 1\nline 2")
+
+
+def test_an_image_failing_on_the_timing_lane_leaves_the_target_s_row_alone(tmp_path):
+    """A target built and run on engine a (timing = false) has its timing cells on engine b;
+    if its image cannot be had there, those cells are errors that say why, and the target's
+    row, which its behaviour cells earned, stays ok."""
+    from lab.matrix import EngineSpec
+
+    target = load_matrix().get("cp311")
+    run = Run(RunOptions(targets=[target], out=tmp_path, progress=False,
+                         engines=(EngineSpec(name="a", host="unix:///a.sock", timing=False),
+                                  EngineSpec(name="b", host="unix:///b.sock"))),
+              connect=lambda spec: FactsEngine())
+    assert run.plan.engine_of("cp311") == "a" and run.plan.timing[0].engine == "b"
+    run.set_target("cp311", status="ok", reason=None)
+    run.build_slots = {"a": threading.Semaphore(1), "b": threading.Semaphore(1)}
+    try:
+        run.timing_lane("b", {"cp311": target}, FailingBuilder(), behaviour={})
+    finally:
+        run.sink.close()
+    row = run.target_rows["cp311"]
+    assert row.status == "ok" and row.reason is None
+    timing = [c for c in run.cells if c.kind == "timing"]
+    assert len(timing) == len(run.plan.timing[0].cells)
+    assert all(c.outcome == "error" and c.engine == "b" for c in timing)
+    assert all(c.detail == "no image on engine b: no space left on device" for c in timing)
