@@ -9,12 +9,14 @@ reason. ``HostProcess`` runs the same runner with a host interpreter instead (``
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tarfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -26,11 +28,13 @@ from lab.engine import MANAGED, ContainerSpec, Engine
 from lab.errors import EngineUnavailable, LabError
 from lab.images import stage_runner
 from lab.matrix import Target
-from lab.records import JsonlTail, Outcome, record_problem
+from lab.records import ArchiveTail, JsonlTail, Outcome, record_problem
 from lab.results import Cell
 from lab.scheduler import CellSpec, Job
 
 POLL_S = 0.25
+COPY_POLL_S = 1.0  # results read through an engine's API (engine.files == "copy")
+INNER_ROOT = "/lab"  # in "copy" mode a volume, holding both folders below
 INNER_OUT = "/lab/out"
 INNER_USER = "/lab/user"  # the user's files (scenario files, a `lab check` script), read-only
 INNER_SCRATCH = "/tmp/lab-cells"  # cells' own files, on the container's size-capped tmpfs
@@ -51,11 +55,13 @@ class Workload(Protocol):
 
 
 class ContainerWorkload:
-    def __init__(self, engine: Engine, spec: ContainerSpec) -> None:
+    def __init__(self, engine: Engine, spec: ContainerSpec,
+                 files: bytes | None = None) -> None:
         self.engine = engine
         self.spec = spec
         self.cid: str | None = None
-        self.cid = engine.start(spec)
+        self.cid = engine.start(spec, files=None if files is None else [files],
+                                files_at=INNER_ROOT)
 
     def exited(self) -> tuple[bool, int | None, bool]:
         assert self.cid
@@ -131,6 +137,41 @@ class HostProcess:
             return Path(self.log.name).read_text(errors="replace")[-3000:]
         except OSError:
             return ""
+
+
+def job_files(out_dir: Path, user_dir: Path | None) -> bytes:
+    """A tar of what a container reads, for an engine that cannot see this machine's folders:
+    ``out/`` (the plan; open to the container's user, as the bind-mounted folder is) and
+    ``user/`` (the user's files, owned by root: read-only to the runner). Only regular files
+    and folders are copied; the folders are the lab's own copies."""
+    buffer = io.BytesIO()
+
+    def add(name: str, mode: int, data: bytes | None = None) -> None:
+        info = tarfile.TarInfo(name)
+        info.mode, info.uid, info.gid, info.mtime = mode, 0, 0, int(time.time())
+        if data is None:
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
+        else:
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        add("out", 0o1777)
+        add("out/plan.json", 0o644, (out_dir / "plan.json").read_bytes())
+        if user_dir is not None:
+            add("user", 0o755)
+            for folder, dirs, files in os.walk(user_dir):
+                rel = Path(folder).relative_to(user_dir)
+                for d in sorted(dirs):
+                    if not (Path(folder) / d).is_symlink():
+                        add(str(Path("user", rel, d)), 0o755)
+                for f in sorted(files):
+                    path = Path(folder) / f
+                    if path.is_file() and not path.is_symlink():
+                        add(str(Path("user", rel, f)), 0o755 if os.access(path, os.X_OK)
+                            else 0o644, path.read_bytes())
+    return buffer.getvalue()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,7 +260,8 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> Iterator[Cell |
         plan["user_dir"] = str(ctx.user_dir) if ctx.target.host_python else INNER_USER
     (out_dir / "plan.json").write_text(json.dumps(plan, indent=1))
     os.chmod(out_dir / "plan.json", 0o644)  # the container's user reads it, whatever the umask
-    tail = JsonlTail(out_dir / "results.jsonl")
+    copying = engine is not None and engine.files == "copy" and not ctx.target.host_python
+    tail: JsonlTail | ArchiveTail = JsonlTail(out_dir / "results.jsonl")
     reported: dict[int, Cell] = {}
     problems: list[str] = []
     done_seen = False
@@ -274,17 +316,32 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> Iterator[Cell |
                          "--plan", f"{INNER_OUT}/plan.json", "--out", INNER_OUT],
                 name=f"lab-{ctx.run_id}-{job.name}",
                 labels={**run_labels(ctx.run_id, ctx.target.id), "lab.phase": job.phase},
-                binds={str(out_dir.resolve()): INNER_OUT},
-                ro_binds={str(ctx.user_dir.resolve()): INNER_USER} if ctx.user_dir else {},
                 cpuset_cpus=job.limits.get("cpuset_cpus", job.cpuset),
                 nano_cpus=job.limits.get("nano_cpus"),
                 # The runner then measures a cell's CPU by the container's cgroup.
                 environment={"LAB_IN_CONTAINER": "1"},
             )
-            workload = ContainerWorkload(engine, spec)
+            if copying:  # the engine cannot see out_dir: files in and results out by its API
+                spec = replace(spec, volumes=(INNER_ROOT,))
+                workload = ContainerWorkload(engine, spec, files=job_files(out_dir,
+                                                                           ctx.user_dir))
+                cid = workload.cid
+                assert cid is not None
+                tail = ArchiveTail("results.jsonl", lambda: engine.file_archive(
+                    cid, f"{INNER_OUT}/results.jsonl"))
+            else:
+                spec = replace(
+                    spec, binds={str(out_dir.resolve()): INNER_OUT},
+                    ro_binds={str(ctx.user_dir.resolve()): INNER_USER} if ctx.user_dir else {})
+                workload = ContainerWorkload(engine, spec)
         deadline = time.monotonic() + job.host_deadline_s
+        # Through the API, every read fetches the whole file: read it less often.
+        every = COPY_POLL_S if copying else POLL_S
+        next_read = 0.0
         while True:
-            yield from drain()
+            if time.monotonic() >= next_read:
+                next_read = time.monotonic() + every
+                yield from drain()
             done, exit_code, oom = workload.exited()
             if done:
                 break

@@ -29,6 +29,10 @@ API_TIMEOUT_S = 60
 API_VERSION = "1.41"
 
 
+# Engines behind these share this machine's folders; any other (tcp://, ssh://) may not.
+LOCAL_SCHEMES = ("unix://", "npipe://")
+
+
 def endpoint() -> str:
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
@@ -59,6 +63,9 @@ class ContainerSpec:
     labels: dict[str, str]
     binds: dict[str, str] = field(default_factory=dict)  # host path -> container path (rw)
     ro_binds: dict[str, str] = field(default_factory=dict)  # host path -> container path (ro)
+    # Container paths given a fresh anonymous volume, removed with the container: where files
+    # copied in through the API (``Engine.start``'s ``files``) land on a read-only root.
+    volumes: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
     working_dir: str = "/opt/lab"
     user: str = "10001:10001"
@@ -193,6 +200,15 @@ def _address(spec: EngineSpec | None) -> tuple[str, str | None, Any]:
     return spec.host, spec.host, tls
 
 
+def file_mode(spec: EngineSpec | None, url: str) -> str:
+    """How a job's files reach containers on the engine at ``url``: lab.toml's ``files``,
+    else "bind" for a local socket and "copy" for anything else (ssh://, tcp://), whose
+    engine may be on another machine."""
+    if spec is not None and spec.files:
+        return spec.files
+    return "bind" if url.startswith(LOCAL_SCHEMES) else "copy"
+
+
 def _unix_socket_problem(url: str, timeout: float) -> str | None:
     """Check a unix:// endpoint ourselves: the SDK leaks its socket when connect fails."""
     if not url.startswith("unix://"):
@@ -213,10 +229,13 @@ class Engine:
     """One connection to one Docker engine."""
 
     def __init__(self, client: Any, *, where: str | None = None,
-                 hint: str = "Start Docker, or set DOCKER_HOST.") -> None:
+                 hint: str = "Start Docker, or set DOCKER_HOST.", files: str = "bind") -> None:
         self._client = client
         self.where = where or endpoint()
         self.hint = hint
+        # "bind": the engine sees this machine's folders (its socket is local), so a job's
+        # folder is bind-mounted; "copy": files go in and results come out through the API.
+        self.files = files
 
     def _converted(self, action: str) -> AbstractContextManager[None]:
         return _converted(action, self.where, self.hint)
@@ -253,10 +272,11 @@ class Engine:
             raise EngineUnavailable(
                 f"Docker engine not reachable at {where} ({_short(exc)}). {hint}") from exc
         client.api.timeout = timeout
+        files = file_mode(spec, base_url or endpoint())
         if spec is not None and base_url is not None:
-            return cls(client, where=where, hint=f"Is engine {spec.name} still up? Its "
-                       f"[engine.{spec.name}] table in lab.toml says where it is.")
-        return cls(client, where=where)
+            return cls(client, where=where, files=files, hint=f"Is engine {spec.name} still "
+                       f"up? Its [engine.{spec.name}] table in lab.toml says where it is.")
+        return cls(client, where=where, files=files)
 
     def close(self) -> None:
         self._client.close()
@@ -411,6 +431,20 @@ class Engine:
         with self._converted(f"read {path} from {cid[:12]}"):
             yield from stream
 
+    def file_archive(self, cid: str, path: str) -> Iterator[bytes] | None:
+        """The tar stream Docker gives for ``path`` in a (possibly stopped) container; None
+        while there is no such file (or container). Never unpacked here: see ArchiveTail."""
+        with self._converted(f"read {path} from {cid[:12]}"):
+            try:
+                stream, _ = self._client.api.get_archive(cid, path, chunk_size=1 << 16)
+            except docker.errors.NotFound:
+                return None
+        return self._converting(stream, f"read {path} from {cid[:12]}")
+
+    def _converting(self, stream: Iterator[bytes], action: str) -> Iterator[bytes]:
+        with self._converted(action):
+            yield from stream
+
     # -- containers --------------------------------------------------------------------------
     def start(self, spec: ContainerSpec, *, files: Iterable[bytes] | None = None,
               files_at: str = "/") -> str:
@@ -438,7 +472,8 @@ class Engine:
             created = self._client.api.create_container(
                 spec.image, command=spec.command, name=spec.name, labels=spec.labels,
                 environment=spec.environment, working_dir=spec.working_dir, user=spec.user,
-                host_config=host_config, network_disabled=True, platform=spec.platform,
+                volumes=list(spec.volumes) or None, host_config=host_config,
+                network_disabled=True, platform=spec.platform,
             )
         cid = created["Id"]
         try:

@@ -44,7 +44,10 @@ TARGET_KEYS = {
     "deadline_scale",
 }
 GROUPS = ("default", "native", "emulated", "registry", "all")
-ENGINE_KEYS = {"host", "context", "platforms", "timing", "cert_path"}
+ENGINE_KEYS = {"host", "context", "platforms", "timing", "cert_path", "files"}
+# How a job's files reach its container: bind-mounted from this machine, or copied through the
+# engine's API (an engine on another machine cannot see this one's folders).
+FILE_MODES = ("bind", "copy")
 ENGINE_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://")
 
 
@@ -105,6 +108,7 @@ class EngineSpec:
     platforms: tuple[str, ...] = ()  # what it runs natively; () = ask the engine
     timing: bool = True  # may run timing cells
     cert_path: str | None = None  # ca.pem, cert.pem, key.pem (as DOCKER_CERT_PATH)
+    files: str | None = None  # "bind" or "copy"; None: bind for a unix:// socket, else copy
 
     @property
     def where(self) -> str:
@@ -244,8 +248,12 @@ def _parse_engine(source: str, name: str, raw: Any) -> EngineSpec:
                                   or not host.startswith("tcp://")):
         raise ConfigError(f"{where}.cert_path is a folder of TLS files for a tcp:// host. "
                           "Give it as a string beside a tcp:// host, or remove it.")
+    files = raw.get("files")
+    if files is not None and files not in FILE_MODES:
+        raise ConfigError(f"{where}.files must be \"bind\" (the engine sees this machine's "
+                          f"folders) or \"copy\" (it does not); got {files!r}.")
     return EngineSpec(name=name, host=host, context=context, platforms=tuple(platforms),
-                      timing=timing, cert_path=cert_path)
+                      timing=timing, cert_path=cert_path, files=files)
 
 
 def _parse_target(source: str, raw: Any, bases: dict[str, DebianBase]) -> Target:

@@ -91,6 +91,7 @@ class Survey:
     facts: dict[str, EngineFacts]
     where: dict[str, str]
     down: dict[str, str]  # name -> why it could not be reached
+    files: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> bind or copy
 
 
 def survey_engines(specs: tuple[EngineSpec, ...],
@@ -98,7 +99,7 @@ def survey_engines(specs: tuple[EngineSpec, ...],
     """Reach every engine once: what it runs natively (lab.toml's word, else its
     architecture), its CPUs, and which ones are down. Raises EngineUnavailable only when
     none answers."""
-    slots, facts, where, down = [], {}, {}, {}
+    slots, facts, where, down, files = [], {}, {}, {}, {}
     for spec in specs:
         try:
             engine = connect(spec)
@@ -111,7 +112,7 @@ def survey_engines(specs: tuple[EngineSpec, ...],
             found = engine.facts()
         finally:
             engine.close()
-        facts[spec.name], where[spec.name] = found, engine.where
+        facts[spec.name], where[spec.name], files[spec.name] = found, engine.where, engine.files
         native = spec.platforms or tuple(NATIVE.get(found.arch.lower(), ()))
         slots.append(EngineSlot(name=spec.name, platforms=frozenset(native), cpus=found.cpus,
                                 timing=spec.timing))
@@ -119,7 +120,7 @@ def survey_engines(specs: tuple[EngineSpec, ...],
         raise EngineUnavailable(next(iter(down.values())) if len(down) == 1 else
                                 "no Docker engine reachable: " + "; ".join(
                                     f"{n}: {r}" for n, r in down.items()))
-    return Survey(slots=slots, facts=facts, where=where, down=down)
+    return Survey(slots=slots, facts=facts, where=where, down=down, files=files)
 
 
 def new_run_id() -> str:
@@ -243,7 +244,8 @@ class Run:
         self.progress = Progress({t.id: self.plan.cells_of(t.id) for t in options.targets},
                                  live=options.progress)
         engines: dict[str, dict[str, Any]] = {
-            name: {**dataclasses.asdict(f), "where": self.survey.where[name]}
+            name: {**dataclasses.asdict(f), "where": self.survey.where[name],
+                   "files": self.survey.files.get(name, "bind")}
             for name, f in self.survey.facts.items()}
         for name, why in self.survey.down.items():
             engines[name] = {"reachable": False, "reason": why}

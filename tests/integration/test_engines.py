@@ -1,7 +1,9 @@
 """Several Docker engines. The second one is a real dockerd on this machine with its own
 socket, data root and exec root, no bridge and no iptables, started and stopped by these
 tests; it is reached through a unix:// host and through a Docker CLI context (made with the
-SDK). It starts empty: bases reach it by streaming from the first engine."""
+SDK). It also listens on tcp://127.0.0.1 (loopback only, no TLS), where the lab treats it as an
+engine on another machine: files go in and results come out through its API. It starts empty:
+bases reach it by streaming from the first engine."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -27,7 +30,7 @@ from lab.runner.scenarios import CATALOG
 from lab.runs import remove_leftovers
 
 from .conftest import REPO, lab, lab_containers, load_results, only_run, wait_for
-from .test_interrupts import run_dir, start_lab
+from .test_interrupts import cells_done, run_dir, start_lab
 
 SCHEMA = json.loads((REPO / "lab" / "schema" / "results.schema.json").read_text())
 # A hazard that hangs or not by chance (a thread writing while another forks): compared as
@@ -43,6 +46,9 @@ class SecondEngine:
     def __init__(self, root: Path, storage_driver: str) -> None:
         self.root = root
         self.url = f"unix://{root}/docker.sock"
+        with socket.socket() as probe:  # a free loopback port
+            probe.bind(("127.0.0.1", 0))
+            self.tcp = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
         self.driver = storage_driver
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -50,7 +56,7 @@ class SecondEngine:
         (self.root / "daemon.json").write_text("{}")  # not the machine's /etc/docker one
         cmd = ["dockerd", "--config-file", str(self.root / "daemon.json"),
                "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
-               "--pidfile", str(self.root / "docker.pid"), "-H", self.url,
+               "--pidfile", str(self.root / "docker.pid"), "-H", self.url, "-H", self.tcp,
                "--bridge=none", "--iptables=false", "--ip-masq=false",
                "--storage-driver", self.driver]
         if os.geteuid() != 0:
@@ -281,3 +287,83 @@ def test_an_engine_lost_mid_run_leaves_the_other_engine_s_targets_complete(
     finally:
         e2.close()
     assert kinds <= {"base"}  # target images gone, bases kept (no --all)
+
+
+def test_an_engine_reached_over_tcp_gets_files_and_returns_results_through_its_api(
+        second, tmp_path):
+    """tcp:// may be another machine, which cannot see this one's folders: nothing is
+    bind-mounted; the plan and the user's files are copied in and results read back through
+    the engine's API, with the same outcomes as a bind-mounted run."""
+    toml = tmp_path / "lab.toml"
+    toml.write_text(f'[engine.remote]\nhost = "{second.tcp}"\n')
+    r = lab("run", "--config", str(toml), "--targets", "cp311", "--scenarios",
+            "probe,fork_held_lock", "--out", str(tmp_path / "runs"), "--no-progress")
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = only_run(tmp_path / "runs")
+    data = load_results(run)
+    assert data["run"]["engines"]["remote"]["files"] == "copy"
+    assert data["targets"][0]["probe"]["start_methods"]
+    hung = [c for c in data["results"] if c["scenario"] == "fork_held_lock"
+            and c["start_method"] == "fork"]
+    assert hung[0]["outcome"] == "hung" and "(child process)" in hung[0]["stacks"]
+    assert not list((run / "work").glob("*/results.jsonl"))  # nothing came by the host's disk
+    # A user's program and its files: copied in, read-only to it, and the folder it runs in is
+    # the engine's own volume, not this machine's.
+    prog = tmp_path / "prog"
+    prog.mkdir()
+    (prog / "data.txt").write_text("from the host\n")
+    (prog / "main.py").write_text(
+        "import os, sys\n"
+        "print(open('data.txt').read().strip())\n"
+        "mine = [l for l in open('/proc/self/mountinfo') if l.split()[4] == '/lab']\n"
+        "print('MOUNT', mine[0].split()[3] if mine else 'none')\n"
+        "try:\n"
+        "    open('data.txt', 'a').write('x')\n"
+        "except OSError as e:\n"
+        "    print('READONLY', e.errno)\n")
+    r = lab("check", "--config", str(toml), "--targets", "cp311", "--start-methods", "spawn",
+            "--out", str(tmp_path / "check"), "--no-progress", str(prog / "main.py"))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    cells = load_results(only_run(tmp_path / "check"))["results"]
+    out = "\n".join(c["output"] or "" for c in cells)
+    assert "from the host" in out and "READONLY 13" in out, out
+    mount = next(line.split()[1] for line in out.splitlines() if line.startswith("MOUNT"))
+    assert "/volumes/" in mount and str(tmp_path) not in mount, mount
+
+
+def test_sigterm_mid_run_on_two_engines_leaves_no_container_on_either(
+        engine, second, tmp_path):
+    toml = two_engines(tmp_path, second, other=f'host = "{second.tcp}"')
+    # Each target's image made on its engine first, so that both engines run cells at once.
+    warm = lab("run", "--config", str(toml), "--targets", "cp311,cp314", "--scenarios", "probe",
+               "--out", str(tmp_path / "warm"), "--no-progress")
+    assert warm.returncode == 0, warm.stderr[-3000:]
+    out = tmp_path / "runs"
+    proc = start_lab("run", "--config", str(toml), "--targets", "cp311,cp314", "--scenarios",
+                     HANGING, "--out", str(out), "--no-progress")
+    e2 = second.connect()
+    try:
+        def busy_on_both() -> bool:
+            d = run_dir(out)
+            return d is not None and bool(lab_containers(engine, **{"lab.run": d.name})) and \
+                bool(lab_containers(e2, **{"lab.run": d.name})) and cells_done(out) >= 1
+        try:
+            wait_for(busy_on_both, 240, "a container on each engine and a finished cell")
+        except AssertionError:
+            proc.kill()
+            proc.communicate()
+            raise
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143, err[-3000:]
+        assert "interrupted; kept" in err and "(SIGTERM)" in err
+        d = run_dir(out)
+        assert d is not None
+        data = load_results(d)
+        assert data["run"]["complete"] is False and data["run"]["interrupted"] is True
+        assert data["results"] and all(c["outcome"] != "error" for c in data["results"])
+        assert "Partial run" in (d / "index.html").read_text()
+        assert lab_containers(engine, **{"lab.run": d.name}) == []
+        assert lab_containers(e2, **{"lab.run": d.name}) == []
+    finally:
+        e2.close()

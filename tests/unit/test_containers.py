@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
+import tarfile
 import threading
 from pathlib import Path
 
 from lab.containers import JobContext, JsonlTail, Note, cells_only
 from lab.containers import run_job as run_job_events
 from lab.matrix import load_matrix
+from lab.records import ArchiveTail
 from lab.scheduler import plan_runs
 
 from .fakes import FakeEngine, runner_writes_all_ok
@@ -237,3 +240,64 @@ def test_a_record_of_another_version_is_refused_and_said(tmp_path):
     cells = run_job(FakeEngine(old_image), job, ctx)
     assert cells[0].outcome == "error"
     assert "version 0; this lab reads version 1" in cells[0].detail
+
+
+def test_an_engine_that_cannot_see_this_machine_gets_its_files_and_returns_results_by_api(
+        tmp_path):
+    job, ctx, _ = job_and_ctx(tmp_path)
+    user = tmp_path / "user"
+    (user / "pkg").mkdir(parents=True)
+    (user / "pkg" / "script.py").write_text("print('hi')\n")
+    (user / "elsewhere").symlink_to("/etc/passwd")  # never copied, never followed
+    ctx = dataclasses.replace(ctx, user_dir=user)
+    engine = FakeEngine(files="copy")
+    cells = run_job(engine, job, ctx)
+    assert len(cells) == len(job.cells) and all(c.outcome == "ok" for c in cells)
+    spec = engine.started[0]
+    assert spec.binds == {} and spec.ro_binds == {} and spec.volumes == ("/lab",)
+    inside = engine.roots["c0"] / "lab"
+    assert (inside / "out").stat().st_mode & 0o7777 == 0o1777  # the runner's user writes here
+    assert (inside / "user" / "pkg" / "script.py").read_text() == "print('hi')\n"
+    assert (inside / "user" / "pkg" / "script.py").stat().st_mode & 0o777 == 0o644
+    assert not (inside / "user" / "elsewhere").exists()
+    plan = json.loads((inside / "out" / "plan.json").read_text())
+    assert plan["user_dir"] == "/lab/user" and plan["cells"] == job.to_plan()["cells"]
+    assert engine.removed == ["c0"]
+
+
+def test_through_the_api_a_symlinked_results_channel_is_refused(tmp_path):
+    def link(out: Path, plan):
+        (out.parent / "secret").write_text('{"kind": "done", "record_version": 1}\n')
+        (out / "results.jsonl").symlink_to(out.parent / "secret")
+        return {"ExitCode": 0}
+
+    job, ctx, _ = job_and_ctx(tmp_path)
+    cells = run_job(FakeEngine(link, files="copy"), job, ctx)
+    assert all(c.outcome == "error" for c in cells)
+    assert "not a regular file (a symbolic link is not followed)" in cells[0].detail
+
+
+def test_the_archive_channel_reads_new_lines_only_and_up_to_a_cap(tmp_path, monkeypatch):
+    content = {"data": b""}
+
+    def fetch():
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info = tarfile.TarInfo("results.jsonl")
+            info.size = len(content["data"])
+            tar.addfile(info, io.BytesIO(content["data"]))
+        return iter([buffer.getvalue()])
+
+    tail = ArchiveTail("results.jsonl", fetch)
+    assert tail.read() == []
+    content["data"] = b'{"a": 1}\n{"b"'
+    assert tail.read() == [{"a": 1}]
+    content["data"] += b': 2}\n'
+    assert tail.read() == [{"b": 2}] and tail.offset == len(content["data"])
+    monkeypatch.setattr("lab.records.MAX_RESULTS_BYTES", 40)
+    content["data"] += b"x" * 100 + b"\n"
+    got = tail.read()
+    assert any(isinstance(g, str) and "grew past 40 bytes" in g for g in got)
+    assert tail.read() == []
+    assert ArchiveTail("r", lambda: iter([b"not a tar" * 100])).read()[0].startswith(
+        "r came back as a broken archive")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.engine import ContainerState, Engine
+from lab.engine import ContainerState, Engine, file_mode
 from lab.errors import ConfigError
 from lab.matrix import EngineSpec
 
@@ -47,3 +47,16 @@ def test_an_unreachable_engine_names_itself_and_its_table(tmp_path):
 def test_container_state_is_typed(raw, stopped, code, oom):
     state = ContainerState.from_docker(raw)
     assert (state.stopped, state.exit_code, state.oom_killed) == (stopped, code, oom)
+
+
+@pytest.mark.parametrize("spec,url,mode", [
+    (None, "unix:///var/run/docker.sock", "bind"),  # the environment's local engine
+    (None, "tcp://box:2376", "copy"),  # DOCKER_HOST elsewhere
+    (EngineSpec(name="a", host="ssh://lab@arm-box"), "ssh://lab@arm-box", "copy"),
+    (EngineSpec(name="a", context="ci"), "unix:///run/ci.sock", "bind"),
+    (EngineSpec(name="a", host="unix:///fwd.sock", files="copy"), "unix:///fwd.sock", "copy"),
+    (EngineSpec(name="a", host="tcp://localhost:2375", files="bind"), "tcp://localhost:2375",
+     "bind"),
+])
+def test_an_engine_sees_this_machine_s_folders_only_through_a_local_socket(spec, url, mode):
+    assert file_mode(spec, url) == mode

@@ -151,6 +151,7 @@ def test_an_unknown_engine_lists_the_configured_ones(tmp_path: Path):
     ('[engine.a]\nhost = "unix:///s"\ntiming = "no"', "timing must be true or false"),
     ('[engine.a]\nhost = "unix:///s"\ncert_path = "/c"', "cert_path is a folder of TLS"),
     ('[engine.a]\nhots = "unix:///s"', "unknown key 'hots'"),
+    ('[engine.a]\nhost = "unix:///s"\nfiles = "mount"', 'files must be "bind"'),
     ('engine = 3', "`engine` must be tables"),
 ])
 def test_a_bad_engine_table_is_one_clear_error(tmp_path: Path, text: str, needle: str):

@@ -77,6 +77,7 @@ class FactsEngine:
     """The docker boundary as a run's survey and image step see it."""
 
     where = "unix:///fake.sock"
+    files = "bind"
 
     def facts(self):
         from lab.engine import EngineFacts
