@@ -200,6 +200,15 @@ def _address(spec: EngineSpec | None) -> tuple[str, str | None, Any]:
     return spec.host, spec.host, tls
 
 
+def _ssh_errors() -> tuple[type[Exception], ...]:
+    """What the SDK's ssh transport raises on its own (a refused key, an unknown host key)."""
+    try:
+        from paramiko.ssh_exception import SSHException
+    except ImportError:
+        return ()
+    return (SSHException,)
+
+
 def file_mode(spec: EngineSpec | None, url: str) -> str:
     """How a job's files reach containers on the engine at ``url``: lab.toml's ``files``,
     else "bind" for a local socket and "copy" for anything else (ssh://, tcp://), whose
@@ -266,7 +275,7 @@ class Engine:
                     base_url=base_url, tls=tls, timeout=ping_timeout, version=API_VERSION)
             client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException,
-                OSError) as exc:
+                OSError, *_ssh_errors()) as exc:
             if client is not None:
                 client.close()
             raise EngineUnavailable(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -367,3 +368,108 @@ def test_sigterm_mid_run_on_two_engines_leaves_no_container_on_either(
         assert lab_containers(e2, **{"lab.run": d.name}) == []
     finally:
         e2.close()
+
+
+class SshServer:
+    """An sshd of the test's own on 127.0.0.1, letting in the user running the tests with a
+    key made for it. Through it the docker SDK (paramiko) runs `docker system dial-stdio` on
+    the "remote" side, which reaches that side's engine: here, this machine's own."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.user = pwd.getpwuid(os.getuid()).pw_name
+        self.url = f"ssh://{self.user}@127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        r = self.root
+        keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", ""]
+        subprocess.run([*keygen, "-f", str(r / "host_key")], check=True)
+        subprocess.run([*keygen, "-f", str(r / "client_key")], check=True)
+        shutil.copy(r / "client_key.pub", r / "authorized_keys")
+        os.chmod(r / "authorized_keys", 0o644)
+        (r / "sshd_config").write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {r}/host_key\n"
+            f"AuthorizedKeysFile {r}/authorized_keys\nPidFile {r}/sshd.pid\nStrictModes no\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+            "PermitRootLogin prohibit-password\n")
+        # The client's side, as a user would have it: ~/.ssh/config and known_hosts.
+        home = r / "home"
+        (home / ".ssh").mkdir(parents=True)
+        (home / ".ssh" / "config").write_text(
+            f"Host 127.0.0.1\n  IdentityFile {r}/client_key\n")
+        host_key = (r / "host_key.pub").read_text().split()
+        (home / ".ssh" / "known_hosts").write_text(
+            f"[127.0.0.1]:{self.port} {host_key[0]} {host_key[1]}\n")
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        subprocess.run([*sudo, "mkdir", "-p", "/run/sshd"], check=True)
+        with open(r / "sshd.log", "wb") as log:
+            self.proc = subprocess.Popen([*sudo, shutil.which("sshd") or "/usr/sbin/sshd", "-D",
+                                          "-e", "-f", str(r / "sshd_config")], stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(lambda: self._answers(), 30, "sshd on 127.0.0.1")
+
+    def _answers(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError("sshd exited: " + (self.root / "sshd.log").read_text()[-2000:])
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "HOME": str(self.root / "home")}
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            pid = (self.root / "sshd.pid").read_text().strip()
+            subprocess.run(([] if os.geteuid() == 0 else ["sudo", "-n"]) + ["kill", pid],
+                           check=False)
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def ssh_server(tmp_path: Path) -> Iterator[SshServer]:
+    if shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists():
+        pytest.fail("sshd is needed to reach an engine over ssh: apt-get install "
+                    "openssh-server (.ci/setup test does)")
+    root = tmp_path / "ssh"
+    root.mkdir()
+    server = SshServer(root)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_an_engine_reached_over_ssh(engine, ssh_server, tmp_path):
+    """ssh://user@host as a user writes it, with their ~/.ssh/config and known_hosts: the SDK's
+    own ssh transport (paramiko) and, as for any engine that may be elsewhere, files copied."""
+    toml = tmp_path / "lab.toml"
+    toml.write_text(f'[engine.over-ssh]\nhost = "{ssh_server.url}"\n')
+    env = ssh_server.env()
+    doctor = lab("doctor", "--config", str(toml), env=env, timeout=120)
+    line = next(x for x in doctor.stdout.splitlines() if "engine over-ssh:" in x)
+    assert line.startswith("[ok  ]"), doctor.stdout
+    r = lab("run", "--config", str(toml), "--targets", "cp311", "--scenarios",
+            "probe,fork_held_lock", "--out", str(tmp_path / "runs"), "--no-progress", env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = load_results(only_run(tmp_path / "runs"))
+    facts = data["run"]["engines"]["over-ssh"]
+    assert facts["where"] == ssh_server.url and facts["files"] == "copy"
+    assert facts["id"] == engine.facts().id  # the engine behind the ssh server: this one
+    assert data["targets"][0]["status"] == "ok" and data["targets"][0]["probe"]["start_methods"]
+    hung = next(c for c in data["results"] if c["scenario"] == "fork_held_lock"
+                and c["start_method"] == "fork")
+    assert hung["outcome"] == "hung" and "(child process)" in hung["stacks"]
+    assert lab_containers(engine, **{"lab.run": only_run(tmp_path / "runs").name}) == []
+    # A key the server does not know: the engine is unreachable, with a one-line reason.
+    (ssh_server.root / "authorized_keys").write_text("")
+    r = lab("run", "--config", str(toml), "--targets", "cp311", "--scenarios", "probe",
+            "--out", str(tmp_path / "refused"), "--no-progress", env=env)
+    assert r.returncode == 3, r.stderr[-2000:]
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and ssh_server.url in err[0] and "over-ssh" in err[0], err
