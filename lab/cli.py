@@ -12,13 +12,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from lab import __version__
 from lab.errors import ConfigError, EngineUnavailable, Interrupted, LabError
-from lab.matrix import GROUPS, Matrix, Target, host_target, load_matrix, select_targets
+from lab.matrix import GROUPS, Matrix, Selection, load_matrix, select, select_targets
 from lab.usercode import CHECK_METHODS
 
 if TYPE_CHECKING:
@@ -203,8 +203,11 @@ def build_parser() -> LabParser:
 
     build = _command(sub, "build", "build (or reuse) the target images only",
                      "Build the images of the selected targets that are missing; reuse the "
-                     "others. A cold base takes about 20-60 s; a target layer about 1 s.")
+                     "others. A cold base takes about 20-60 s; a target layer about 1 s. With "
+                     "several engines, each target's image is made on the engines a run would "
+                     "use for it, a base another engine has being streamed from it.")
     _add_selection(build)
+    _add_engines(build, "to build on, each target where a run would place it")
     build.add_argument("--jobs", type=int, default=3, metavar="N",
                        help="targets built at once (default 3)")
 
@@ -248,13 +251,10 @@ def _matrix(args: argparse.Namespace) -> Matrix:
     return load_matrix(getattr(args, "config", None), search_dir=Path.cwd())
 
 
-def _targets(args: argparse.Namespace, matrix: Matrix) -> list[Target]:
-    chosen = select_targets(matrix, ids=args.targets, platforms=args.platforms)
-    for path in getattr(args, "host_python", []) or []:
-        chosen.append(host_target(path, {t.id for t in chosen}))
-    if not chosen:
-        raise ConfigError("no targets selected: check --targets/--platforms (see `lab list`).")
-    return chosen
+def _selection(args: argparse.Namespace, matrix: Matrix | None = None) -> Selection:
+    return select(matrix or _matrix(args), ids=args.targets, platforms=args.platforms,
+                  host_pythons=getattr(args, "host_python", None) or (),
+                  engines=getattr(args, "engines", None))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -262,23 +262,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}.")
-    if not (args.targets or args.platforms) and args.host_python:
-        targets: list[Target] = []
-        for path in args.host_python:  # only host interpreters: no Docker needed
-            targets.append(host_target(path, {t.id for t in targets}))
-    else:
-        targets = _targets(args, _matrix(args))
+    chosen = _selection(args)
     from lab.scheduler import select_scenarios
     from lab.usercode import load_scenario_files
 
     scenarios = select_scenarios(args.scenarios) if args.scenarios else None
     scenario_files = load_scenario_files(args.scenario_file)
     # Run() reaches every engine before it makes the run folder: none is one line, exit 3.
-    options = RunOptions(targets=targets, out=args.out, jobs=args.jobs, scenarios=scenarios,
-                         quick=args.quick, command=["lab", *sys.argv[1:]],
+    options = RunOptions(targets=list(chosen.targets), out=args.out, jobs=args.jobs,
+                         scenarios=scenarios, quick=args.quick, command=["lab", *sys.argv[1:]],
                          progress=not args.no_progress, timeout_s=args.timeout,
-                         scenario_files=scenario_files,
-                         engines=tuple(_matrix(args).select_engines(args.engines)))
+                         scenario_files=scenario_files, engines=chosen.engines)
     return _run_and_report(Run(options), args.out)
 
 
@@ -343,11 +337,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}.")
     spec = check_spec(args.script, args.args, args.files, args.start_methods, args.timeout)
-    matrix = _matrix(args)
-    targets = _targets(args, matrix)
-    options = RunOptions(targets=targets, out=args.out, jobs=args.jobs,
+    chosen = _selection(args)
+    options = RunOptions(targets=list(chosen.targets), out=args.out, jobs=args.jobs,
                          command=["lab", *sys.argv[1:]], progress=not args.no_progress,
-                         check=spec, engines=tuple(matrix.select_engines(args.engines)))
+                         check=spec, engines=chosen.engines)
     return _run_and_report(Run(options), args.out)
 
 
@@ -362,34 +355,59 @@ def _render_quietly(run_dir: Path) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     import concurrent.futures as cf
+    import functools
     import tempfile
     import threading
 
     from lab.engine import Engine
     from lab.images import ImageBuilder, plan_image
+    from lab.runs import survey_engines
+    from lab.scheduler import plan_runs
 
-    targets = [t for t in _targets(args, _matrix(args)) if not t.host_python]
-    Engine.connect().close()
+    chosen = _selection(args)
+    targets = {t.id: t for t in chosen.container_targets}
+    specs = {e.name: e for e in chosen.engines}
+    survey = survey_engines(chosen.engines, Engine.connect)  # none reachable: exit 3
+    plan = plan_runs(targets.values(), engines=survey.slots)
+    # Where a run would need each image: its engine, and its timing lane's if elsewhere.
+    wanted = sorted({(j.target_id, j.engine) for j in plan.jobs if j.target_id in targets},
+                    key=lambda p: (list(specs).index(p[1]), p[0]))
+    several = len(specs) > 1
     log_dir = Path(tempfile.mkdtemp(prefix="lab-build-"))
     stop = threading.Event()
     builder = ImageBuilder(log_dir=log_dir, stop=stop,
                            on_stage=lambda tid, st: print(f"{tid}: {st}", file=sys.stderr))
     failed = 0
+    for tid, name in wanted:
+        if name in survey.down:
+            failed += 1
+            print(f"{tid}: FAILED on {name}: {survey.down[name]}", file=sys.stderr)
+    up = [(tid, name) for tid, name in wanted if name not in survey.down]
 
-    def one(target: Target) -> str:
+    def connect(name: str) -> Engine:
+        return Engine.connect(specs[name])
+
+    def donors(name: str) -> list[tuple[str, Callable[[], Engine]]]:
+        return [(n, functools.partial(connect, n)) for n in specs
+                if n != name and n not in survey.down]
+
+    def one(tid: str, name: str) -> str:
         started = time.monotonic()
-        engine = Engine.connect()
+        engine = connect(name)
         try:
-            image = builder.ensure(engine, plan_image(target))
-            return (f"{target.id}: {image.tag} ({image.id[7:19]}) in "
-                    f"{time.monotonic() - started:.1f}s")
+            image = builder.ensure(engine, plan_image(targets[tid]), donors(name))
+            return (f"{tid}: {image.tag} ({image.id[7:19]}) in "
+                    f"{time.monotonic() - started:.1f}s" + (f" on {name}" if several else ""))
         finally:
             engine.close()
 
-    builder.prefetch_bases([plan_image(t) for t in targets], Engine.connect)
+    for name in specs:
+        mine = [plan_image(targets[t]) for t, n in up if n == name]
+        if mine:
+            builder.prefetch_bases(mine, functools.partial(connect, name), donors(name))
     pool = cf.ThreadPoolExecutor(max_workers=max(1, args.jobs))
     try:
-        futures = {pool.submit(one, t): t for t in targets}
+        futures = {pool.submit(one, tid, name): (tid, name) for tid, name in up}
         for fut in cf.as_completed(futures):
             try:
                 print(fut.result())
@@ -397,7 +415,9 @@ def cmd_build(args: argparse.Namespace) -> int:
                 raise
             except LabError as exc:
                 failed += 1
-                print(f"{futures[fut].id}: FAILED: {exc}", file=sys.stderr)
+                tid, name = futures[fut]
+                print(f"{tid}: FAILED{f' on {name}' if several else ''}: {exc}",
+                      file=sys.stderr)
     except KeyboardInterrupt:
         # Every download and second stage notices within a fraction of a second, and each
         # worker removes its own container and half-made image before it returns.

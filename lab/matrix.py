@@ -10,6 +10,7 @@ import platform as _platform
 import re
 import subprocess
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -343,6 +344,36 @@ def load_matrix(config: Path | None = None, *, search_dir: Path | None = None) -
             ) from exc
         matrix = merge(matrix, _read_toml(text, str(config)), str(config))
     return matrix
+
+
+@dataclass(frozen=True, kw_only=True)
+class Selection:
+    """What a command runs: its targets (matrix ones, then host interpreters) and engines."""
+
+    targets: tuple[Target, ...]
+    engines: tuple[EngineSpec, ...]
+
+    @property
+    def container_targets(self) -> list[Target]:
+        return [t for t in self.targets if not t.host_python]
+
+
+def select(matrix: Matrix, *, ids: list[str] | None = None,
+           platforms: list[str] | None = None, host_pythons: Iterable[str] = (),
+           engines: list[str] | None = None) -> Selection:
+    """The one place a command's targets and engines are chosen: matrix targets by id or
+    platform (the default matrix with neither, unless only host interpreters are given), then
+    a target per host interpreter (ids kept unique), and the engines named (else every one
+    configured, else the environment's). Raises ConfigError, one line, on a bad choice or an
+    empty selection."""
+    host_pythons = list(host_pythons)
+    chosen = ([] if host_pythons and not (ids or platforms)
+              else select_targets(matrix, ids=ids, platforms=platforms))
+    for path in host_pythons:
+        chosen.append(host_target(path, {t.id for t in chosen}))
+    if not chosen:
+        raise ConfigError("no targets selected: check --targets/--platforms (see `lab list`).")
+    return Selection(targets=tuple(chosen), engines=tuple(matrix.select_engines(engines)))
 
 
 def select_targets(

@@ -332,6 +332,29 @@ def test_an_engine_reached_over_tcp_gets_files_and_returns_results_through_its_a
     assert "/volumes/" in mount and str(tmp_path) not in mount, mount
 
 
+def test_lab_build_makes_each_target_s_image_where_a_run_would_use_it(engine, second,
+                                                                      tmp_path):
+    toml = two_engines(tmp_path, second, other=f'host = "{second.tcp}"\ntiming = false')
+    r = lab("build", "--config", str(toml), "--targets", "cp311,cp314")
+    assert r.returncode == 0, r.stderr[-3000:]
+    built = {(line.split(":")[0], line.rsplit(" on ", 1)[1]) for line in r.stdout.splitlines()
+             if " on " in line}
+    # Each target on its own engine, and both on main too: the timing lane (second has
+    # timing = false), so a run after this builds nothing.
+    assert {("cp311", "main"), ("cp314", "main")} <= built and len(built) == 3, r.stdout
+    on_second = next(t for t, e in built if e == "second")
+    e2 = second.connect()
+    try:
+        tags = {tag for i in e2.images({MANAGED: "true"}) for tag in i.tags}
+    finally:
+        e2.close()
+    assert any(f"{on_second}-" in tag or f":{on_second}" in tag for tag in tags), tags
+    run = lab("run", "--config", str(toml), "--targets", "cp311,cp314", "--scenarios",
+              "probe", "--out", str(tmp_path / "runs"), "--no-progress")
+    assert run.returncode == 0 and "images: every image already built" in run.stdout, \
+        run.stdout[-2000:] + run.stderr[-2000:]
+
+
 def test_sigterm_mid_run_on_two_engines_leaves_no_container_on_either(
         engine, second, tmp_path):
     toml = two_engines(tmp_path, second, other=f'host = "{second.tcp}"')

@@ -158,3 +158,26 @@ def test_a_bad_engine_table_is_one_clear_error(tmp_path: Path, text: str, needle
     (tmp_path / "lab.toml").write_text(text)
     with pytest.raises(ConfigError, match=re.escape(needle)):
         load_matrix(search_dir=tmp_path)
+
+
+def test_one_function_chooses_a_command_s_targets_and_engines(tmp_path: Path):
+    import sys
+
+    from lab.matrix import select
+
+    (tmp_path / "lab.toml").write_text(ENGINES)
+    m = load_matrix(search_dir=tmp_path)
+    default = select(m)
+    assert [t.id for t in default.targets] == DEFAULT_IDS
+    assert [e.name for e in default.engines] == ["local", "arm", "ci", "tls"]
+    # Only host interpreters: no matrix target comes along; with --targets, both, ids unique.
+    host = select(m, host_pythons=[sys.executable, sys.executable], engines=["ci"])
+    ids = [t.id for t in host.targets]
+    assert len(ids) == 2 and ids[1] == ids[0] + "-2" and host.container_targets == []
+    assert [e.name for e in host.engines] == ["ci"]
+    both = select(m, ids=["3.14"], host_pythons=[sys.executable])
+    assert [t.id for t in both.container_targets] == ["cp314"] and len(both.targets) == 2
+    with pytest.raises(ConfigError, match=r"no targets selected: check --targets"):
+        select(m, platforms=["linux/s390x"])
+    with pytest.raises(ConfigError, match="unknown engine"):
+        select(m, engines=["nowhere"])
