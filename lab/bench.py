@@ -37,6 +37,7 @@ from lab.containers import JobContext, cells_only, run_job
 from lab.engine import Engine
 from lab.images import ImageBuilder, plan_image
 from lab.matrix import load_matrix, select_targets
+from lab.records import Outcome
 from lab.results import Cell, RunResults
 from lab.runner.util import median_interval, quantile
 from lab.runs import Run, RunOptions
@@ -51,7 +52,7 @@ def spread(cells: list[Cell]) -> float | None:
     values = []
     for c in cells:
         samples = sorted(c.measurements.get("speedup_samples") or [])
-        if c.scenario != "countdown" or c.outcome != "ok" or len(samples) < 2:
+        if c.scenario != "countdown" or c.outcome != Outcome.OK or len(samples) < 2:
             continue
         values.append((quantile(samples, 0.75) - quantile(samples, 0.25)) / median(samples))
     return median(values) if values else None
@@ -129,7 +130,7 @@ def countdown_intervals(r: RunResults) -> dict[tuple[str, str | None], tuple[flo
     out = {}
     for c in r.results:
         samples = c.measurements.get("speedup_samples") or []
-        if c.scenario == "countdown" and c.outcome == "ok" and samples:
+        if c.scenario == "countdown" and c.outcome == Outcome.OK and samples:
             interval = median_interval(samples) or (min(samples), max(samples))
             out[(c.target, c.start_method)] = interval
     return out
@@ -180,7 +181,7 @@ def bench_noise(targets: list[Any], work: Path) -> int:
           f"{total - len(differ)} of {total} verdicts as on the quiet run")
     for n, tid, was, now in differ:
         print(f"                 claim {n} on {tid}: {was} quiet, {now} busy")
-    timing = [c for c in busy.results if c.kind == "timing" and c.outcome == "ok"]
+    timing = [c for c in busy.results if c.kind == "timing" and c.outcome == Outcome.OK]
     loud = [c for c in timing if (x := contention(c)) is not None and x > CONTENDED]
     again = [c for c in timing if c.attempts]
     waited = sum((c.quiet or {}).get("waited_s") or 0 for c in timing)
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             shared += f.result()
 
     timing_work = sum(c.duration_s or 0 for c in lab_results.results if c.kind == "timing")
-    hung = [c for c in lab_results.results if c.outcome == "hung"]
+    hung = [c for c in lab_results.results if c.outcome == Outcome.HUNG]
     one_deadline = max((c.deadline_s or 0 for c in hung), default=0.0)
     ideal = timing_work / cores + one_deadline
     overhead = lab_wall / ideal - 1 if ideal else None
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     met = pinned is not None and pinned <= GOAL_SPREAD
     print(f"countdown spread (IQR/median of speedup)  pinned+exclusive {fmt(pinned)}   "
           f"all at once, unpinned {fmt(unpinned)}   (goal <= {GOAL_SPREAD:.0%}: {verdict(met)})")
-    naive_hung = sum(c.outcome == "hung" for c in naive_cells)
+    naive_hung = sum(c.outcome == Outcome.HUNG for c in naive_cells)
     print(f"cells          lab {len(lab_results.results)} ({len(hung)} hung)   "
           f"naive {len(naive_cells)} ({naive_hung} hung)")
     engine.close()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.records import Outcome
 from lab.results import Cell, RunResults, TargetResult
 from lab.runner.scenarios import START_METHODS
 from lab.verdicts import anchor
@@ -102,7 +103,7 @@ def _pool_method(key: str) -> Callable[[Cell], Effect]:
 
 
 def _lock(c: Cell) -> Effect:
-    if c.outcome == "hung":
+    if c.outcome == Outcome.HUNG:
         return Effect(status=BREAKS, text="the child deadlocks on a lock a thread held at start")
     if c.measurements.get("child_acquired_lock"):
         return Effect(status=WORKS, text="the child takes the lock")
@@ -152,7 +153,7 @@ HAZARDS: tuple[tuple[str, str, str | None, str, str, Callable[[Cell], Effect]], 
 
 
 def _check(c: Cell) -> Effect:
-    if c.outcome == "ok":
+    if c.outcome == Outcome.OK:
         return Effect(status=WORKS, text="ended ok")
     return Effect(status=BREAKS, text=f"{c.outcome}: {_first_line(c.detail)}")
 
@@ -178,9 +179,9 @@ def hazards(r: RunResults, columns: list[TargetResult]) -> list[Hazard]:
                 cell = r.cell(t.id, scenario, method, container)
                 if cell is None:
                     continue
-                if cell.outcome in ("ok", "hung") or scenario.startswith("check:"):
+                if cell.outcome in (Outcome.OK, Outcome.HUNG) or scenario.startswith("check:"):
                     e = judge(cell)
-                elif cell.outcome == "skipped":
+                elif cell.outcome == Outcome.SKIPPED:
                     e = Effect(status=UNKNOWN, text=f"not offered: {_first_line(cell.detail)}")
                 else:
                     e = Effect(status=UNKNOWN, text=f"{cell.outcome}: {_first_line(cell.detail)}")

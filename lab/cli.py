@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, NoReturn
 from lab import __version__
 from lab.errors import ConfigError, EngineUnavailable, Interrupted, LabError
 from lab.matrix import GROUPS, Matrix, Selection, load_matrix, select, select_targets
+from lab.records import Outcome
 from lab.usercode import CHECK_METHODS
 
 if TYPE_CHECKING:
@@ -299,7 +300,7 @@ def _run_and_report(run: Run, out: Path) -> int:
     bad = [t for t in results.targets if t.status != "ok"]
     if not results.run.complete:
         print(f"  the run is partial: {'; '.join(results.run.notes)}", file=sys.stderr)
-    errors = [c for c in results.results if c.outcome == "error"]
+    errors = [c for c in results.results if c.outcome == Outcome.ERROR]
     if errors:
         print(f"  {len(errors)} cell(s) ended in error (see the report)", file=sys.stderr)
     if run.options.check is not None:
@@ -322,7 +323,7 @@ def _check_summary(results: RunResults, scenario: str) -> int:
         for m in methods:
             c = results.cell(t.id, scenario, m)
             row.append(f"{c.outcome if c else '-':<10}")
-            if c and c.outcome != "ok":
+            if c and c.outcome != Outcome.OK:
                 clean = False
         print(f"{t.id:<{width}}  " + "  ".join(row))
     if not any(c.scenario == scenario for c in results.results):

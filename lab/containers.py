@@ -295,7 +295,7 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> Iterator[Cell |
                 continue
             cell = _cell_from_record(rec, job.cells[index], job, ctx)
             reported[index] = cell
-            if cell.outcome in ("crashed", "error"):
+            if cell.outcome in (Outcome.CRASHED, Outcome.ERROR):
                 held[index] = cell
             else:
                 yield cell
@@ -374,7 +374,8 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> Iterator[Cell |
         if index in held:
             cell = held[index]
             if oom:
-                cell = replace(cell, outcome="crashed", detail=f"{cell.detail} (OOM kill noted)")
+                cell = replace(cell, outcome=Outcome.CRASHED,
+                               detail=f"{cell.detail} (OOM kill noted)")
             yield cell
             continue
         if index in reported:
@@ -384,6 +385,6 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> Iterator[Cell |
         detail = why or ("; ".join(problems) if problems else "no result record came back")
         if problems and why:
             detail = f"{why}; also: {'; '.join(problems)}"
-        outcome = "crashed" if oom else "error"
+        outcome = Outcome.CRASHED if oom else Outcome.ERROR
         yield missing_cell(spec_, job, ctx, outcome=outcome, detail=detail, output=diag)
 

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from lab.records import Outcome
+
 PLAIN_EVERY_S = 15.0
 
 
@@ -76,9 +78,9 @@ class Progress:
             if row is None:
                 return
             row.done += 1
-            if outcome == "hung":
+            if outcome == Outcome.HUNG:
                 row.hung += 1
-            elif outcome in ("crashed", "error", "failed"):
+            elif outcome in (Outcome.CRASHED, Outcome.ERROR, Outcome.FAILED):
                 row.problems += 1
 
     def note(self, message: str) -> None:

@@ -40,6 +40,10 @@ class Outcome(StrEnum):
         return tuple(o.value for o in cls)
 
 
+# Outcomes a reader must look at: hung is a finding, the others something went wrong.
+PROBLEMS = (Outcome.HUNG, Outcome.CRASHED, Outcome.FAILED, Outcome.ERROR)
+
+
 def record_problem(rec: dict[str, Any]) -> str | None:
     """Why the host does not accept a parsed record (None: it does)."""
     version = rec.get("record_version")

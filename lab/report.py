@@ -22,6 +22,7 @@ from markupsafe import Markup, escape
 from lab.changes import hazards as change_hazards
 from lab.changes import summaries as change_summaries
 from lab.documented import documented
+from lab.records import PROBLEMS, Outcome
 from lab.results import Cell, RunResults, TargetResult, load
 from lab.runner.scenarios import CATALOG, START_METHODS
 from lab.runner.util import quantile
@@ -123,7 +124,7 @@ def show(value: Any) -> str:
 
 def _fork_warning(r: RunResults, t: TargetResult, variant: str, field_: str) -> Any:
     cell = r.cell(t.id, "fork_warning", "fork")
-    if not cell or cell.outcome != "ok":
+    if not cell or cell.outcome != Outcome.OK:
         return None
     v = cell.measurements.get(variant)
     return v.get(field_) if isinstance(v, dict) else None
@@ -365,7 +366,7 @@ def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
     for t in ok:
         for m in (None, "fork", "spawn", "forkserver"):
             c = r.cell(t.id, "countdown", m)
-            if not c or c.outcome != "ok":
+            if not c or c.outcome != Outcome.OK:
                 continue
             samples = sorted(x for x in c.measurements.get("speedup_samples") or []
                              if isinstance(x, int | float))
@@ -393,7 +394,7 @@ def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
     for t in ok:
         for m in START_METHODS:
             c = r.cell(t.id, "process_startup", m)
-            st = _stat(c.measurements.get("startup")) if c and c.outcome == "ok" else None
+            st = _stat(c.measurements.get("startup")) if c and c.outcome == Outcome.OK else None
             if not c or not st:
                 continue
             med, q1, q3, n = st
@@ -426,7 +427,7 @@ def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
         for t in ok:
             for m in START_METHODS:
                 c = r.cell(t.id, "queue_transfer", m)
-                if not c or c.outcome != "ok":
+                if not c or c.outcome != Outcome.OK:
                     continue
                 st = _stat(_nested(c.measurements, f"{channel}_{size}", metric))
                 if not st:
@@ -446,7 +447,7 @@ def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
     bars = []
     for t in ok:
         c = next((x for m in START_METHODS if (x := r.cell(t.id, "queue_iftry", m))
-                  and x.outcome == "ok"), None)
+                  and x.outcome == Outcome.OK), None)
         if not c:
             continue
         for qtype in ("queue.Queue", "multiprocessing.Queue"):
@@ -578,7 +579,7 @@ def figures(c: Cell) -> dict[str, tuple[float, float, float, str]]:
     """A timing cell's figures normalized by the work it did, so runs whose calibration chose
     other work sizes compare: name -> (median, low, high, unit)."""
     out: dict[str, tuple[float, float, float, str]] = {}
-    if c.outcome != "ok":
+    if c.outcome != Outcome.OK:
         return out
     m = c.measurements
     if c.scenario == "countdown":
@@ -643,7 +644,7 @@ def claim_lines(results: RunResults) -> list[str]:
 
 
 def outcome_counts(r: RunResults) -> dict[str, int]:
-    counts = {o: 0 for o in ("ok", "hung", "crashed", "failed", "skipped", "error")}
+    counts = {o.value: 0 for o in Outcome}
     for c in r.results:
         counts[c.outcome] = counts.get(c.outcome, 0) + 1
     return counts
@@ -671,7 +672,7 @@ def render_html(results: RunResults, *, compare: RunResults | None = None,
     r = sanitize_results(results)
     columns = column_order(r.targets)
     ok_columns = [t for t in columns if t.status == "ok"]
-    problems = [c for c in r.results if c.outcome in ("hung", "crashed", "failed", "error")]
+    problems = [c for c in r.results if c.outcome in PROBLEMS]
     changes = change_hazards(r, ok_columns)
     return environment().get_template("report.html.j2").render(
         location=location or f"reports/{r.run.id}", your_code=changes,
@@ -700,13 +701,13 @@ def render_junit(results: RunResults) -> str:
                                       f"{',' + c.container if c.container else ''}]",
                                  time=f"{c.duration_s or 0:.3f}")
             body = "\n".join(x for x in (c.detail, c.stacks) if x)
-            if c.outcome in ("hung", "crashed"):
+            if c.outcome in (Outcome.HUNG, Outcome.CRASHED):
                 ET.SubElement(case, "failure", message=f"{c.outcome}: {c.detail or ''}"[:300],
                               type=c.outcome).text = body
-            elif c.outcome in ("failed", "error"):
+            elif c.outcome in (Outcome.FAILED, Outcome.ERROR):
                 ET.SubElement(case, "error", message=f"{c.outcome}: {c.detail or ''}"[:300],
                               type=c.outcome).text = body
-            elif c.outcome == "skipped":
+            elif c.outcome == Outcome.SKIPPED:
                 ET.SubElement(case, "skipped", message=c.detail or "")
     return ET.tostring(suites, encoding="unicode", xml_declaration=True)
 

@@ -40,6 +40,7 @@ from lab.errors import (
 from lab.images import ImageBuilder, plan_image
 from lab.matrix import DEFAULT_ENGINE, NATIVE, EngineSpec, Target, native_platforms
 from lab.progress import Progress
+from lab.records import Outcome
 from lab.results import (
     Cell,
     CellSink,
@@ -400,7 +401,7 @@ class Run:
         ctx = self._context(target)
         for spec in job.cells:
             if (target.id, spec.scenario, spec.start_method, spec.container) not in (done or ()):
-                self.record(missing_cell(spec, job, ctx, outcome="error", detail=why))
+                self.record(missing_cell(spec, job, ctx, outcome=Outcome.ERROR, detail=why))
 
     def execute(self, job: Job, target: Target) -> None:
         """Run one job on its engine; cells arrive through ``record``. If the engine is lost,
@@ -498,7 +499,7 @@ class Run:
         order = cell_order([t.id for t in self.options.targets], self.catalog)
         cells.sort(key=lambda c: order.get(c.key, len(order)))
         probes = {c.target: c.measurements for c in cells
-                  if c.scenario == "probe" and c.outcome == "ok"}
+                  if c.scenario == "probe" and c.outcome == Outcome.OK}
         rows = [dataclasses.replace(r, probe=probes.get(r.id, {})) for r in rows]
         info = dataclasses.replace(
             self.info, finished_at=now_iso(), complete=complete,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab.records import Outcome
 from lab.results import RunResults
 from lab.scheduler import Job, Plan
 
@@ -133,7 +134,7 @@ def hang_groups(results: RunResults) -> list[tuple[str, list[str]]]:
     """(scenario · method[ · container], targets where it hung), in cell order."""
     groups: dict[str, list[str]] = {}
     for c in results.results:
-        if c.outcome != "hung":
+        if c.outcome != Outcome.HUNG:
             continue
         label = f"{c.scenario} · {c.start_method or '-'}" + (
             f" · {c.container}" if c.container else "")

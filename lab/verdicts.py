@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from lab.documented import documented
+from lab.records import Outcome
 from lab.results import Cell, RunResults, TargetResult
 from lab.runner.util import quantile  # the statistics the runner summarizes with
 
@@ -175,7 +176,7 @@ class _Judge:
         one's end), else end to end; end to end, start-up included, says at which size it
         pays: a method slower than serial gets its break-even work size."""
         cells = [c for m in ("fork", "spawn", "forkserver")
-                 if (c := self.cell(t, "countdown", m)) and c.outcome == "ok"
+                 if (c := self.cell(t, "countdown", m)) and c.outcome == Outcome.OK
                  and _speedup_stats(c)[0] is not None]
         if not cells:
             return Verdict(status=NOT_OBSERVABLE, summary="no countdown cell with processes ran")
@@ -234,7 +235,7 @@ class _Judge:
     def claim2(self, t: TargetResult) -> Verdict:
         c = self.cell(t, "countdown", None)
         g = self.cell(t, "threading_gil", None)
-        if not c or c.outcome != "ok":
+        if not c or c.outcome != Outcome.OK:
             return Verdict(status=NOT_OBSERVABLE, summary="the threads countdown did not run")
         ev = (anchor(c),) + ((anchor(g),) if g else ())
         if self.cpus(t) < 2:
@@ -244,7 +245,7 @@ class _Judge:
             return Verdict(status=INCONCLUSIVE, summary="no speedup recorded", evidence=ev)
         s, q1, q3, others, floor, ceiling = self.bounds(t, c)
         gil = t.probe.get("gil_enabled")
-        io = _num(_get(g.measurements, "io", "speedup")) if g and g.outcome == "ok" else None
+        io = _num(_get(g.measurements, "io", "speedup")) if g and g.outcome == Outcome.OK else None
         tail = f"; GIL enabled: {gil if gil is not None else 'not exposed'}"
         if io is not None:
             tail += f"; on blocking I/O threads overlap: x{io:.2f}"
@@ -275,7 +276,7 @@ class _Judge:
 
     def claim4(self, t: TargetResult) -> Verdict:
         cells = {m: self.cell(t, "process_startup", m) for m in ("fork", "spawn", "forkserver")}
-        ok = {m: c for m, c in cells.items() if c and c.outcome == "ok"}
+        ok = {m: c for m, c in cells.items() if c and c.outcome == Outcome.OK}
         if "fork" not in ok or len(ok) < 2:
             return Verdict(status=NOT_OBSERVABLE,
                            summary="fork and another method are needed to compare")
@@ -309,19 +310,19 @@ class _Judge:
 
     def claim5(self, t: TargetResult) -> Verdict:
         c = self.cell(t, "fork_held_lock", "fork")
-        if not c or c.outcome == "skipped":
+        if not c or c.outcome == Outcome.SKIPPED:
             return Verdict(status=NOT_OBSERVABLE, summary="fork is not available")
         others = [x for m in ("spawn", "forkserver")
                   if (x := self.cell(t, "fork_held_lock", m))]
         fresh = ", ".join(f"{x.start_method}: {x.outcome}" for x in others)
         ev = (anchor(c),) + tuple(anchor(x) for x in others)
-        if c.outcome == "hung":
+        if c.outcome == Outcome.HUNG:
             blocked = "child blocked in child_takes_lock" if c.stacks and \
                 "child_takes_lock" in c.stacks else "hung"
             return Verdict(status=CONFIRMED,
                            summary=f"fork: {blocked} until killed at the deadline; {fresh}",
                            evidence=ev)
-        if c.outcome == "ok":
+        if c.outcome == Outcome.OK:
             return Verdict(status=REFUTED, summary=f"fork: the child took the lock; {fresh}",
                            evidence=ev)
         return Verdict(status=INCONCLUSIVE, summary=f"fork cell ended {c.outcome}", evidence=ev)
@@ -329,7 +330,7 @@ class _Judge:
     def claim6(self, t: TargetResult) -> Verdict:
         lock = self.cell(t, "fork_held_lock", "fork")
         io = self.cell(t, "fork_held_io", "fork")
-        if not lock or lock.outcome == "skipped":
+        if not lock or lock.outcome == Outcome.SKIPPED:
             return Verdict(status=NOT_OBSERVABLE, summary="fork is not available")
         ev = (anchor(lock),) + ((anchor(io),) if io else ())
         parts = [f"pure-Python threading.Lock under fork: {lock.outcome}"]
@@ -339,16 +340,16 @@ class _Judge:
             parts.append(f"print/logging under fork: {io.outcome}"
                          + (f" after {done}/{planned} children" if planned else ""))
         summary = "; ".join(parts) + "; spawn/forkserver children start fresh"
-        if lock.outcome == "hung" or (io and io.outcome == "hung"):
+        if lock.outcome == Outcome.HUNG or (io and io.outcome == Outcome.HUNG):
             return Verdict(status=REFUTED, summary=summary, evidence=ev)
-        if lock.outcome == "ok" and io and io.outcome == "ok":
+        if lock.outcome == Outcome.OK and io and io.outcome == Outcome.OK:
             return Verdict(status=CONFIRMED, summary=summary + " (fork_held_io is a race: "
                            "one clean run does not prove it safe)", evidence=ev)
         return Verdict(status=INCONCLUSIVE, summary=summary, evidence=ev)
 
     def claim7(self, t: TargetResult) -> Verdict:
         cells = [c for m in ("fork", "spawn", "forkserver")
-                 if (c := self.cell(t, "queue_iftry", m)) and c.outcome == "ok"]
+                 if (c := self.cell(t, "queue_iftry", m)) and c.outcome == Outcome.OK]
         if not cells:
             return Verdict(status=NOT_OBSERVABLE, summary="queue_iftry did not run")
         ev = tuple(anchor(c) for c in cells)
@@ -381,7 +382,7 @@ class _Judge:
 
     def claim8(self, t: TargetResult) -> Verdict:
         cells = [c for m in ("fork", "spawn", "forkserver")
-                 if (c := self.cell(t, "queue_growth", m)) and c.outcome == "ok"]
+                 if (c := self.cell(t, "queue_growth", m)) and c.outcome == Outcome.OK]
         if not cells:
             return Verdict(status=NOT_OBSERVABLE, summary="queue_growth did not run")
         ev = tuple(anchor(c) for c in cells)
