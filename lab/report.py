@@ -267,6 +267,7 @@ class Bar:
     text: str = ""
     warn: str = ""
     anchor: str = ""
+    engine: str | None = None  # where the cell ran (a key of run.engines)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -277,7 +278,9 @@ class Chart:
     note: str = ""
     reference: float | None = None  # a vertical line (e.g. speedup 1.0)
     max_value: float = 1.0
-    groups: list[str] = field(default_factory=list)
+    # With several engines: (heading, bars) per engine, in run.engines order; else one group
+    # with no heading. Figures of different engines are never pooled, only shown apart.
+    groups: list[tuple[str, list[Bar]]] = field(default_factory=list)
 
 
 def _stat(s: Any) -> tuple[float, float, float, int] | None:
@@ -359,6 +362,31 @@ def _warnings(c: Cell, median: float, lo: float, hi: float) -> str:
 
 
 def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
+    """The timing charts, each one's bars grouped by the engine they were measured on."""
+    return [dataclasses.replace(ch, groups=_by_engine(r, ch.bars))
+            for ch in _timing_charts(r, columns)]
+
+
+def _by_engine(r: RunResults, bars: list[Bar]) -> list[tuple[str, list[Bar]]]:
+    names = list(r.run.engines)
+    used = list(dict.fromkeys(b.engine for b in bars))
+    if len(r.run.engines) < 2 or len(used) < 2:
+        return [("", bars)]
+    order = sorted(used, key=lambda e: names.index(e) if e in names else len(names))
+    return [(_engine_heading(r, e), [b for b in bars if b.engine == e]) for e in order]
+
+
+def _engine_heading(r: RunResults, name: str | None) -> str:
+    if name is None:
+        return "on this machine (host interpreters)"
+    facts = r.run.engines.get(name) or {}
+    if not facts.get("id"):
+        return f"engine {name}"
+    return (f"engine {name} · {facts.get('where')} · {facts.get('cpus')} CPUs · "
+            f"{facts.get('arch')} · kernel {facts.get('kernel')}")
+
+
+def _timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
     charts = []
     ok = [t for t in columns if t.status == "ok"]
 
@@ -380,7 +408,8 @@ def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
                             text=f"x{s:.2f} (IQR {q1:.2f}–{q3:.2f}, n={len(samples)}; serial "
                                  f"{serial[0]:.2f} s{_children(c)}{_sampling(c.measurements)}; "
                                  f"{_cpus(c)})" if serial else f"x{s:.2f}",
-                            warn=_warnings(c, float(s), q1, q3), anchor=anchor(c)))
+                            warn=_warnings(c, float(s), q1, q3), anchor=anchor(c),
+                            engine=c.engine))
     if bars:
         charts.append(Chart(title="Countdown speedup over serial (2 workers)", unit="x",
                             bars=bars, reference=1.0,
@@ -409,7 +438,8 @@ def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
                             text=f"{med * 1000:.1f} ms (IQR {q1 * 1000:.1f}–{q3 * 1000:.1f}, "
                                  f"n={n}; first {_ms(first)}{extra}"
                                  f"{_sampling(c.measurements)}; {_cpus(c)})",
-                            warn=_warnings(c, med, q1, q3), anchor=anchor(c)))
+                            warn=_warnings(c, med, q1, q3), anchor=anchor(c),
+                            engine=c.engine))
     if bars:
         charts.append(Chart(title="Process start + join latency", unit="ms", bars=bars,
                             max_value=max(b.hi or b.value for b in bars) * 1.05,
@@ -437,7 +467,8 @@ def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
                                 hi=q3 * scale,
                                 text=f"{med * scale:,.1f} {unit} (IQR {q1 * scale:,.1f}–"
                                      f"{q3 * scale:,.1f}, n={n}; {_cpus(c)})",
-                                warn=_warnings(c, med, q1, q3), anchor=anchor(c)))
+                                warn=_warnings(c, med, q1, q3), anchor=anchor(c),
+                            engine=c.engine))
         if bars:
             what = "small items (an int)" if size == "small" else "~1 MB items"
             name = "multiprocessing.Queue" if channel == "queue" else "Pipe"
@@ -462,7 +493,8 @@ def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
                                     value=med, lo=q1, hi=q3,
                                     text=f"{med:,.0f} ns/call (IQR {q1:,.0f}–{q3:,.0f}, n={n}; "
                                          f"{_cpus(c)})",
-                                    warn=_warnings(c, med, q1, q3), anchor=anchor(c)))
+                                    warn=_warnings(c, med, q1, q3), anchor=anchor(c),
+                            engine=c.engine))
     if bars:
         charts.append(Chart(title="if q.empty() vs try/except queue.Empty, per call",
                             unit="ns", bars=bars,

@@ -258,3 +258,32 @@ def test_timings_say_how_they_were_protected_from_a_busy_machine():
     text = _retries(c)
     assert "waited 4 s for a quiet machine" in text
     assert "kept the cleanest of 2 attempts; 1 discarded, others used 0.81 CPU" in text
+
+
+def test_timings_of_different_engines_are_shown_apart_under_their_engine():
+    from lab.report import timing_charts
+
+    run = load(GOLDEN)
+    ids = [t.id for t in run.targets]
+    placed = {ids[0]: "laptop", ids[1]: "arm"}
+    cells = [dataclasses.replace(c, engine=placed.get(c.target, "laptop")) for c in run.results]
+    info = dataclasses.replace(run.run, engines={
+        "laptop": {"id": "A", "where": "unix:///var/run/docker.sock", "cpus": 2, "arch": "amd64",
+                   "kernel": "6.1"},
+        "arm": {"id": "B", "where": "ssh://lab@arm-box", "cpus": 8, "arch": "arm64",
+                "kernel": "6.6"}})
+    two = dataclasses.replace(run, run=info, results=cells)
+    charts = timing_charts(two, column_order(two.targets))
+    assert charts
+    for ch in charts:
+        headings = [h for h, _ in ch.groups]
+        assert headings == ["engine laptop · unix:///var/run/docker.sock · 2 CPUs · amd64 · "
+                            "kernel 6.1", "engine arm · ssh://lab@arm-box · 8 CPUs · arm64 · "
+                            "kernel 6.6"], ch.title
+        laptop, arm = (bars for _, bars in ch.groups)
+        assert all(b.label.startswith(ids[0]) for b in laptop)
+        assert all(b.label.startswith(ids[1]) for b in arm)
+    html = render_html(two)
+    assert html.count('class="engine-group"') == 2 * len(charts)
+    # One engine: no headings, the bars as they were.
+    assert all(ch.groups == [("", ch.bars)] for ch in timing_charts(run, column_order(run.targets)))
