@@ -39,6 +39,7 @@ from lab.images import ImageBuilder, plan_image
 from lab.matrix import load_matrix, select_targets
 from lab.records import Outcome
 from lab.results import Cell, RunResults
+from lab.runner import measurements as M
 from lab.runner.util import median_interval, quantile
 from lab.runs import Run, RunOptions
 from lab.scheduler import Job, plan_runs
@@ -51,7 +52,7 @@ def spread(cells: list[Cell]) -> float | None:
     """Median over countdown cells of IQR / median of their speedup samples."""
     values = []
     for c in cells:
-        samples = sorted(c.measurements.get("speedup_samples") or [])
+        samples = sorted(c.measurements.get(M.SPEEDUP_SAMPLES) or [])
         if c.scenario != "countdown" or c.outcome != Outcome.OK or len(samples) < 2:
             continue
         values.append((quantile(samples, 0.75) - quantile(samples, 0.25)) / median(samples))
@@ -129,7 +130,7 @@ def countdown_intervals(r: RunResults) -> dict[tuple[str, str | None], tuple[flo
     """Each countdown cell's speedup: the 90 % interval around its median."""
     out = {}
     for c in r.results:
-        samples = c.measurements.get("speedup_samples") or []
+        samples = c.measurements.get(M.SPEEDUP_SAMPLES) or []
         if c.scenario == "countdown" and c.outcome == Outcome.OK and samples:
             interval = median_interval(samples) or (min(samples), max(samples))
             out[(c.target, c.start_method)] = interval

@@ -15,6 +15,7 @@ from typing import Any
 
 from lab.records import Outcome
 from lab.results import Cell, RunResults, TargetResult
+from lab.runner import measurements as M
 from lab.runner.scenarios import START_METHODS
 from lab.verdicts import anchor
 
@@ -78,10 +79,10 @@ def _guard(c: Cell) -> Effect:
 
 
 def _state(c: Cell) -> Effect:
-    seen = c.measurements.get("child_sees")
+    seen = c.measurements.get(M.CHILD_SEES)
     if seen is None:
         return Effect(status=UNKNOWN, text="the child did not report")
-    if c.measurements.get("child_inherited_run_time_state"):
+    if c.measurements.get(M.CHILD_INHERITED_RUN_TIME_STATE):
         return Effect(status=WORKS, text="the child sees the value set at run time")
     return Effect(status=BREAKS, text=f"the child sees the import-time value ({seen!s:.40})")
 
@@ -105,7 +106,7 @@ def _pool_method(key: str) -> Callable[[Cell], Effect]:
 def _lock(c: Cell) -> Effect:
     if c.outcome == Outcome.HUNG:
         return Effect(status=BREAKS, text="the child deadlocks on a lock a thread held at start")
-    if c.measurements.get("child_acquired_lock"):
+    if c.measurements.get(M.CHILD_ACQUIRED_LOCK):
         return Effect(status=WORKS, text="the child takes the lock")
     return Effect(status=UNKNOWN, text="the child did not report")
 

@@ -24,6 +24,7 @@ from lab.changes import summaries as change_summaries
 from lab.documented import documented
 from lab.records import PROBLEMS, Outcome
 from lab.results import Cell, RunResults, TargetResult, load
+from lab.runner import measurements as M
 from lab.runner.scenarios import CATALOG, START_METHODS
 from lab.runner.util import quantile
 from lab.scheduler import METHOD_ORDER
@@ -327,7 +328,7 @@ def _retries(c: Cell) -> str:
 
 def _children(c: Cell) -> str:
     """What a countdown cell's children said from inside: why its speedup is what it is."""
-    ch = c.measurements.get("children")
+    ch = c.measurements.get(M.CHILDREN)
     if not isinstance(ch, dict):
         return ""
     med = {k: _stat(ch.get(k)) for k in ("work_speedup", "startup_s", "overlap", "pace")}
@@ -396,13 +397,13 @@ def _timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
             c = r.cell(t.id, "countdown", m)
             if not c or c.outcome != Outcome.OK:
                 continue
-            samples = sorted(x for x in c.measurements.get("speedup_samples") or []
+            samples = sorted(x for x in c.measurements.get(M.SPEEDUP_SAMPLES) or []
                              if isinstance(x, int | float))
-            s = c.measurements.get("speedup")
+            s = c.measurements.get(M.SPEEDUP)
             if not isinstance(s, int | float) or not samples:
                 continue
             q1, q3 = quantile(samples, 0.25), quantile(samples, 0.75)
-            serial = _stat(c.measurements.get("serial"))
+            serial = _stat(c.measurements.get(M.SERIAL))
             label = f"{t.id} · {'2 threads' if m is None else '2 processes, ' + m}"
             bars.append(Bar(label=label, value=float(s), lo=q1, hi=q3,
                             text=f"x{s:.2f} (IQR {q1:.2f}–{q3:.2f}, n={len(samples)}; serial "
@@ -423,13 +424,13 @@ def _timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
     for t in ok:
         for m in START_METHODS:
             c = r.cell(t.id, "process_startup", m)
-            st = _stat(c.measurements.get("startup")) if c and c.outcome == Outcome.OK else None
+            st = _stat(c.measurements.get(M.STARTUP)) if c and c.outcome == Outcome.OK else None
             if not c or not st:
                 continue
             med, q1, q3, n = st
-            first = c.measurements.get("first_s")
-            module = _stat(c.measurements.get("startup_module"))
-            inside = _stat(_nested(c.measurements, "children", "child_startup_s"))
+            first = c.measurements.get(M.FIRST_S)
+            module = _stat(c.measurements.get(M.STARTUP_MODULE))
+            inside = _stat(_nested(c.measurements, M.CHILDREN, "child_startup_s"))
             extra = (f"; target in an imported module {module[0] * 1000:.1f} ms" if module
                      else "") + (f"; the child ran its target {inside[0] * 1000:.1f} ms after "
                                  f"start()" if inside else "")
@@ -481,7 +482,7 @@ def _timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
                   and x.outcome == Outcome.OK), None)
         if not c:
             continue
-        for qtype in ("queue.Queue", "multiprocessing.Queue"):
+        for qtype in M.QUEUE_TYPES:
             for state in ("empty", "nonempty"):
                 for variant, short in (("if_empty", "if empty()"), ("try_except", "except")):
                     st = _stat(_nested(c.measurements, qtype, f"{state}_{variant}_ns"))
@@ -633,13 +634,13 @@ def figures(c: Cell) -> dict[str, tuple[float, float, float, str]]:
             if got := _interval(_nested(m, key, metric)):
                 out[f"{key.replace('_', ' ')} throughput"] = (*got, unit)
     elif c.scenario == "queue_iftry":
-        for q in ("queue.Queue", "multiprocessing.Queue"):
+        for q in M.QUEUE_TYPES:
             for state in ("empty", "nonempty"):
                 for variant in ("if_empty", "try_except"):
                     if got := _interval(_nested(m, q, f"{state}_{variant}_ns")):
                         out[f"{q} {state} {variant}"] = (*got, "ns/call")
     elif c.scenario == "threading_gil" and (
-            got := _sample_interval(_nested(m, "io", "speedup_samples"))):
+            got := _sample_interval(_nested(m, M.IO, M.SPEEDUP_SAMPLES))):
         out["threads on blocking I/O, speedup"] = (*got, "x")
     return out
 

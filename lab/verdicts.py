@@ -35,6 +35,7 @@ from typing import Any, cast
 from lab.documented import documented
 from lab.records import Outcome
 from lab.results import Cell, RunResults, TargetResult
+from lab.runner import measurements as M
 from lab.runner.util import quantile  # the statistics the runner summarizes with
 
 CONFIRMED = "confirmed"
@@ -138,10 +139,10 @@ def _stat3(s: Any) -> tuple[float, float, float] | None:
 
 
 def _speedup_stats(cell: Cell) -> tuple[float | None, float | None, float | None]:
-    samples = [s for s in cell.measurements.get("speedup_samples") or [] if _num(s)]
+    samples = [s for s in cell.measurements.get(M.SPEEDUP_SAMPLES) or [] if _num(s)]
     if not samples:
         return None, None, None
-    return (_num(cell.measurements.get("speedup")), quantile(samples, 0.25),
+    return (_num(cell.measurements.get(M.SPEEDUP)), quantile(samples, 0.25),
             quantile(samples, 0.75))
 
 
@@ -191,7 +192,7 @@ class _Judge:
         parts: list[str] = []
         for c in cells:
             s, q1, q3, others, floor, ceiling = self.bounds(t, c)
-            work = _stat3(_get(c.measurements, "children", "work_speedup"))
+            work = _stat3(_get(c.measurements, M.CHILDREN, "work_speedup"))
             m = c.start_method or ""
             if work:
                 w, wq1, wq3 = work
@@ -211,9 +212,9 @@ class _Judge:
             else:
                 tied.append(m)
                 note = f" (between x{ceiling:.2f} and x{floor:.2f}: a tie)"
-            serial = _num(_get(c.measurements, "serial", "median"))
+            serial = _num(_get(c.measurements, M.SERIAL, "median"))
             if q3 < 1.0:
-                startup = _num(_get(c.measurements, "children", "startup_s", "median"))
+                startup = _num(_get(c.measurements, M.CHILDREN, "startup_s", "median"))
                 why = f", start-up {startup * 1000:.0f} ms" if startup is not None else ""
                 even = (f"; it breaks even at about {serial * (2 / s - 1):.2f} s of serial "
                         f"work, this cell's was {serial:.2f} s") if serial and s > 0 else ""
@@ -245,7 +246,7 @@ class _Judge:
             return Verdict(status=INCONCLUSIVE, summary="no speedup recorded", evidence=ev)
         s, q1, q3, others, floor, ceiling = self.bounds(t, c)
         gil = t.probe.get("gil_enabled")
-        io = _num(_get(g.measurements, "io", "speedup")) if g and g.outcome == Outcome.OK else None
+        io = _num(_get(g.measurements, M.IO, M.SPEEDUP)) if g and g.outcome == Outcome.OK else None
         tail = f"; GIL enabled: {gil if gil is not None else 'not exposed'}"
         if io is not None:
             tail += f"; on blocking I/O threads overlap: x{io:.2f}"
@@ -281,20 +282,20 @@ class _Judge:
             return Verdict(status=NOT_OBSERVABLE,
                            summary="fork and another method are needed to compare")
         ev = tuple(anchor(c) for c in ok.values())
-        fork = ok["fork"].measurements.get("startup")
+        fork = ok["fork"].measurements.get(M.STARTUP)
         parts = []
         verdicts = []
         for m in ("spawn", "forkserver"):
             if m not in ok:
                 continue
-            other = ok[m].measurements.get("startup")
+            other = ok[m].measurements.get(M.STARTUP)
             med, fmed = _num(_get(other, "median")), _num(_get(fork, "median"))
             if med is not None and fmed:
                 parts.append(f"{m} {med * 1000:.1f} ms vs fork {fmed * 1000:.1f} ms "
                              f"(x{med / fmed:.1f})")
             stretch = 1 + max(contention(ok["fork"]) or 0.0, contention(ok[m]) or 0.0)
             verdicts.append(_compare(fork, other, stretch))
-        first = _num(ok["forkserver"].measurements.get("first_s")) if "forkserver" in ok else None
+        first = _num(ok["forkserver"].measurements.get(M.FIRST_S)) if "forkserver" in ok else None
         summary = "; ".join(parts)
         if first is not None:
             summary += f"; first forkserver start {first * 1000:.0f} ms (launches the server)"
@@ -335,8 +336,8 @@ class _Judge:
         ev = (anchor(lock),) + ((anchor(io),) if io else ())
         parts = [f"pure-Python threading.Lock under fork: {lock.outcome}"]
         if io:
-            done = io.measurements.get("trials_completed") or 0
-            planned = io.measurements.get("trials_planned")
+            done = io.measurements.get(M.TRIALS_COMPLETED) or 0
+            planned = io.measurements.get(M.TRIALS_PLANNED)
             parts.append(f"print/logging under fork: {io.outcome}"
                          + (f" after {done}/{planned} children" if planned else ""))
         summary = "; ".join(parts) + "; spawn/forkserver children start fresh"
@@ -366,7 +367,7 @@ class _Judge:
             parts.append(f"{label} empty: if {a:.0f} ns vs except {b:.0f} ns")
             directions.append(a < b)
             verdicts.append(_compare(if_s, try_s, 1 + (contention(c) or 0.0)))
-        late = _get(cells[0].measurements, "empty_after_put", "fraction")
+        late = _get(cells[0].measurements, M.EMPTY_AFTER_PUT, "fraction")
         summary = "; ".join(parts)
         if _num(late) is not None:
             summary += f"; empty() still True right after another process's put(): {late:.0%}"
@@ -388,7 +389,7 @@ class _Judge:
         ev = tuple(anchor(c) for c in cells)
         grew, parts = [], []
         for c in cells:
-            unb, bnd = c.measurements.get("unbounded"), c.measurements.get("bounded")
+            unb, bnd = c.measurements.get(M.UNBOUNDED), c.measurements.get(M.BOUNDED)
             items = _num(_get(unb, "items"))
             back_u = _num(_get(unb, "peak_backlog_items"))
             back_b = _num(_get(bnd, "peak_backlog_items"))

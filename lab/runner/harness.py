@@ -19,6 +19,7 @@ import sys
 import time
 
 from . import RECORD_VERSION
+from . import measurements as M
 from .util import STACK_SIGNAL, STACKS_ENV, affinity
 
 OUTPUT_HEAD = 16 * 1024
@@ -518,7 +519,7 @@ def settle(tries, since=0):
 
 def directions(record):
     """A cell's ``directions`` measurement: comparison name -> -1, 0 (undecided) or +1."""
-    got = (record.get("measurements") or {}).get("directions")
+    got = (record.get("measurements") or {}).get(M.DIRECTIONS)
     if record.get("outcome") != "ok" or not isinstance(got, dict):
         return {}
     return {k: v for k, v in got.items() if v in (-1, 1)}
@@ -639,7 +640,7 @@ def run_plan(plan, out_dir):
                         pending.insert(0, (rc.index, rc.cell))  # disturbed: measure again
                         continue
                     settled = settle(tries[rc.index], since.get(rc.index, 0))
-                    if not quiet or "directions" not in (settled.get("measurements") or {}):
+                    if not quiet or M.DIRECTIONS not in (settled.get("measurements") or {}):
                         tries.pop(rc.index)
                         held.pop(rc.index, None)
                         emit(settled)

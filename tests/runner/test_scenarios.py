@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 import lab.runner
+from lab.runner import measurements as M
+from lab.runner.measurements import READ_BY_HOST
 from lab.runner.scenarios import CATALOG, START_METHODS
 from lab.scheduler import start_methods_of
 
@@ -49,7 +51,7 @@ def test_fork_held_lock_hangs_under_fork_only_and_shows_the_child_blocked(runner
     for method in METHODS:
         if method != "fork":
             assert recs[("fork_held_lock", method)]["outcome"] == "ok"
-            assert recs[("fork_held_lock", method)]["measurements"]["child_acquired_lock"]
+            assert recs[("fork_held_lock", method)]["measurements"][M.CHILD_ACQUIRED_LOCK]
 
 
 def test_queue_join_before_drain_is_the_documented_deadlock(runner):
@@ -89,6 +91,11 @@ def test_scenario_runs_and_records(runner, name):
     for (scenario, method), rec in recs.items():
         assert rec["outcome"] in ("ok", "hung"), (scenario, method, rec["detail"], rec["output"])
         assert rec["measurements"], (scenario, method)
+        if rec["outcome"] == "ok":  # what the host reads is there, under the declared names
+            missing = set(READ_BY_HOST.get(name, ())) - set(rec["measurements"])
+            if method is None:
+                missing -= set(M.PROCESSES_ONLY)
+            assert not missing, (scenario, method, missing)
         if rec["outcome"] == "hung":
             # Only fork may hang here (an inherited held I/O lock), and it shows the stack.
             assert name == "fork_held_io" and method == "fork" and rec["stacks"]
@@ -201,6 +208,7 @@ def test_inherited_state_reaches_a_fork_child_only(runner):
     recs = runner(cells_for("inherited_state"))
     for method in METHODS:
         m = recs[("inherited_state", method)]["measurements"]
+        assert set(READ_BY_HOST["inherited_state"]) <= set(m)
         assert m["child_sees"] == ("run-time" if method == "fork" else "import-time")
 
 
@@ -313,3 +321,7 @@ def test_a_cells_deadline_starts_when_its_code_runs_not_when_its_interpreter_sta
     rec = recs[("selftest.sleep", None)]
     assert rec["outcome"] == "ok", rec
     assert rec["duration_s"] > 2
+
+
+def test_the_declared_measurements_belong_to_scenarios_that_exist():
+    assert set(READ_BY_HOST) <= set(CATALOG)

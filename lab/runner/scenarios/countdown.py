@@ -20,6 +20,8 @@ import os
 import threading
 import time
 
+from .. import measurements as M
+
 TARGET_S = 0.1  # serial work per sample; the break-even size is reported, see verdicts
 QUICK_TARGET_S = 0.05
 WORKERS = 2
@@ -143,18 +145,18 @@ def run(ctx):
     series, how = ctx.sample_until(one_round, ["speedup"], budget_s=BUDGET_S)
     s = ctx.summarize(series["serial"])
     p = ctx.summarize(series["parallel"])
-    ctx.record("sampling", how)
-    ctx.record("serial", s)
+    ctx.record(M.SAMPLING, how)
+    ctx.record(M.SERIAL, s)
     ctx.record(label, p)
     ctx.record("parallel_kind", label)
     # CPU the serial runs used; the parallel runs do the same work again, in other threads or
     # processes, which lets a test check that a cell's CPU accounting counts them.
     ctx.record("serial_cpu_s", cpu[0])
-    ctx.record("speedup", s["median"] / p["median"] if p["median"] else None)
-    ctx.record("speedup_samples", series["speedup"])
+    ctx.record(M.SPEEDUP, s["median"] / p["median"] if p["median"] else None)
+    ctx.record(M.SPEEDUP_SAMPLES, series["speedup"])
     ctx.record("per_iteration_ns", s["median"] / n * 1e9)
     if ctx.start_method:
         children = {key: ctx.summarize([v for v in series[key] if v is not None])
                     for key in ("startup_s", "overlap", "pace", "child_work_cpu_s",
                                 "child_cpu_s", "work_speedup")}
-        ctx.record("children", children)
+        ctx.record(M.CHILDREN, children)

@@ -19,6 +19,8 @@ import sys
 import threading
 import time
 
+from .. import measurements as M
+
 TRIALS = 40
 BUDGET_S = 4.0
 
@@ -55,7 +57,7 @@ def run(ctx):
 
     thread = threading.Thread(target=writer, name="busy-writer", daemon=True)
     thread.start()
-    ctx.record("trials_planned", trials)
+    ctx.record(M.TRIALS_PLANNED, trials)
     started = time.perf_counter()
     try:
         for i in range(trials):
@@ -64,7 +66,7 @@ def run(ctx):
             proc = ctx.start_child(child_prints_and_logs)
             busy.clear()
             proc.join()  # no timeout: an inherited held I/O lock shows as a hung cell
-            ctx.record("trials_completed", i + 1)
+            ctx.record(M.TRIALS_COMPLETED, i + 1)
             if proc.exitcode != 0:
                 ctx.record("child_failures", ctx.measurements.get("child_failures", 0) + 1)
             if time.perf_counter() - started > BUDGET_S:

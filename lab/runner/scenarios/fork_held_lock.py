@@ -15,6 +15,8 @@ free lock.
 import threading
 import time
 
+from .. import measurements as M
+
 LOCK = threading.Lock()
 
 
@@ -41,7 +43,7 @@ def run(ctx):
     ctx.record("child_pid", proc.pid)
     proc.join()  # no timeout on purpose: a deadlock must show as a hung cell
     ctx.record("child_exitcode", proc.exitcode)
-    ctx.record("child_acquired_lock", proc.exitcode == 0)
+    ctx.record(M.CHILD_ACQUIRED_LOCK, proc.exitcode == 0)
     ctx.record("child_seconds", time.perf_counter() - start)
     release.set()
     thread.join()

@@ -10,6 +10,8 @@ How: ``SETTING`` is ``"import-time"`` at import; the cell sets it to ``"run-time
 child that sends back the value it sees.
 """
 
+from .. import measurements as M
+
 SETTING = "import-time"
 
 
@@ -27,6 +29,6 @@ def run(ctx):
     send.close()
     seen = recv.recv() if recv.poll(30) else None
     proc.join(30)
-    ctx.record("child_sees", seen)
-    ctx.record("child_inherited_run_time_state", seen == "run-time")
+    ctx.record(M.CHILD_SEES, seen)
+    ctx.record(M.CHILD_INHERITED_RUN_TIME_STATE, seen == "run-time")
     ctx.record("child_exitcode", proc.exitcode)

@@ -21,6 +21,8 @@ import shutil
 import subprocess
 import sys
 
+from .. import measurements as M
+
 PROGRAM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "startup_program")
 BUDGET_S = 1.0
 
@@ -63,12 +65,12 @@ def run(ctx):
     finally:
         proc.stdin.close()
         proc.wait()
-    ctx.record("first_s", first["main"])
+    ctx.record(M.FIRST_S, first["main"])
     ctx.record("first_module_s", first["module"])
-    ctx.record("startup", ctx.summarize(series["main"]))
-    ctx.record("startup_module", ctx.summarize(series["module"]))
-    ctx.record("sampling", how)
-    ctx.record("children", {k: ctx.summarize([x for x in v if x >= 0])
+    ctx.record(M.STARTUP, ctx.summarize(series["main"]))
+    ctx.record(M.STARTUP_MODULE, ctx.summarize(series["module"]))
+    ctx.record(M.SAMPLING, how)
+    ctx.record(M.CHILDREN, {k: ctx.summarize([x for x in v if x >= 0])
                             for k, v in children.items()})
     ctx.record("measured_from", "a script run as `python program.py`, target in __main__")
     ctx.record("harness_in_child", any(harness))

@@ -14,6 +14,8 @@ import resource
 import sys
 import time
 
+from .. import measurements as M
+
 ITEM_BYTES = 64 * 1024
 ITEMS = 400
 BOUND = 8
@@ -63,8 +65,8 @@ def one(ctx, maxsize, items):
 
 def run(ctx):
     items = 150 if ctx.quick else ITEMS
-    ctx.record("unbounded", one(ctx, 0, items))
-    ctx.record("bounded", one(ctx, BOUND, items))
+    ctx.record(M.UNBOUNDED, one(ctx, 0, items))
+    ctx.record(M.BOUNDED, one(ctx, BOUND, items))
     unb = ctx.measurements["unbounded"]["growth_kib"]
     bnd = ctx.measurements["bounded"]["growth_kib"]
     ctx.record("backlog_mib", items * ITEM_BYTES / 1048576.0)

@@ -13,6 +13,8 @@ once: how often it still says True is the documented "short delay".
 import queue
 import time
 
+from .. import measurements as M
+
 CALLS = {"thread": 20000, "process": 1000}
 BUDGET_S = 0.2
 TRIALS = 100
@@ -119,6 +121,6 @@ def run(ctx):
                               ("multiprocessing.Queue", ctx.mp.Queue, CALLS["process"])):
         found[name] = bench(ctx, make, calls)
         ctx.record(name, found[name])
-    ctx.record("directions", {f"{name} {state}": direction(m[f"{state}_if_over_try_paired"])
+    ctx.record(M.DIRECTIONS, {f"{name} {state}": direction(m[f"{state}_if_over_try_paired"])
                               for name, m in found.items() for state in ("empty", "nonempty")})
-    ctx.record("empty_after_put", empty_after_put(ctx, 50 if ctx.quick else TRIALS))
+    ctx.record(M.EMPTY_AFTER_PUT, empty_after_put(ctx, 50 if ctx.quick else TRIALS))

@@ -9,6 +9,8 @@ import signal
 import sys
 import time
 
+from .. import measurements as M
+
 
 def crash(ctx):
     os.kill(os.getpid(), signal.SIGSEGV)
@@ -40,7 +42,7 @@ def direction(ctx):
         fh.write(".")
     with open(mark) as fh:
         attempt = len(fh.read()) - 1
-    ctx.record("directions", {"x": signs[min(attempt, len(signs) - 1)]})
+    ctx.record(M.DIRECTIONS, {"x": signs[min(attempt, len(signs) - 1)]})
 
 
 def noisy(ctx):

@@ -13,6 +13,8 @@ import sys
 import threading
 import time
 
+from .. import measurements as M
+
 THREADS = 4
 IO_WAIT_S = 0.01
 IO_ROUNDS = 2
@@ -62,5 +64,5 @@ def run(ctx):
     ctx.record("threads", THREADS)
     series, how = ctx.sample_until(one_round, ["speedup"], budget_s=BUDGET_S)
     s, t = ctx.summarize(series["serial"]), ctx.summarize(series["threads"])
-    ctx.record("io", {"serial": s, "threads": t, "speedup": s["median"] / t["median"],
-                      "speedup_samples": series["speedup"], "sampling": how})
+    ctx.record(M.IO, {M.SERIAL: s, "threads": t, M.SPEEDUP: s[M.MEDIAN] / t[M.MEDIAN],
+                      M.SPEEDUP_SAMPLES: series["speedup"], M.SAMPLING: how})

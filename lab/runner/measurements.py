@@ -1,0 +1,61 @@
+"""The measurements the host reads, declared once for both sides.
+
+A scenario records whatever it likes (``ctx.record(key, value)``); the keys below are the ones
+the host's verdicts, report, "what changed" and bench read back, so they are a contract:
+scenarios record them under these names, the host reads them through these names, and
+``tests/runner/test_scenarios.py`` checks that every scenario records what ``READ_BY_HOST``
+says it does.
+
+IN-CONTAINER CODE: standard library only, Python 3.9+ and PyPy; never imports lab.*.
+"""
+
+# Timing statistics (util.summarize): median, q1, q3, n, the interval of the median.
+MEDIAN = "median"
+
+# countdown; threading_gil keeps the same keys under IO.
+SPEEDUP = "speedup"  # serial time over parallel time, the median of the paired rounds
+SPEEDUP_SAMPLES = "speedup_samples"  # every round's speedup
+SERIAL = "serial"  # statistics of one serial sample, in seconds
+CHILDREN = "children"  # process-based timings: each child's own start-up, CPU and wall time
+SAMPLING = "sampling"  # why sampling stopped: precise, max_samples or budget
+IO = "io"  # threading_gil: two threads waiting on I/O against one
+
+# process_startup
+STARTUP = "startup"  # statistics of start + join, in seconds
+FIRST_S = "first_s"  # the first start (a forkserver starts its server then)
+STARTUP_MODULE = "startup_module"  # the target in an imported module instead of __main__
+
+# queue_transfer: f"{channel}_{size}" for channel in CHANNELS and size in SIZES
+CHANNELS = ("queue", "pipe")
+SIZES = ("small", "large")
+
+# queue_iftry: per queue type, then paired directions, then the put-then-empty() race
+QUEUE_TYPES = ("queue.Queue", "multiprocessing.Queue")
+DIRECTIONS = "directions"
+EMPTY_AFTER_PUT = "empty_after_put"
+
+# queue_growth
+UNBOUNDED = "unbounded"
+BOUNDED = "bounded"
+
+# Hazards
+CHILD_ACQUIRED_LOCK = "child_acquired_lock"  # fork_held_lock: the child got the lock
+TRIALS_PLANNED = "trials_planned"  # fork_held_io
+TRIALS_COMPLETED = "trials_completed"
+CHILD_SEES = "child_sees"  # inherited_state: run-time or import-time
+CHILD_INHERITED_RUN_TIME_STATE = "child_inherited_run_time_state"
+
+# Recorded only by cells that start processes (countdown's threads cell has no children).
+PROCESSES_ONLY = (CHILDREN,)
+
+READ_BY_HOST = {
+    "countdown": (SPEEDUP, SPEEDUP_SAMPLES, SERIAL, CHILDREN, SAMPLING),
+    "threading_gil": (IO,),
+    "process_startup": (STARTUP, FIRST_S, STARTUP_MODULE, CHILDREN, SAMPLING),
+    "queue_transfer": tuple(c + "_" + s for c in CHANNELS for s in SIZES),
+    "queue_iftry": QUEUE_TYPES + (DIRECTIONS, EMPTY_AFTER_PUT),
+    "queue_growth": (UNBOUNDED, BOUNDED),
+    "fork_held_lock": (CHILD_ACQUIRED_LOCK,),  # when the child was not left hanging
+    "fork_held_io": (TRIALS_PLANNED, TRIALS_COMPLETED),
+    "inherited_state": (CHILD_SEES, CHILD_INHERITED_RUN_TIME_STATE),
+}
