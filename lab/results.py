@@ -21,6 +21,7 @@ died keeps what finished.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import os
 import threading
@@ -235,6 +236,10 @@ def read_cells(path: Path) -> list[Cell]:
         except (ValueError, TypeError):
             continue  # a torn last line from a crash
     return cells
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 class CellSink:

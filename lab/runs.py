@@ -13,7 +13,6 @@ import concurrent.futures as cf
 import dataclasses
 import datetime as dt
 import functools
-import json
 import os
 import platform
 import shutil
@@ -38,16 +37,17 @@ from lab.errors import (
     LabError,
 )
 from lab.images import ImageBuilder, plan_image
+from lab.ledger import Ledger
 from lab.matrix import DEFAULT_ENGINE, NATIVE, EngineSpec, Target, native_platforms
 from lab.progress import Progress
 from lab.records import Outcome
 from lab.results import (
     Cell,
-    CellSink,
     ImageRef,
     RunInfo,
     RunResults,
     TargetResult,
+    now_iso,
     write_json,
 )
 from lab.scheduler import EngineSlot, Job, Plan, cell_order, plan_runs
@@ -126,10 +126,6 @@ def survey_engines(specs: tuple[EngineSpec, ...],
 
 def new_run_id() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 10000:04d}"
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def host_facts() -> dict[str, object]:
@@ -225,23 +221,12 @@ class Run:
                               "that you can read them.") from exc
         self.stop = threading.Event()
         self.started = time.monotonic()
-        self.cells: list[Cell] = []
-        self.cells_lock = threading.Lock()
-        emulated = self.plan.emulated or {}
-        self.target_rows: dict[str, TargetResult] = {
-            t.id: TargetResult(id=t.id, implementation=t.implementation, version=t.version,
-                               platform=t.platform, python=t.python, kind=t.kind,
-                               emulated=emulated.get(t.id, t.emulated), status="error",
-                               reason="not run",
-                               engine=None if t.host_python else self.plan.engine_of(t.id))
-            for t in options.targets
-        }
+        self.lost_lock = threading.Lock()
         self.images: dict[str, str] = {}
         self.images_on: dict[str, set[str]] = {t.id: set() for t in options.targets}
         self.lane_problems: dict[tuple[str, str], str] = {}  # (target, engine) -> why
         self.active: dict[str, set[str]] = {e: set() for e in self.plan.engines}
         self.active_lock = threading.Lock()
-        self.sink = CellSink(self.dir / "cells.jsonl")
         self.progress = Progress({t.id: self.plan.cells_of(t.id) for t in options.targets},
                                  live=options.progress)
         engines: dict[str, dict[str, Any]] = {
@@ -251,13 +236,22 @@ class Run:
         for name, why in self.survey.down.items():
             engines[name] = {"reachable": False, "reason": why}
         first = next(iter(self.survey.facts.values()), None)
-        self.info = RunInfo(id=self.run_id, started_at=now_iso(), lab_version=__version__,
-                            host=host_facts(), command=list(options.command),
-                            docker=dataclasses.asdict(first) if first else {},
-                            engines=engines,
-                            quick=options.quick,
-                            scenarios={k: {x: v for x, v in meta.items() if x != "script"}
-                                       for k, meta in extra.items()})
+        info = RunInfo(id=self.run_id, started_at=now_iso(), lab_version=__version__,
+                       host=host_facts(), command=list(options.command),
+                       docker=dataclasses.asdict(first) if first else {}, engines=engines,
+                       quick=options.quick,
+                       scenarios={k: {x: v for x, v in meta.items() if x != "script"}
+                                  for k, meta in extra.items()})
+        emulated = self.plan.emulated or {}
+        rows = [TargetResult(id=t.id, implementation=t.implementation, version=t.version,
+                             platform=t.platform, python=t.python, kind=t.kind,
+                             emulated=emulated.get(t.id, t.emulated), status="error",
+                             reason="not run",
+                             engine=None if t.host_python else self.plan.engine_of(t.id))
+                for t in options.targets]
+        self.ledger = Ledger(self.dir, info, rows,
+                             order=cell_order([t.id for t in options.targets], self.catalog),
+                             on_cell=lambda c: self.progress.cell(c.target, c.outcome))
 
     # -- the plan, as the terminal shows it -----------------------------------------------------
     def connect(self, engine: str) -> Engine:
@@ -311,16 +305,6 @@ class Run:
                          containers=len(self.plan.jobs), to_build=needed, est=est)
 
     # -- bookkeeping ---------------------------------------------------------------------------
-    def record(self, cell: Cell) -> None:
-        self.sink.add(cell)
-        with self.cells_lock:
-            self.cells.append(cell)
-        self.progress.cell(cell.target, cell.outcome)
-
-    def set_target(self, tid: str, **changes: Any) -> None:
-        with self.cells_lock:
-            self.target_rows[tid] = dataclasses.replace(self.target_rows[tid], **changes)
-
     def running_others(self, me: str, engine: str) -> Callable[[], list[str]]:
         """What else of the lab runs on the same engine now (other engines do not count)."""
         def others() -> list[str]:
@@ -328,16 +312,10 @@ class Run:
                 return sorted(a for a in self.active.get(engine, ()) if a != me)
         return others
 
-    def write_head(self) -> None:
-        """run.json: enough to rebuild a partial run from cells.jsonl if the harness dies."""
-        head = self.results(complete=False)
-        data = {"schema_version": head.schema_version, "run": dataclasses.asdict(head.run),
-                "targets": [dataclasses.asdict(t) for t in head.targets], "results": []}
-        (self.dir / "run.json").write_text(json.dumps(data, indent=1, default=repr))
 
     # -- phases --------------------------------------------------------------------------------
     def engine_lost(self, engine: str, exc: EngineUnavailable) -> None:
-        with self.cells_lock:
+        with self.lost_lock:
             if engine not in self.lost:
                 self.lost[engine] = " ".join(str(exc).split())
                 self.progress.note(f"engine {engine} lost: {self.lost[engine]}")
@@ -347,7 +325,7 @@ class Run:
         on another (its timing lane) the row, which its behaviour cells earned, is left alone
         and the reason is kept in ``lane_problems`` for that job's cells. The others go on."""
         if target.host_python:
-            self.set_target(target.id, status="ok", reason=None)
+            self.ledger.set_target(target.id, status="ok", reason=None)
             return True
         if engine_name in self.images_on[target.id]:
             return True
@@ -355,7 +333,7 @@ class Run:
 
         def fail(status: str, reason: str, stage: str) -> bool:
             if home:
-                self.set_target(target.id, status=status, reason=reason)
+                self.ledger.set_target(target.id, status=status, reason=reason)
                 self.progress.stage(target.id, stage)
             else:
                 self.lane_problems[(target.id, engine_name)] = (
@@ -389,7 +367,7 @@ class Run:
         self.images[target.id] = image.tag
         self.images_on[target.id].add(engine_name)
         if home:
-            self.set_target(target.id, status="ok", reason=None,
+            self.ledger.set_target(target.id, status="ok", reason=None,
                             image=ImageRef(tag=image.tag, id=image.id),
                             base=image.base.to_json() if image.base else None,
                             build_seconds=round(time.monotonic() - started, 1))
@@ -401,7 +379,7 @@ class Run:
         ctx = self._context(target)
         for spec in job.cells:
             if (target.id, spec.scenario, spec.start_method, spec.container) not in (done or ()):
-                self.record(missing_cell(spec, job, ctx, outcome=Outcome.ERROR, detail=why))
+                self.ledger.record(missing_cell(spec, job, ctx, outcome=Outcome.ERROR, detail=why))
 
     def execute(self, job: Job, target: Target) -> None:
         """Run one job on its engine; cells arrive through ``record``. If the engine is lost,
@@ -416,7 +394,7 @@ class Run:
             got.add(cell.key)
             if not job.exclusive:  # what ran beside it on its engine as it finished
                 cell = dataclasses.replace(cell, concurrent=others())
-            self.record(cell)
+            self.ledger.record(cell)
 
         def lost_cells() -> None:
             self.error_cells(job, target, f"engine {job.engine} lost: {self.lost[job.engine]}",
@@ -480,7 +458,7 @@ class Run:
             if self.stop.is_set():
                 return
             target = targets[job.target_id]
-            if self.target_rows[target.id].status != "ok":
+            if self.ledger.row(target.id).status != "ok":
                 continue
             if not target.host_python and job.engine not in self.images_on[target.id]:
                 with self.build_slots[engine]:  # its timing lane is not where it was built
@@ -493,19 +471,8 @@ class Run:
 
     # -- the whole run -------------------------------------------------------------------------
     def results(self, *, complete: bool) -> RunResults:
-        with self.cells_lock:
-            cells = list(self.cells)
-            rows = [self.target_rows[t.id] for t in self.options.targets]
-        order = cell_order([t.id for t in self.options.targets], self.catalog)
-        cells.sort(key=lambda c: order.get(c.key, len(order)))
-        probes = {c.target: c.measurements for c in cells
-                  if c.scenario == "probe" and c.outcome == Outcome.OK}
-        rows = [dataclasses.replace(r, probe=probes.get(r.id, {})) for r in rows]
-        info = dataclasses.replace(
-            self.info, finished_at=now_iso(), complete=complete,
-            interrupted=self.stop.is_set(),
-            duration_s=round(time.monotonic() - self.started, 1))
-        return RunResults(run=info, targets=rows, results=cells)
+        return self.ledger.snapshot(complete=complete, interrupted=self.stop.is_set(),
+                                    duration_s=time.monotonic() - self.started)
 
     def go(self) -> RunResults:
         """Execute the plan. Raises Interrupted (after saving) on Ctrl-C or SIGTERM, and
@@ -525,8 +492,8 @@ class Run:
         for name, why in self.survey.down.items():
             notes.append(f"engine {name} not reachable at the start; its targets are "
                          f"unavailable ({why})")
-        self.info = dataclasses.replace(self.info, notes=[*self.info.notes, *notes])
-        self.write_head()
+        self.ledger.note(*notes)
+        self.ledger.write_head(self.results(complete=False))
         builder = ImageBuilder(log_dir=self.dir / "logs", on_stage=self.progress.stage,
                                stop=self.stop, labels={"lab.run": self.run_id})
         targets = {t.id: t for t in self.options.targets}
@@ -579,19 +546,17 @@ class Run:
             builder.close()
             self.progress.finish()
         if expired.is_set():
-            self.info = dataclasses.replace(self.info, notes=[
-                *self.info.notes, f"stopped by the run watchdog after {budget:.0f} s; "
-                "only finished cells are shown"])
+            self.ledger.note(f"stopped by the run watchdog after {budget:.0f} s; only "
+                             "finished cells are shown")
         lost_now = {e: why for e, why in self.lost.items() if e not in self.survey.down}
         if lost_now:
-            self.info = dataclasses.replace(self.info, notes=[
-                *self.info.notes, *(f"engine {e} lost during the run: {why}; its unfinished "
-                                    "cells are errors" for e, why in lost_now.items())])
+            self.ledger.note(*(f"engine {e} lost during the run: {why}; its unfinished "
+                               "cells are errors" for e, why in lost_now.items()))
         everything_lost = self.needs_docker and not self.reachable()
         results = self.results(complete=not interrupted and not self.stop.is_set()
                                and not self.lost)
         self.stop.set()  # releases the watchdog
-        self.sink.close()
+        self.ledger.close()
         write_json(results, self.dir / "results.json")
         if everything_lost and lost_now:
             first = next(iter(lost_now.values()))

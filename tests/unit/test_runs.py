@@ -109,15 +109,15 @@ def test_an_image_failing_on_the_timing_lane_leaves_the_target_s_row_alone(tmp_p
                                   EngineSpec(name="b", host="unix:///b.sock"))),
               connect=lambda spec: FactsEngine())
     assert run.plan.engine_of("cp311") == "a" and run.plan.timing[0].engine == "b"
-    run.set_target("cp311", status="ok", reason=None)
+    run.ledger.set_target("cp311", status="ok", reason=None)
     run.build_slots = {"a": threading.Semaphore(1), "b": threading.Semaphore(1)}
     try:
         run.timing_lane("b", {"cp311": target}, FailingBuilder(), behaviour={})
     finally:
-        run.sink.close()
-    row = run.target_rows["cp311"]
+        run.ledger.close()
+    row = run.ledger.row("cp311")
     assert row.status == "ok" and row.reason is None
-    timing = [c for c in run.cells if c.kind == "timing"]
+    timing = [c for c in run.ledger.cells if c.kind == "timing"]
     assert len(timing) == len(run.plan.timing[0].cells)
     assert all(c.outcome == "error" and c.engine == "b" for c in timing)
     assert all(c.detail == "no image on engine b: no space left on device" for c in timing)
