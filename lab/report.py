@@ -28,7 +28,7 @@ from lab.runner import measurements as M
 from lab.runner.scenarios import CATALOG, START_METHODS
 from lab.runner.util import quantile
 from lab.scheduler import METHOD_ORDER
-from lab.verdicts import CONTENDED, anchor, contention, judge
+from lab.verdicts import CONTENDED, Claim, anchor, contention, judge
 
 FIELD_LIMIT = 2000  # characters of an ordinary container-provided string
 BLOCK_LIMIT = 48 * 1024  # stacks and output
@@ -107,6 +107,11 @@ class Row:
     label: str
     values: list[Value]
     hint: str = ""
+    key: str = ""  # the probe key: the row's anchor is fact-KEY
+
+    @property
+    def anchor(self) -> str:
+        return "fact-" + re.sub(r"[^A-Za-z0-9_-]", "_", self.key.lstrip("_"))
 
 
 def show(value: Any) -> str:
@@ -217,8 +222,69 @@ def probe_rows(r: RunResults, columns: list[TargetResult]) -> list[Row]:
             values.append(Value(text=text, changed=changed,
                                 documented=show(doc.value) if doc else None,
                                 source=doc.source if doc else None, mismatch=mismatch))
-        rows.append(Row(label=label, values=values, hint=hint))
+        rows.append(Row(label=label, values=values, hint=hint, key=key))
     return rows
+
+
+@dataclass(frozen=True, kw_only=True)
+class Link:
+    text: str
+    href: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Findings:
+    """The report's answers first: each one sentence, each linking to its evidence, all from
+    this run. ``defaults``: (target, default start method, what changed) per column;
+    ``changed``: per target, what differs from the previous version of its implementation;
+    ``hangs`` and ``claims``: one line per hang group and per claim."""
+
+    defaults: list[tuple[str, str, str | None]]
+    changed: list[tuple[str, list[Link]]]
+    hangs: list[Link]
+    claims: list[Link]
+
+
+def findings(r: RunResults, columns: list[TargetResult], rows: list[Row],
+             claims: list[Claim], problems: list[Cell]) -> Findings:
+    by_key = {row.key: row for row in rows}
+    defaults = []
+    if (row := by_key.get("default_start_method")) is not None:
+        defaults = [(t.id, v.text, v.changed) for t, v in zip(columns, row.values, strict=True)]
+    changed: dict[str, list[Link]] = {}
+    for i, t in enumerate(columns):  # in column order: versions ascending
+        for row in rows:
+            v = row.values[i]
+            if v.changed:
+                was = v.changed.split("(was ", 1)[-1].rstrip(")")
+                changed.setdefault(f"{t.id} ({t.implementation} {t.version})", []).append(
+                    Link(text=f"{row.label}: {v.text} (was {was})", href="#" + row.anchor))
+    ran = [t.id for t in columns]
+    groups: dict[tuple[str, str | None, str | None], list[Cell]] = {}
+    for c in problems:
+        if c.outcome == Outcome.HUNG:
+            groups.setdefault((c.scenario, c.start_method, c.container), []).append(c)
+    hangs = []
+    for (scenario, method, container), cells in groups.items():
+        where = [c.target for c in cells]
+        on = "every target" if set(where) >= set(ran) else ", ".join(where)
+        what = f"{scenario} under {method or 'its default'}" + (
+            f" in a {container} container" if container else "")
+        hangs.append(Link(text=f"{what}: hung on {on} ({len(where)} of {len(ran)})",
+                          href="#" + anchor(cells[0])))
+    ids = {t.id for t in columns}
+    claim_links = []
+    for claim in claims:
+        by: dict[str, list[str]] = {}
+        for tid, verdict in claim.verdicts.items():
+            if tid in ids:
+                by.setdefault(verdict.status, []).append(tid)
+        verdicts = "; ".join(f"{status} on {', '.join(t) if len(t) < 4 else f'{len(t)} targets'}"
+                             for status, t in by.items()) or "not observed"
+        claim_links.append(Link(text=f"{claim.number}. {claim.text.rstrip('.')}: {verdicts}",
+                                href=f"#claim-{claim.number}"))
+    return Findings(defaults=defaults, changed=list(changed.items()), hangs=hangs,
+                    claims=claim_links)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -707,12 +773,15 @@ def render_html(results: RunResults, *, compare: RunResults | None = None,
     ok_columns = [t for t in columns if t.status == "ok"]
     problems = [c for c in r.results if c.outcome in PROBLEMS]
     changes = change_hazards(r, ok_columns)
+    rows = probe_rows(r, ok_columns)
+    claims = judge(r)
     return environment().get_template("report.html.j2").render(
         location=location or f"reports/{r.run.id}", your_code=changes,
         your_code_summaries=change_summaries(changes, ok_columns),
-        r=r, columns=columns, probe_rows=probe_rows(r, ok_columns), ok_columns=ok_columns,
+        r=r, columns=columns, probe_rows=rows, ok_columns=ok_columns,
         hazards=hazard_rows(r, ok_columns), charts=timing_charts(r, ok_columns),
-        claims=judge(r), problems=problems, counts=outcome_counts(r),
+        claims=claims, problems=problems, counts=outcome_counts(r),
+        findings=findings(r, ok_columns, rows, claims, problems),
         compare=compare, changes=compare_runs(r, sanitize_results(compare)) if compare else [],
     )
 

@@ -92,3 +92,38 @@ def test_hung_badge_leads_to_the_open_stack(page):
         session, f"(() => {{ const el = document.querySelector('{href} pre');"
                  " return !!el && el.offsetHeight > 0 && el.innerText.includes('Thread'); })()")
     assert visible
+
+
+def test_the_first_screen_answers_the_defaults_and_what_changed_in_3_14(tmp_path):
+    """At 1366x900, without scrolling: every target's default start method and 3.14's
+    changes; each finding's link then lands on an element that is shown."""
+    import json
+
+    data = json.loads(FULL_RUN.read_text())
+    html = render_file(FULL_RUN, output=tmp_path / "index.html")
+    browser = Browser(width=1366, height=900)
+    try:
+        session = browser.open(html.as_uri())
+        on_screen = browser.evaluate(session, """(() => {
+            const seen = [];
+            for (const el of document.querySelectorAll('#findings li, #findings span.fd')) {
+                const r = el.getBoundingClientRect();
+                if (r.top >= 0 && r.bottom <= window.innerHeight) seen.push(el.innerText);
+            }
+            return seen.join('\\n'); })()""")
+        for t in data["targets"]:
+            assert f"{t['id']} {t['probe']['default_start_method']}" in on_screen, t["id"]
+        assert "Changed on cp314 (cpython 3.14)" in on_screen
+        hrefs = browser.evaluate(session, "Array.from(document.querySelectorAll("
+                                          "'#findings a')).map(a => a.getAttribute('href'))")
+        assert len(hrefs) > 10
+        for href in hrefs:
+            shown = browser.evaluate(session, f"""(() => {{
+                const el = document.getElementById({json.dumps(href[1:])});
+                if (!el) return false;
+                el.scrollIntoView();
+                const r = el.getBoundingClientRect();
+                return r.height > 0 && r.top < window.innerHeight; }})()""")
+            assert shown, href
+    finally:
+        browser.close()

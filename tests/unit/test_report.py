@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -287,3 +288,33 @@ def test_timings_of_different_engines_are_shown_apart_under_their_engine():
     assert html.count('class="engine-group"') == 2 * len(charts)
     # One engine: no headings, the bars as they were.
     assert all(ch.groups == [("", ch.bars)] for ch in timing_charts(run, column_order(run.targets)))
+
+
+def test_findings_come_first_and_each_links_to_its_evidence():
+    full = load(Path(__file__).resolve().parents[1] / "golden" / "run-default-six-targets-v3.json")
+    html = render_html(full)
+    findings = html.index('id="findings"')
+    assert findings < html.index('id="your-code"') and findings < html.index('id="defaults"')
+    block = html[findings:html.index("</div>", findings)]
+    # The default start method of every target, as its probe observed it.
+    for t in full.targets:
+        probe = t.probe.get("default_start_method")
+        assert f"<b>{t.id}</b> {probe}</span>" in block
+    assert "Changed on <b>cp314 (cpython 3.14)</b>" in block
+    assert "Default start method: forkserver (was fork in 3.13)" in block
+    # Every link lands on an element of the page.
+    hrefs = re.findall(r'href="#([^"]+)"', block)
+    assert len(hrefs) > 10
+    for h in hrefs:
+        assert f'id="{h}"' in html, h
+
+
+def test_findings_show_what_was_observed_not_what_is_documented():
+    full = load(Path(__file__).resolve().parents[1] / "golden" / "run-default-six-targets-v3.json")
+    odd = [dataclasses.replace(t, probe={**t.probe, "default_start_method": "spawn"})
+           if t.id == "cp314" else t for t in full.targets]
+    html = render_html(dataclasses.replace(full, targets=odd))
+    block = html[html.index('id="findings"'):]
+    assert "<b>cp314</b> spawn</span>" in block
+    assert "Default start method: spawn (was fork in 3.13)" in block
+    assert "Default start method: forkserver (was spawn in 3.14)" in block  # cp315 after it
