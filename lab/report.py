@@ -310,8 +310,12 @@ def scenario_catalog(r: RunResults) -> dict[str, dict[str, Any]]:
 
 
 def hazard_rows(r: RunResults, columns: list[TargetResult]) -> list[HazardRow]:
+    """The hazard matrix: behaviour scenarios only (a timing cell's "ok" says only that it
+    ran; the timings section has them)."""
     rows = []
     for name, meta in scenario_catalog(r).items():
+        if meta.get("kind") == "timing":
+            continue
         for container in [None, *(meta.get("containers") or [])]:
             for m in METHOD_ORDER:
                 cells = [r.cell(t.id, name, m, container) for t in columns]
@@ -323,6 +327,28 @@ def hazard_rows(r: RunResults, columns: list[TargetResult]) -> list[HazardRow]:
                                           source=meta.get("source") if name not in CATALOG
                                           else None))
     return rows
+
+
+def cell_note(c: Cell | None) -> str:
+    """What a behaviour cell measured, where that matters to read its badge: the trials a
+    race ran and the one it hung in, or the backlog a queue reached."""
+    if c is None:
+        return ""
+    m = c.measurements
+    planned, done = m.get(M.TRIALS_PLANNED), m.get(M.TRIALS_COMPLETED)
+    if isinstance(planned, int) and isinstance(done, int):
+        if c.outcome == Outcome.HUNG:
+            return f"hung in trial {done + 1} of {planned}"
+        if c.outcome == Outcome.OK:
+            return (f"0 hangs in {done} trials" + (f" (of {planned}; time ran out)"
+                                                  if done < planned else "")
+                    + ": not seen, not ruled out")
+    backlog = _nested(m, M.UNBOUNDED, "peak_backlog_items")
+    if isinstance(backlog, int):
+        bounded = _nested(m, M.BOUNDED, "peak_backlog_items")
+        return f"peak backlog {backlog} items" + (
+            f" (bounded: {bounded})" if isinstance(bounded, int) else "")
+    return ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -755,6 +781,7 @@ def environment() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["show"] = show
     env.globals["anchor"] = anchor
+    env.globals["cell_note"] = cell_note
     env.filters["code"] = inline_code
     return env
 

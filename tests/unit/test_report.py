@@ -318,3 +318,21 @@ def test_findings_show_what_was_observed_not_what_is_documented():
     assert "<b>cp314</b> spawn</span>" in block
     assert "Default start method: spawn (was fork in 3.13)" in block
     assert "Default start method: forkserver (was spawn in 3.14)" in block  # cp315 after it
+
+
+def test_the_hazard_matrix_holds_behaviour_cells_and_says_what_they_measured():
+    from lab.report import hazard_rows
+
+    full = load(Path(__file__).resolve().parents[1] / "golden" / "run-default-six-targets-v3.json")
+    cols = column_order(full.targets)
+    rows = hazard_rows(full, cols)
+    assert rows and all(h.kind == "behaviour" for h in rows)
+    assert not {"countdown", "process_startup", "queue_transfer", "queue_iftry"} & {
+        h.scenario for h in rows}
+    html = render_html(full)
+    matrix = html[html.index('id="hazards"'):html.index('id="deadlocks"')]
+    # cp311's fork_held_io: hung in its 5th trial under fork; spawn ran out of time at 22.
+    assert "hung in trial 5 of 40" in matrix
+    assert "0 hangs in 22 trials (of 40; time ran out): not seen, not ruled out" in matrix
+    assert "peak backlog 391 items (bounded: " in matrix
+    assert "timing</span>" not in matrix
