@@ -9,6 +9,7 @@ a marker. Charts are inline SVG; nothing is fetched from the network; no JavaScr
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -371,6 +372,23 @@ class Chart:
     note: str = ""
     reference: float | None = None  # a vertical line (e.g. speedup 1.0)
     max_value: float = 1.0
+    @property
+    def ticks(self) -> list[tuple[float, str]]:
+        """The axis: round values from 0 up to max_value, about four steps, as (fraction of
+        the width, label)."""
+        if self.max_value <= 0:
+            return [(0.0, "0")]
+        raw = self.max_value / 4
+        mag = 10 ** math.floor(math.log10(raw))
+        step = min((k * mag for k in (1, 2, 2.5, 5, 10)), key=lambda s: abs(s - raw))
+        decimals = max(0, -math.floor(math.log10(step) + 1e-9)) + (1 if step / mag == 2.5
+                                                                  and step < 10 else 0)
+        out, v = [], 0.0
+        while v <= self.max_value * (1 + 1e-9):
+            out.append((v / self.max_value, f"{v:,.{decimals}f}"))
+            v += step
+        return out
+
     # With several engines: (heading, bars) per engine, in run.engines order; else one group
     # with no heading. Figures of different engines are never pooled, only shown apart.
     groups: list[tuple[str, list[Bar]]] = field(default_factory=list)
@@ -504,7 +522,8 @@ def _timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
                             warn=_warnings(c, float(s), q1, q3), anchor=anchor(c),
                             engine=c.engine))
     if bars:
-        charts.append(Chart(title="Countdown speedup over serial (2 workers)", unit="x",
+        charts.append(Chart(title="Countdown speedup over serial (2 workers)",
+                            unit="× serial speed",
                             bars=bars, reference=1.0,
                             max_value=max(2.2, max(b.hi or b.value for b in bars) * 1.05),
                             note="1.0 = no gain. 2.0 = perfect use of 2 CPUs. Process times "
@@ -576,12 +595,14 @@ def _timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
             continue
         for qtype in M.QUEUE_TYPES:
             for state in ("empty", "nonempty"):
-                for variant, short in (("if_empty", "if empty()"), ("try_except", "except")):
+                for variant, short in (("if_empty", "if q.empty()"), ("try_except",
+                                                                      "try/except Empty")):
                     st = _stat(_nested(c.measurements, qtype, f"{state}_{variant}_ns"))
                     if not st:
                         continue
                     med, q1, q3, n = st
-                    bars.append(Bar(label=f"{t.id} · {qtype.split('.')[0][:2]} {state} · "
+                    bars.append(Bar(label=f"{t.id} · {qtype}, "
+                                          f"{'empty' if state == 'empty' else 'not empty'}: "
                                           f"{short}",
                                     value=med, lo=q1, hi=q3,
                                     text=f"{med:,.0f} ns/call (IQR {q1:,.0f}–{q3:,.0f}, n={n}; "
@@ -590,10 +611,11 @@ def _timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
                             engine=c.engine))
     if bars:
         charts.append(Chart(title="if q.empty() vs try/except queue.Empty, per call",
-                            unit="ns", bars=bars,
+                            unit="ns per call", bars=bars,
                             max_value=max(b.hi or b.value for b in bars) * 1.05,
-                            note="qu = queue.Queue, mu = multiprocessing.Queue (first start "
-                                 "method offered). Lower is cheaper."))
+                            note="Per call, on an empty and a non-empty queue; "
+                                 "multiprocessing.Queue under the first start method offered. "
+                                 "Lower is cheaper."))
     return charts
 
 

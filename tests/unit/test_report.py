@@ -336,3 +336,24 @@ def test_the_hazard_matrix_holds_behaviour_cells_and_says_what_they_measured():
     assert "0 hangs in 22 trials (of 40; time ran out): not seen, not ruled out" in matrix
     assert "peak backlog 391 items (bounded: " in matrix
     assert "timing</span>" not in matrix
+
+
+def test_colours_say_finding_not_failure_and_charts_have_axes_with_units():
+    full = load(Path(__file__).resolve().parents[1] / "golden" / "run-default-six-targets-v3.json")
+    html = render_html(full)
+    colours = dict(re.findall(r"--([a-z]+):(#[0-9a-f]{6})", html))
+    # HUNG is a finding: its own colour, away from crashed, failed, error and "bad" red.
+    assert colours["hung"] not in {colours[k] for k in ("crashed", "failed", "error", "bad")}
+    assert ".b.hung { background: var(--hung); }" in html
+    # Verdicts: confirmed and refuted look alike (the word says which), neither good nor bad.
+    rule = re.search(r"\.v\.confirmed, \.v\.refuted \{([^}]*)\}", html)
+    assert rule and "--ok" not in rule.group(1) and "--bad" not in rule.group(1)
+    assert not re.search(r"\.v\.(confirmed|refuted) \{ color: var\(--(ok|bad|hung)\)", html)
+    # Every chart ends in an axis that names its unit; series labels are words.
+    timings = html[html.index('id="timings"'):html.index('id="claims"')]
+    charts = timings.count('<table class="chart">')
+    assert charts >= 5 and timings.count('<tr class="axis">') == charts
+    for unit in ("× serial speed", "ms", "k items/s", "MB/s", "ns per call"):
+        assert f'<td class="text">{unit}</td></tr>' in timings, unit
+    assert "queue.Queue, not empty: try/except Empty" in timings
+    assert not re.search(r"· (qu|mu) (empty|nonempty)", timings)
