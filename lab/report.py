@@ -29,6 +29,8 @@ from lab.runner import measurements as M
 from lab.runner.scenarios import CATALOG, START_METHODS
 from lab.runner.util import quantile
 from lab.scheduler import METHOD_ORDER
+from lab.stacks import HangGroup
+from lab.stacks import hang_groups as stack_groups
 from lab.verdicts import CONTENDED, Claim, anchor, contention, judge
 
 FIELD_LIMIT = 2000  # characters of an ordinary container-provided string
@@ -246,8 +248,8 @@ class Findings:
     claims: list[Link]
 
 
-def findings(r: RunResults, columns: list[TargetResult], rows: list[Row],
-             claims: list[Claim], problems: list[Cell]) -> Findings:
+def findings(columns: list[TargetResult], rows: list[Row], claims: list[Claim],
+             hangs: list[HangGroup]) -> Findings:
     by_key = {row.key: row for row in rows}
     defaults = []
     if (row := by_key.get("default_start_method")) is not None:
@@ -261,18 +263,13 @@ def findings(r: RunResults, columns: list[TargetResult], rows: list[Row],
                 changed.setdefault(f"{t.id} ({t.implementation} {t.version})", []).append(
                     Link(text=f"{row.label}: {v.text} (was {was})", href="#" + row.anchor))
     ran = [t.id for t in columns]
-    groups: dict[tuple[str, str | None, str | None], list[Cell]] = {}
-    for c in problems:
-        if c.outcome == Outcome.HUNG:
-            groups.setdefault((c.scenario, c.start_method, c.container), []).append(c)
-    hangs = []
-    for (scenario, method, container), cells in groups.items():
-        where = [c.target for c in cells]
-        on = "every target" if set(where) >= set(ran) else ", ".join(where)
-        what = f"{scenario} under {method or 'its default'}" + (
-            f" in a {container} container" if container else "")
-        hangs.append(Link(text=f"{what}: hung on {on} ({len(where)} of {len(ran)})",
-                          href="#" + anchor(cells[0])))
+    hang_links = []
+    for g in hangs:
+        on = "every target" if set(g.targets) >= set(ran) else ", ".join(g.targets)
+        what = f"{g.scenario} under {g.start_method or 'its default'}" + (
+            f" in a {g.container} container" if g.container else "")
+        hang_links.append(Link(text=f"{what}: hung on {on} ({len(g.targets)} of {len(ran)})",
+                               href="#" + g.anchor))
     ids = {t.id for t in columns}
     claim_links = []
     for claim in claims:
@@ -284,7 +281,7 @@ def findings(r: RunResults, columns: list[TargetResult], rows: list[Row],
                              for status, t in by.items()) or "not observed"
         claim_links.append(Link(text=f"{claim.number}. {claim.text.rstrip('.')}: {verdicts}",
                                 href=f"#claim-{claim.number}"))
-    return Findings(defaults=defaults, changed=list(changed.items()), hangs=hangs,
+    return Findings(defaults=defaults, changed=list(changed.items()), hangs=hang_links,
                     claims=claim_links)
 
 
@@ -824,13 +821,14 @@ def render_html(results: RunResults, *, compare: RunResults | None = None,
     changes = change_hazards(r, ok_columns)
     rows = probe_rows(r, ok_columns)
     claims = judge(r)
+    hangs = stack_groups(problems)
     return environment().get_template("report.html.j2").render(
         location=location or f"reports/{r.run.id}", your_code=changes,
         your_code_summaries=change_summaries(changes, ok_columns),
         r=r, columns=columns, probe_rows=rows, ok_columns=ok_columns,
         hazards=hazard_rows(r, ok_columns), charts=timing_charts(r, ok_columns),
         claims=claims, problems=problems, counts=outcome_counts(r),
-        findings=findings(r, ok_columns, rows, claims, problems),
+        findings=findings(ok_columns, rows, claims, hangs), hang_groups=hangs,
         compare=compare, changes=compare_runs(r, sanitize_results(compare)) if compare else [],
     )
 

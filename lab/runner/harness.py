@@ -11,7 +11,9 @@ fsynced as each cell ends, never to stdout.
 """
 
 import json
+import linecache
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +23,23 @@ import time
 from . import RECORD_VERSION
 from . import measurements as M
 from .util import STACK_SIGNAL, STACKS_ENV, affinity
+
+FRAME_LINE = re.compile(r'^(\s*)File "([^"]+)", line (\d+) in ')
+
+
+def with_sources(text):
+    """faulthandler's frames with their source lines beneath, as a traceback shows them, read
+    from this container's own files (the host cannot know which version of a file ran)."""
+    out = []
+    for line in text.splitlines():
+        out.append(line)
+        m = FRAME_LINE.match(line)
+        if m:
+            source = linecache.getline(m.group(2), int(m.group(3))).strip()
+            if source:
+                out.append(m.group(1) + "    " + source[:160])
+    return "\n".join(out)
+
 
 OUTPUT_HEAD = 16 * 1024
 OUTPUT_TAIL = 16 * 1024
@@ -351,7 +370,7 @@ class RunningCell:
             pid = int(name.split(".")[0]) if name.split(".")[0].isdigit() else -1
             role = "cell main process" if pid == self.proc.pid else "child process"
             cmd = self.processes.get(pid, "")
-            parts.append(f"=== pid {pid} ({role}) {cmd}\n{text}")
+            parts.append(f"=== pid {pid} ({role}) {cmd}\n{with_sources(text)}")
         if self.hung:
             dumped = set(int(n.split(".")[0]) for n in names if n.split(".")[0].isdigit())
             for pid, cmd in sorted(self.processes.items()):

@@ -89,7 +89,8 @@ def test_hung_badge_leads_to_the_open_stack(page):
                                      ".getAttribute('href')")
     assert href and href.startswith("#cell-")
     visible = browser.evaluate(
-        session, f"(() => {{ const el = document.querySelector('{href} pre');"
+        session, f"(() => {{ const el = document.querySelector('{href}')"
+                 ".closest('.stackgroup').querySelector('pre.shared');"
                  " return !!el && el.offsetHeight > 0 && el.innerText.includes('Thread'); })()")
     assert visible
 

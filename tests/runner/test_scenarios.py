@@ -48,6 +48,10 @@ def test_fork_held_lock_hangs_under_fork_only_and_shows_the_child_blocked(runner
     line = next(i for i, text in enumerate(source.splitlines(), 1)
                 if text.strip().startswith("LOCK.acquire()"))
     assert f"fork_held_lock.py\", line {line}" in child
+    # ... with that line's source beneath it, read where it ran (the report's stuck frame).
+    assert f"fork_held_lock.py\", line {line} in child_takes_lock\n" in child
+    assert child.split(f"line {line} in child_takes_lock\n", 1)[1].lstrip().startswith(
+        "LOCK.acquire()")
     for method in METHODS:
         if method != "fork":
             assert recs[("fork_held_lock", method)]["outcome"] == "ok"

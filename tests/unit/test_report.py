@@ -91,8 +91,11 @@ def test_sections_and_stacks_one_click_from_the_matrix():
     hung = next(c for c in r.results if c.outcome == "hung")
     anchor = f"cell-{hung.target}-{hung.scenario}-{hung.start_method}"
     assert f'href="#{anchor}"' in html  # the HUNG badge links to ...
-    block = html.split(f'id="{anchor}"', 1)[1].split('class="problem', 1)[0]
-    assert "<details open>" in block and "child process" in block  # ... the open stacks
+    block = html.split(f'id="{anchor}"', 1)[1].split('class="stackgroup', 1)[0]
+    shared = block.split('<pre class="shared">', 1)[1].split("</pre>", 1)[0]
+    assert "child process" in shared  # ... its group's stacks, shown (not in a <details>)
+    assert "<details>" not in block.split('<pre class="shared">', 1)[0]
+    assert f"{hung.target}: its own stacks" in block  # and its own, one click away
 
 
 def test_probe_rows_mark_changes_and_documented_values():

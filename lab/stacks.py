@@ -1,0 +1,145 @@
+"""Hung cells, grouped for a reader: by scenario and start method, then by stacks that are the
+same apart from paths, addresses and process ids, with the frame the hung child is stuck in.
+
+Stacks are what a container wrote (``faulthandler`` output, sanitised before it gets here):
+they are parsed as text, never opened as paths. Source lines come from the stacks too: the
+runner writes each frame's line beneath it, read in the container from the file that ran.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.records import Outcome
+from lab.results import Cell
+
+RUNNER_IN_IMAGE = "/opt/lab/labrunner/"  # the lab's own code in a target image
+
+_HEADER = re.compile(r"^=== pid \d+ \(([^)]*)\).*$")
+_FRAME = re.compile(r'^\s*File "([^"]*)", line (\d+) in (\S+)\s*$')
+_THREAD = re.compile(r"^(Current thread|Thread) 0x[0-9a-fA-F]+ ")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Frame:
+    file: str  # as the stack names it
+    line: int
+    function: str
+    source: str | None = None  # the line itself, when it is the lab's own runner code
+
+    @property
+    def where(self) -> str:
+        return f"{Path(self.file).name}:{self.line} in {self.function}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackGroup:
+    """Cells whose stacks are the same apart from paths, addresses and pids."""
+
+    cells: list[Cell]
+    stacks: str  # the first cell's, as it was recorded
+
+    @property
+    def targets(self) -> list[str]:
+        return [c.target for c in self.cells]
+
+
+@dataclass(frozen=True, kw_only=True)
+class HangGroup:
+    scenario: str
+    start_method: str | None
+    container: str | None
+    cells: list[Cell]
+    stuck: Frame | None  # where the hung child (else the main process) waits
+    stack_groups: list[StackGroup]
+
+    @property
+    def targets(self) -> list[str]:
+        return [c.target for c in self.cells]
+
+    @property
+    def anchor(self) -> str:
+        raw = f"hang-{self.scenario}-{self.start_method or 'none'}"
+        if self.container:
+            raw += f"-{self.container}"
+        return re.sub(r"[^A-Za-z0-9_.:=-]", "_", raw)
+
+
+def _own_code(file: str) -> bool:
+    return file.startswith(RUNNER_IN_IMAGE)
+
+
+def normalized(stacks: str) -> str:
+    """The stacks without what differs between machines and versions of the same code path:
+    process ids, thread addresses, folders, and the line numbers of code that is not the
+    lab's own (the standard library's lines move between versions; the runner's do not)."""
+    out = []
+    for line in stacks.splitlines():
+        if m := _HEADER.match(line):
+            out.append(f"=== ({m.group(1)})")
+        elif m := _FRAME.match(line):
+            file, number, function = m.groups()
+            name = Path(file).name
+            out.append(f"  {name}:{number} in {function}" if _own_code(file)
+                       else f"  {name} in {function}")
+        elif _THREAD.match(line):
+            out.append(_THREAD.match(line).group(1))  # type: ignore[union-attr]
+        elif line.startswith("    ") and out and out[-1].startswith("  ") and " in " in out[-1]:
+            continue  # a frame's source line: the frame already says where
+        elif line.strip():
+            out.append(re.sub(r"0x[0-9a-fA-F]+", "0x…", line.strip()))
+    return "\n".join(out)
+
+
+def _sections(stacks: str) -> list[tuple[str, list[str]]]:
+    """(role, lines) per process, in the order the stacks list them."""
+    sections: list[tuple[str, list[str]]] = []
+    for line in stacks.splitlines():
+        if m := _HEADER.match(line):
+            sections.append((m.group(1), []))
+        elif sections:
+            sections[-1][1].append(line)
+    return sections
+
+
+def stuck_frame(stacks: str) -> Frame | None:
+    """The innermost frame of the current thread of the first child process (else of the
+    first process): where the hung process waits, with its source line when the runner
+    recorded one beneath it (read in the container, from the file that ran)."""
+    sections = _sections(stacks)
+    if not sections:
+        return None
+    _, lines = next((s for s in sections if "child" in s[0]), sections[0])
+    current = False
+    for i, line in enumerate(lines):
+        if _THREAD.match(line):
+            current = line.startswith("Current thread")
+            continue
+        if current and (m := _FRAME.match(line)):
+            after = lines[i + 1] if i + 1 < len(lines) else ""
+            source = (after.strip() if after.strip() and not _FRAME.match(after)
+                      and not _THREAD.match(after) else None)
+            return Frame(file=m.group(1), line=int(m.group(2)), function=m.group(3),
+                         source=source)
+    return None
+
+
+def hang_groups(cells: list[Cell]) -> list[HangGroup]:
+    """Hung cells by (scenario, start method, container), in the order given; within each,
+    cells grouped by normalized stacks (cells with no stacks form a group of their own)."""
+    by_key: dict[tuple[str, str | None, str | None], list[Cell]] = {}
+    for c in cells:
+        if c.outcome == Outcome.HUNG:
+            by_key.setdefault((c.scenario, c.start_method, c.container), []).append(c)
+    groups = []
+    for (scenario, method, container), hung in by_key.items():
+        same: dict[str, list[Cell]] = {}
+        for c in hung:
+            same.setdefault(normalized(c.stacks or ""), []).append(c)
+        stack_groups = [StackGroup(cells=cs, stacks=cs[0].stacks or "") for cs in same.values()]
+        stuck = next((f for c in hung if c.stacks and (f := stuck_frame(c.stacks))), None)
+        groups.append(HangGroup(scenario=scenario, start_method=method, container=container,
+                                cells=hung, stuck=stuck, stack_groups=stack_groups))
+    return groups

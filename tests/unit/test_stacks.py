@@ -1,0 +1,73 @@
+"""Hung cells grouped for a reader: by scenario and start method, then by stacks that are the
+same apart from paths, addresses and pids; and the frame the hung child waits in."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from lab.report import render_html
+from lab.results import RunResults, load
+from lab.stacks import hang_groups, normalized, stuck_frame
+
+SIX = Path(__file__).resolve().parents[1] / "golden" / "run-default-six-targets-v3.json"
+
+
+def only(run: RunResults, ids: set[str]) -> RunResults:
+    return dataclasses.replace(run, targets=[t for t in run.targets if t.id in ids],
+                               results=[c for c in run.results if c.target in ids])
+
+
+def group(run: RunResults, scenario: str, method: str):
+    return next(g for g in hang_groups(run.results)
+                if g.scenario == scenario and g.start_method == method)
+
+
+def test_real_stacks_that_are_the_same_make_one_group_and_different_ones_two():
+    six = load(SIX)
+    same = group(only(six, {"cp311", "cp313"}), "fork_held_lock", "fork")
+    assert [sg.targets for sg in same.stack_groups] == [["cp311", "cp313"]]
+    apart = group(only(six, {"cp39", "cp311"}), "fork_held_lock", "fork")
+    assert [sg.targets for sg in apart.stack_groups] == [["cp39"], ["cp311"]]
+    # The report shows a shared stack once per group, each target's own behind a click.
+    for run, shown in ((only(six, {"cp311", "cp313"}), 1), (only(six, {"cp39", "cp311"}), 2)):
+        html = render_html(run)
+        block = html[html.index('id="hang-fork_held_lock-fork"'):]
+        block = block[:block.index('<div class="problem', 10)]
+        assert block.count('<pre class="shared">') == shown
+        assert block.count("its own stacks") == 2
+
+
+STACKS = """=== pid 41 (cell main process) /usr/bin/python3.13 -m labrunner --result /tmp/c/7/r
+Current thread 0x00007f1c2a1b2740 (most recent call first):
+  File "/usr/lib/python3.13/multiprocessing/popen_fork.py", line 27 in poll
+  File "/opt/lab/labrunner/scenarios/fork_held_lock.py", line 42 in run
+
+=== pid 52 (child process) /usr/bin/python3.13 -m labrunner cell
+Thread 0x00007f1c29000000 (most recent call first):
+  File "/usr/lib/python3.13/threading.py", line 359 in wait
+Current thread 0x00007f1c2a1b2740 (most recent call first):
+  File "/opt/lab/labrunner/scenarios/fork_held_lock.py", line 24 in child_takes_lock
+      LOCK.acquire()
+  File "/usr/lib/python3.13/multiprocessing/process.py", line 313 in _bootstrap"""
+
+
+def test_stacks_differing_only_in_pids_addresses_folders_and_library_lines_are_the_same():
+    other = (STACKS.replace("pid 41", "pid 7").replace("pid 52", "pid 9")
+             .replace("7f1c2a1b2740", "7fee00000001").replace("/usr/lib/python3.13/",
+                                                              "/usr/local/lib/python3.13/")
+             .replace("line 359", "line 320").replace("/tmp/c/7/", "/tmp/c/12/"))
+    assert normalized(other) == normalized(STACKS)
+    # The lab's own line numbers and the functions do count.
+    assert normalized(STACKS.replace("line 24 in", "line 25 in")) != normalized(STACKS)
+    assert normalized(STACKS.replace("in wait", "in _wait")) != normalized(STACKS)
+
+
+def test_the_stuck_frame_is_the_child_s_innermost_with_the_source_the_runner_wrote():
+    frame = stuck_frame(STACKS)
+    assert frame is not None
+    assert frame.where == "fork_held_lock.py:24 in child_takes_lock"
+    assert frame.source == "LOCK.acquire()"
+    main_only = STACKS.split("\n\n")[0]
+    assert stuck_frame(main_only).where == "popen_fork.py:27 in poll"  # no child: the main
+    assert stuck_frame("garbage") is None
