@@ -291,10 +291,12 @@ def _run_and_report(run: Run, out: Path) -> int:
         cells = run.dir / "cells.jsonl"
         if cells.is_file() and cells.stat().st_size:  # it observed something
             point_latest(out, run.dir)
+        _index_quietly(out, run.dir)
         raise
     html = render_run(run.dir)
     if results.results:  # latest only ever points at a run that observed something
         point_latest(out, run.dir)
+    _index_quietly(out, run.dir)
     print(findings_text(results, html, changes=version_changes(results),
                         claims=claim_lines(results) if run.options.check is None else []))
     bad = [t for t in results.targets if t.status != "ok"]
@@ -343,6 +345,20 @@ def cmd_check(args: argparse.Namespace) -> int:
                          command=["lab", *sys.argv[1:]], progress=not args.no_progress,
                          check=spec, engines=chosen.engines)
     return _run_and_report(Run(options), args.out)
+
+
+def _index_quietly(out: Path, run_dir: Path) -> None:
+    """reports/index.html lists every run; the run before this one gains its "next" link."""
+    from lab.history import runs_in
+    from lab.report import render_index, render_run
+
+    try:
+        names = [e.name for e in runs_in(out)]
+        if run_dir.name in names and names.index(run_dir.name) > 0:
+            render_run(out / names[names.index(run_dir.name) - 1])
+        render_index(out)
+    except (LabError, OSError) as exc:
+        print(f"lab: the runs index was not updated ({exc})", file=sys.stderr)
 
 
 def _render_quietly(run_dir: Path) -> None:

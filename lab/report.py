@@ -23,6 +23,7 @@ from markupsafe import Markup, escape
 from lab.changes import hazards as change_hazards
 from lab.changes import summaries as change_summaries
 from lab.documented import documented
+from lab.history import History
 from lab.records import PROBLEMS, Outcome
 from lab.results import Cell, RunResults, TargetResult, load
 from lab.runner import measurements as M
@@ -812,7 +813,7 @@ def inline_code(text: str) -> Markup:
 
 
 def render_html(results: RunResults, *, compare: RunResults | None = None,
-                location: str | None = None) -> str:
+                location: str | None = None, history: History | None = None) -> str:
     """``location``: the run folder as the user would type it (the re-render hint)."""
     r = sanitize_results(results)
     columns = column_order(r.targets)
@@ -829,6 +830,7 @@ def render_html(results: RunResults, *, compare: RunResults | None = None,
         hazards=hazard_rows(r, ok_columns), charts=timing_charts(r, ok_columns),
         claims=claims, problems=problems, counts=outcome_counts(r),
         findings=findings(ok_columns, rows, claims, hangs), hang_groups=hangs,
+        history=history,
         compare=compare, changes=compare_runs(r, sanitize_results(compare)) if compare else [],
     )
 
@@ -865,6 +867,25 @@ def render_run(run_dir: Path) -> Path:
     return render_file(run_dir, output=None)
 
 
+def render_index(out: Path) -> Path:
+    """``out/index.html``: every run under ``out`` (the newest MAX_RUNS), newest first."""
+    from lab.history import MAX_RUNS, differences, runs_in, versions
+
+    entries = runs_in(out)
+    rows = []
+    for i, e in enumerate(entries):
+        r = sanitize_results(e.results)
+        rows.append({"name": e.name, "started": r.run.started_at, "complete": r.run.complete,
+                     "versions": versions(r), "counts": outcome_counts(r), "first": i == 0,
+                     "differs": differences(r, sanitize_results(entries[i - 1].results))
+                     if i else []})
+    html = environment().get_template("index.html.j2").render(
+        rows=list(reversed(rows)), truncated=len(entries) >= MAX_RUNS)
+    path = out / "index.html"
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
 def render_file(path: Path, *, output: Path | None = None, compare: Path | None = None) -> Path:
     results = load(path)
     old = load(compare) if compare else None
@@ -875,6 +896,11 @@ def render_file(path: Path, *, output: Path | None = None, compare: Path | None 
         location = location if not location.startswith("..") else str(folder.resolve())
     except ValueError:
         location = str(folder.resolve())
-    out.write_text(render_html(results, compare=old, location=location), encoding="utf-8")
+    from lab.history import history_of
+
+    history = history_of(folder, results) if path.is_dir() or path.name == "results.json" \
+        else None
+    out.write_text(render_html(results, compare=old, location=location, history=history),
+                   encoding="utf-8")
     (out.parent / "junit.xml").write_text(render_junit(results), encoding="utf-8")
     return out
