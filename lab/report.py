@@ -339,9 +339,16 @@ def cell_note(c: Cell | None) -> str:
         if c.outcome == Outcome.HUNG:
             return f"hung in trial {done + 1} of {planned}"
         if c.outcome == Outcome.OK:
-            return (f"0 hangs in {done} trials" + (f" (of {planned}; time ran out)"
+            text = (f"0 of {done} trials hung" + (f" (of {planned} planned; time ran out)"
                                                   if done < planned else "")
                     + ": not seen, not ruled out")
+            target = m.get(M.DETECTION)
+            rate = target.get("rate") if isinstance(target, dict) else None
+            if isinstance(rate, int | float) and 0 < rate < 1:
+                seen = 1 - (1 - rate) ** done  # what these trials could see
+                text += (f"; a hang in {rate:.0%} of trials would have shown {seen:.0%} of "
+                         "the time")
+            return text
     backlog = _nested(m, M.UNBOUNDED, "peak_backlog_items")
     if isinstance(backlog, int):
         bounded = _nested(m, M.BOUNDED, "peak_backlog_items")

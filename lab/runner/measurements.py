@@ -42,6 +42,7 @@ BOUNDED = "bounded"
 CHILD_ACQUIRED_LOCK = "child_acquired_lock"  # fork_held_lock: the child got the lock
 TRIALS_PLANNED = "trials_planned"  # fork_held_io
 TRIALS_COMPLETED = "trials_completed"
+DETECTION = "detection"  # {"probability": P, "rate": R}: a hang in >= R of trials shows with P
 CHILD_SEES = "child_sees"  # inherited_state: run-time or import-time
 CHILD_INHERITED_RUN_TIME_STATE = "child_inherited_run_time_state"
 
@@ -56,6 +57,6 @@ READ_BY_HOST = {
     "queue_iftry": QUEUE_TYPES + (DIRECTIONS, EMPTY_AFTER_PUT),
     "queue_growth": (UNBOUNDED, BOUNDED),
     "fork_held_lock": (CHILD_ACQUIRED_LOCK,),  # when the child was not left hanging
-    "fork_held_io": (TRIALS_PLANNED, TRIALS_COMPLETED),
+    "fork_held_io": (TRIALS_PLANNED, TRIALS_COMPLETED, DETECTION),
     "inherited_state": (CHILD_SEES, CHILD_INHERITED_RUN_TIME_STATE),
 }

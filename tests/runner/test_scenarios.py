@@ -329,3 +329,11 @@ def test_a_cells_deadline_starts_when_its_code_runs_not_when_its_interpreter_sta
 
 def test_the_declared_measurements_belong_to_scenarios_that_exist():
     assert set(READ_BY_HOST) <= set(CATALOG)
+
+
+def test_a_sampled_race_runs_enough_trials_for_its_stated_detection_probability():
+    from lab.runner.scenarios.fork_held_io import DETECT, QUICK_DETECT, QUICK_RATE, RATE, trials_for
+
+    n = trials_for(DETECT, RATE)
+    assert n == 29 and 1 - (1 - RATE) ** n >= DETECT > 1 - (1 - RATE) ** (n - 1)
+    assert trials_for(QUICK_DETECT, QUICK_RATE) == 8

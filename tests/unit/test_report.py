@@ -336,7 +336,7 @@ def test_the_hazard_matrix_holds_behaviour_cells_and_says_what_they_measured():
     matrix = html[html.index('id="hazards"'):html.index('id="deadlocks"')]
     # cp311's fork_held_io: hung in its 5th trial under fork; spawn ran out of time at 22.
     assert "hung in trial 5 of 40" in matrix
-    assert "0 hangs in 22 trials (of 40; time ran out): not seen, not ruled out" in matrix
+    assert "0 of 22 trials hung (of 40 planned; time ran out): not seen, not ruled out" in matrix
     assert "peak backlog 391 items (bounded: " in matrix
     assert "timing</span>" not in matrix
 
@@ -360,3 +360,19 @@ def test_colours_say_finding_not_failure_and_charts_have_axes_with_units():
         assert f'<td class="text">{unit}</td></tr>' in timings, unit
     assert "queue.Queue, not empty: try/except Empty" in timings
     assert not re.search(r"· (qu|mu) (empty|nonempty)", timings)
+
+
+def test_a_sampled_race_that_did_not_hang_says_what_its_trials_could_see():
+    from lab.report import cell_note
+    from lab.results import Cell
+
+    ok = Cell(target="cp311", scenario="fork_held_io", start_method="fork", outcome="ok",
+              measurements={"trials_planned": 29, "trials_completed": 29,
+                            "detection": {"probability": 0.95, "rate": 0.1}})
+    assert cell_note(ok) == ("0 of 29 trials hung: not seen, not ruled out; a hang in 10% of "
+                             "trials would have shown 95% of the time")
+    cut = dataclasses.replace(ok, measurements={**ok.measurements, "trials_completed": 7})
+    assert "(of 29 planned; time ran out)" in cell_note(cut) and "shown 52% of" in cell_note(cut)
+    hung = dataclasses.replace(ok, outcome="hung", measurements={**ok.measurements,
+                                                                 "trials_completed": 2})
+    assert cell_note(hung) == "hung in trial 3 of 29"
