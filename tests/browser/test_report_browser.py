@@ -1,5 +1,6 @@
-"""The report in a real browser (headless Chromium): no console errors, no network requests,
-readable at a laptop's width. The screenshot is kept in the test's folder for a reviewer."""
+"""The report in a real browser (headless Chromium through Selenium): no console errors, no
+network requests, readable at a laptop's width. The screenshot is kept in the test's folder for
+a reviewer."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from lab.report import render_file
 
-from .cdp import Browser
+from .driver import console_problems, open_page, requests
 
 pytestmark = pytest.mark.browser
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-cp39-cp315-quick.json"
@@ -19,41 +20,32 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-cp39-cp315-quick.
 @pytest.fixture
 def page(tmp_path: Path):
     html = render_file(GOLDEN, output=tmp_path / "index.html")
-    browser = Browser(width=1366, height=900)
+    chrome = open_page(html.as_uri())
     try:
-        session = browser.open(html.as_uri())
-        yield browser, session, tmp_path
+        yield chrome, tmp_path
     finally:
-        browser.close()
+        chrome.quit()
 
 
 def test_no_console_errors_and_no_network_requests(page):
-    browser, session, tmp_path = page
-    requests = [e["params"]["request"]["url"] for e in browser.events
-                if e.get("method") == "Network.requestWillBeSent"]
-    assert all(u.startswith("file://") for u in requests), requests
-    assert len(requests) == 1  # the page itself, nothing else
-    errors = [e for e in browser.events
-              if e.get("method") in ("Runtime.exceptionThrown",)
-              or (e.get("method") == "Runtime.consoleAPICalled"
-                  and e["params"].get("type") in ("error", "warning"))
-              or (e.get("method") == "Log.entryAdded"
-                  and e["params"]["entry"].get("level") in ("error", "warning"))]
-    assert errors == []
+    chrome, _ = page
+    urls = requests(chrome)
+    assert all(u.startswith("file://") for u in urls), urls
+    assert len(urls) == 1  # the page itself, nothing else
+    assert console_problems(chrome) == []
 
 
 def test_fits_a_laptop_and_screenshot_is_taken(page):
-    browser, session, tmp_path = page
+    chrome, tmp_path = page
     # Nothing wider than the window except inside horizontal scrollers.
-    width = browser.evaluate(session, "document.documentElement.scrollWidth")
-    assert width <= 1366
+    assert chrome.execute_script("return document.documentElement.scrollWidth") <= 1366
     shot = tmp_path / "report-1366.png"
-    browser.screenshot(session, str(shot))
+    assert chrome.save_screenshot(str(shot))
     head = shot.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", head[16:24]) == (1366, 900)
     # What a reader sees first: the title and the outcome counts.
-    text = browser.evaluate(session, "document.body.innerText.slice(0, 600)")
+    text = chrome.execute_script("return document.body.innerText.slice(0, 600)")
     assert "Python Concurrency Lab" in text and "hung" in text
 
 
@@ -65,14 +57,13 @@ def test_readme_picture_is_the_first_screen_of_a_full_run(tmp_path):
     """README's picture: this test makes it, from a real run of the default matrix (the
     golden file), so it shows what the current report looks like."""
     html = render_file(FULL_RUN, output=tmp_path / "index.html")
-    browser = Browser(width=1366, height=900)
+    chrome = open_page(html.as_uri())
     try:
-        session = browser.open(html.as_uri())
-        text = browser.evaluate(session, "document.body.innerText.slice(0, 3000)")
-        assert "What changes for your code" in text and "cp314" in text
-        browser.screenshot(session, str(tmp_path / "first-screen.png"))
+        text = chrome.execute_script("return document.body.innerText.slice(0, 3000)")
+        assert "Findings" in text and "cp314" in text
+        chrome.save_screenshot(str(tmp_path / "first-screen.png"))
     finally:
-        browser.close()
+        chrome.quit()
     shot = (tmp_path / "first-screen.png").read_bytes()
     assert shot[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", shot[16:24]) == (1366, 900)
@@ -84,14 +75,16 @@ def test_readme_picture_is_the_first_screen_of_a_full_run(tmp_path):
 
 
 def test_hung_badge_leads_to_the_open_stack(page):
-    browser, session, _ = page
-    href = browser.evaluate(session, "document.querySelector('#hazards a.b.hung')"
-                                     ".getAttribute('href')")
+    chrome, _ = page
+    href = chrome.execute_script(
+        "return document.querySelector('#hazards a.b.hung').getAttribute('href')")
     assert href and href.startswith("#cell-")
-    visible = browser.evaluate(
-        session, f"(() => {{ const el = document.querySelector('{href}')"
-                 ".closest('.stackgroup').querySelector('pre.shared');"
-                 " return !!el && el.offsetHeight > 0 && el.innerText.includes('Thread'); })()")
+    chrome.find_element("css selector", f"#hazards a[href='{href}']").click()
+    visible = chrome.execute_script(
+        f"const el = document.querySelector('{href}').closest('.stackgroup')"
+        ".querySelector('pre.shared'); const r = el.getBoundingClientRect();"
+        " return el.offsetHeight > 0 && r.top < window.innerHeight && r.bottom > 0"
+        " && el.innerText.includes('Thread');")
     assert visible
 
 
@@ -102,29 +95,28 @@ def test_the_first_screen_answers_the_defaults_and_what_changed_in_3_14(tmp_path
 
     data = json.loads(FULL_RUN.read_text())
     html = render_file(FULL_RUN, output=tmp_path / "index.html")
-    browser = Browser(width=1366, height=900)
+    chrome = open_page(html.as_uri())
     try:
-        session = browser.open(html.as_uri())
-        on_screen = browser.evaluate(session, """(() => {
+        on_screen = chrome.execute_script("""
             const seen = [];
             for (const el of document.querySelectorAll('#findings li, #findings span.fd')) {
                 const r = el.getBoundingClientRect();
                 if (r.top >= 0 && r.bottom <= window.innerHeight) seen.push(el.innerText);
             }
-            return seen.join('\\n'); })()""")
+            return seen.join('\\n');""")
         for t in data["targets"]:
             assert f"{t['id']} {t['probe']['default_start_method']}" in on_screen, t["id"]
         assert "Changed on cp314 (cpython 3.14)" in on_screen
-        hrefs = browser.evaluate(session, "Array.from(document.querySelectorAll("
-                                          "'#findings a')).map(a => a.getAttribute('href'))")
+        links = chrome.find_elements("css selector", "#findings a[href^='#']")
+        hrefs = [a.get_attribute("href").split("#", 1)[1] for a in links]
         assert len(hrefs) > 10
         for href in hrefs:
-            shown = browser.evaluate(session, f"""(() => {{
-                const el = document.getElementById({json.dumps(href[1:])});
-                if (!el) return false;
-                el.scrollIntoView();
-                const r = el.getBoundingClientRect();
-                return r.height > 0 && r.top < window.innerHeight; }})()""")
+            chrome.execute_script("window.scrollTo(0, 0)")
+            chrome.find_element("css selector", f"#findings a[href='#{href}']").click()
+            shown = chrome.execute_script(
+                "const el = document.getElementById(arguments[0]);"
+                " if (!el) return false; const r = el.getBoundingClientRect();"
+                " return r.height > 0 && r.top < window.innerHeight && r.bottom > 0;", href)
             assert shown, href
     finally:
-        browser.close()
+        chrome.quit()
