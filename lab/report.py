@@ -30,7 +30,7 @@ from lab.runner import measurements as M
 from lab.runner.scenarios import CATALOG, START_METHODS
 from lab.runner.util import quantile
 from lab.scheduler import METHOD_ORDER
-from lab.stacks import HangGroup
+from lab.stacks import HangGroup, stuck_frame
 from lab.stacks import hang_groups as stack_groups
 from lab.verdicts import CONTENDED, Claim, anchor, contention, judge
 
@@ -114,6 +114,13 @@ class Row:
     key: str = ""  # the probe key: the row's anchor is fact-KEY
 
     @property
+    def secondary(self) -> bool:
+        """A fact of the container rather than of concurrency, shown behind a click unless
+        something about it changed or disagrees with the docs."""
+        return self.key in SECONDARY_FACTS and not any(v.changed or v.mismatch
+                                                         for v in self.values)
+
+    @property
     def anchor(self) -> str:
         return "fact-" + re.sub(r"[^A-Za-z0-9_-]", "_", self.key.lstrip("_"))
 
@@ -168,6 +175,10 @@ PROBE_ROWS: list[tuple[str, str, str]] = [
     ("PID 1", "pid1_cmdline", "/proc/1/cmdline"),
     ("uid", "uid", "containers run unprivileged"),
 ]
+
+
+SECONDARY_FACTS = {"implementation", "machine", "pointer_bits", "libc", "affinity",
+                   "_cgroup_quota", "runner_is_pid1", "pid1_cmdline", "uid"}
 
 
 def probe_value(r: RunResults, t: TargetResult, key: str) -> Any:
@@ -328,17 +339,21 @@ def hazard_rows(r: RunResults, columns: list[TargetResult]) -> list[HazardRow]:
     return rows
 
 
-def cell_note(c: Cell | None) -> str:
+def cell_note(c: Cell | None, *, short: bool = False) -> str:
     """What a behaviour cell measured, where that matters to read its badge: the trials a
-    race ran and the one it hung in, or the backlog a queue reached."""
+    race ran and the one it hung in, or the backlog a queue reached. ``short``: for a matrix
+    cell (the long form goes in its tooltip and beside its deadlock group)."""
     if c is None:
         return ""
     m = c.measurements
-    planned, done = m.get(M.TRIALS_PLANNED), m.get(M.TRIALS_COMPLETED)
+    planned, done = m.get(M.TRIALS_PLANNED), m.get(M.TRIALS_COMPLETED, 0)
     if isinstance(planned, int) and isinstance(done, int):
         if c.outcome == Outcome.HUNG:
-            return f"hung in trial {done + 1} of {planned}"
+            return (f"hung in trial {done + 1}/{planned}" if short
+                    else f"hung in trial {done + 1} of {planned}")
         if c.outcome == Outcome.OK:
+            if short:
+                return f"0/{done} hung" + (f" (of {planned})" if done < planned else "")
             text = (f"0 of {done} trials hung" + (f" (of {planned} planned; time ran out)"
                                                   if done < planned else "")
                     + ": not seen, not ruled out")
@@ -352,6 +367,9 @@ def cell_note(c: Cell | None) -> str:
     backlog = _nested(m, M.UNBOUNDED, "peak_backlog_items")
     if isinstance(backlog, int):
         bounded = _nested(m, M.BOUNDED, "peak_backlog_items")
+        if short:
+            return f"backlog {backlog}" + (f" (bounded {bounded})"
+                                           if isinstance(bounded, int) else "")
         return f"peak backlog {backlog} items" + (
             f" (bounded: {bounded})" if isinstance(bounded, int) else "")
     return ""
@@ -367,6 +385,7 @@ class Bar:
     warn: str = ""
     anchor: str = ""
     engine: str | None = None  # where the cell ran (a key of run.engines)
+    home: bool = False  # this bar's row carries the cell's anchor (its first bar)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -397,6 +416,7 @@ class Chart:
     # With several engines: (heading, bars) per engine, in run.engines order; else one group
     # with no heading. Figures of different engines are never pooled, only shown apart.
     groups: list[tuple[str, list[Bar]]] = field(default_factory=list)
+    secondary: bool = False  # shown behind a click: no claim is judged from it
 
 
 def _stat(s: Any) -> tuple[float, float, float, int] | None:
@@ -408,7 +428,7 @@ def _stat(s: Any) -> tuple[float, float, float, int] | None:
 
 def _spread_warning(median: float, lo: float, hi: float) -> str:
     if median and (hi - lo) / abs(median) > NOISY_SPREAD:
-        return f"spread {(hi - lo) / abs(median):.0%} of the median: do not trust small gaps"
+        return f"spread {(hi - lo) / abs(median):.0%} of the median: small gaps are noise"
     return ""
 
 
@@ -478,9 +498,25 @@ def _warnings(c: Cell, median: float, lo: float, hi: float) -> str:
 
 
 def timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
-    """The timing charts, each one's bars grouped by the engine they were measured on."""
-    return [dataclasses.replace(ch, groups=_by_engine(r, ch.bars))
-            for ch in _timing_charts(r, columns)]
+    """The timing charts, each one's bars grouped by the engine they were measured on; a
+    cell's first bar carries its anchor (the claims' evidence links land there)."""
+    seen: set[str] = set()
+    charts = []
+    for ch in sorted(_timing_charts(r, columns), key=lambda ch: ch.secondary):  # those last
+        bars = []
+        for b in ch.bars:
+            bars.append(dataclasses.replace(b, home=b.anchor not in seen))
+            seen.add(b.anchor)
+        charts.append(dataclasses.replace(ch, bars=bars, groups=_by_engine(r, bars)))
+    return charts
+
+
+def uncharted(r: RunResults, charts: list[Chart]) -> list[Cell]:
+    """Timing cells no chart shows (threading_gil's I/O, a skipped or failed timing): listed
+    in one line each, so every cell has a place on the page."""
+    charted = {b.anchor for ch in charts for b in ch.bars}
+    return [c for c in r.results if c.kind == "timing" and c.outcome not in PROBLEMS
+            and anchor(c) not in charted]
 
 
 def _by_engine(r: RunResults, bars: list[Bar]) -> list[tuple[str, list[Bar]]]:
@@ -590,37 +626,38 @@ def _timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
             what = "small items (an int)" if size == "small" else "~1 MB items"
             name = "multiprocessing.Queue" if channel == "queue" else "Pipe"
             charts.append(Chart(title=f"{name} throughput, {what}", unit=unit, bars=bars,
+                                secondary=True,
                                 max_value=max(b.hi or b.value for b in bars) * 1.05))
 
-    bars = []
-    for t in ok:
-        c = next((x for m in START_METHODS if (x := r.cell(t.id, "queue_iftry", m))
-                  and x.outcome == Outcome.OK), None)
-        if not c:
-            continue
-        for qtype in M.QUEUE_TYPES:
+    for qtype in M.QUEUE_TYPES:  # one chart per queue type: the claim is about each
+        bars = []
+        for t in ok:
+            c = next((x for m in START_METHODS if (x := r.cell(t.id, "queue_iftry", m))
+                      and x.outcome == Outcome.OK), None)
+            if not c:
+                continue
             for state in ("empty", "nonempty"):
-                for variant, short in (("if_empty", "if q.empty()"), ("try_except",
-                                                                      "try/except Empty")):
+                for variant, short in (("if_empty", "if q.empty()"),
+                                       ("try_except", "try/except Empty")):
                     st = _stat(_nested(c.measurements, qtype, f"{state}_{variant}_ns"))
                     if not st:
                         continue
                     med, q1, q3, n = st
-                    bars.append(Bar(label=f"{t.id} · {qtype}, "
+                    bars.append(Bar(label=f"{t.id} · "
                                           f"{'empty' if state == 'empty' else 'not empty'}: "
                                           f"{short}",
                                     value=med, lo=q1, hi=q3,
                                     text=f"{med:,.0f} ns/call (IQR {q1:,.0f}–{q3:,.0f}, n={n}; "
                                          f"{_cpus(c)})",
                                     warn=_warnings(c, med, q1, q3), anchor=anchor(c),
-                            engine=c.engine))
-    if bars:
-        charts.append(Chart(title="if q.empty() vs try/except queue.Empty, per call",
-                            unit="ns per call", bars=bars,
-                            max_value=max(b.hi or b.value for b in bars) * 1.05,
-                            note="Per call, on an empty and a non-empty queue; "
-                                 "multiprocessing.Queue under the first start method offered. "
-                                 "Lower is cheaper."))
+                                    engine=c.engine))
+        if bars:
+            mp = qtype == "multiprocessing.Queue"
+            charts.append(Chart(title=f"{qtype}: if q.empty() vs try/except Empty, per call",
+                                unit="ns per call", bars=bars, secondary=mp,
+                                max_value=max(b.hi or b.value for b in bars) * 1.05,
+                                note="On an empty and a non-empty queue. Lower is cheaper."
+                                + (" Under the first start method offered." if mp else "")))
     return charts
 
 
@@ -809,6 +846,7 @@ def environment() -> Environment:
     env.filters["show"] = show
     env.globals["anchor"] = anchor
     env.globals["cell_note"] = cell_note
+    env.globals["stuck"] = stuck_frame
     env.filters["code"] = inline_code
     return env
 
@@ -830,16 +868,25 @@ def render_html(results: RunResults, *, compare: RunResults | None = None,
     rows = probe_rows(r, ok_columns)
     claims = judge(r)
     hangs = stack_groups(problems)
+    charts = timing_charts(r, ok_columns)
     return environment().get_template("report.html.j2").render(
         location=location or f"reports/{r.run.id}", your_code=changes,
         your_code_summaries=change_summaries(changes, ok_columns),
         r=r, columns=columns, probe_rows=rows, ok_columns=ok_columns,
-        hazards=hazard_rows(r, ok_columns), charts=timing_charts(r, ok_columns),
+        hazards=hazard_rows(r, ok_columns), charts=charts, uncharted=uncharted(r, charts),
         claims=claims, problems=problems, counts=outcome_counts(r),
         findings=findings(ok_columns, rows, claims, hangs), hang_groups=hangs,
         history=history,
         compare=compare, changes=compare_runs(r, sanitize_results(compare)) if compare else [],
     )
+
+
+def render_stacks_html(results: RunResults) -> str:
+    """stacks.html beside the report: each hung cell's own stacks, measurements and output,
+    one click from its group in the report (which shows a group's shared stacks once)."""
+    r = sanitize_results(results)
+    return environment().get_template("stacks.html.j2").render(
+        r=r, hang_groups=stack_groups([c for c in r.results if c.outcome in PROBLEMS]))
 
 
 def render_junit(results: RunResults) -> str:
@@ -910,4 +957,5 @@ def render_file(path: Path, *, output: Path | None = None, compare: Path | None 
     out.write_text(render_html(results, compare=old, location=location, history=history),
                    encoding="utf-8")
     (out.parent / "junit.xml").write_text(render_junit(results), encoding="utf-8")
+    (out.parent / "stacks.html").write_text(render_stacks_html(results), encoding="utf-8")
     return out

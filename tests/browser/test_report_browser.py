@@ -76,16 +76,35 @@ def test_readme_picture_is_the_first_screen_of_a_full_run(tmp_path):
 
 def test_hung_badge_leads_to_the_open_stack(page):
     chrome, _ = page
-    href = chrome.execute_script(
-        "return document.querySelector('#hazards a.b.hung').getAttribute('href')")
-    assert href and href.startswith("#cell-")
-    chrome.find_element("css selector", f"#hazards a[href='{href}']").click()
+    badge = chrome.find_element("css selector", "#hazards a.b.hung")
+    href = badge.get_attribute("href")
+    assert "stacks.html#cell-" in href
+    badge.click()  # to the stacks page, beside the report
+    assert chrome.current_url == href
     visible = chrome.execute_script(
-        f"const el = document.querySelector('{href}').closest('.stackgroup')"
+        "const el = document.getElementById(location.hash.slice(1)).closest('.cell')"
         ".querySelector('pre.shared'); const r = el.getBoundingClientRect();"
         " return el.offsetHeight > 0 && r.top < window.innerHeight && r.bottom > 0"
         " && el.innerText.includes('Thread');")
     assert visible
+
+
+def test_the_default_run_s_page_is_light_and_short(tmp_path):
+    """A real default run (six targets): at most 250 KB and 12 screens at 1366x900, with
+    nothing lost: what the page leaves out is in results.json, stacks.html or behind a
+    click."""
+    html = render_file(FULL_RUN, output=tmp_path / "index.html")
+    size = html.stat().st_size
+    chrome = open_page(html.as_uri())
+    try:
+        height = chrome.execute_script("return document.documentElement.scrollHeight")
+        folded = chrome.execute_script("return document.querySelectorAll('details').length")
+    finally:
+        chrome.quit()
+    print(f"page: {size / 1024:.0f} KB, {height} px = {height / 900:.1f} screens")
+    assert size <= 250 * 1024, size
+    assert height <= 12 * 900, height
+    assert folded > 0 and (tmp_path / "stacks.html").stat().st_size > 0
 
 
 def test_the_first_screen_answers_the_defaults_and_what_changed_in_3_14(tmp_path):

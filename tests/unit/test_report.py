@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from lab.cli import main
-from lab.report import column_order, compare_runs, inert, probe_rows, render_html, render_junit
+from lab.report import (
+    column_order,
+    compare_runs,
+    inert,
+    probe_rows,
+    render_html,
+    render_junit,
+    render_stacks_html,
+)
 from lab.results import from_dict, load, to_dict
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-cp39-cp315-quick.json"
@@ -90,12 +98,17 @@ def test_sections_and_stacks_one_click_from_the_matrix():
         assert f'id="{section}"' in html
     hung = next(c for c in r.results if c.outcome == "hung")
     anchor = f"cell-{hung.target}-{hung.scenario}-{hung.start_method}"
-    assert f'href="#{anchor}"' in html  # the HUNG badge links to ...
-    block = html.split(f'id="{anchor}"', 1)[1].split('class="stackgroup', 1)[0]
+    # The HUNG badge leads to the stacks page, where its group's stacks are shown ...
+    assert f'href="stacks.html#{anchor}"' in html
+    page = render_stacks_html(r)
+    block = page.split(f'id="{anchor}"', 1)[1].split('class="cell"', 1)[0]
     shared = block.split('<pre class="shared">', 1)[1].split("</pre>", 1)[0]
-    assert "child process" in shared  # ... its group's stacks, shown (not in a <details>)
-    assert "<details>" not in block.split('<pre class="shared">', 1)[0]
-    assert f"{hung.target}: its own stacks" in block  # and its own, one click away
+    assert "child process" in shared
+    assert f"{hung.target}: its own stacks" in block  # ... and its own, one click away
+    # In the report its group names the frame the child waits in, and links to those stacks.
+    group = html[html.index('id="hang-fork_held_lock-fork"'):]
+    assert "Stuck at <code>fork_held_lock.py:" in group[:2000]
+    assert 'href="stacks.html#hang-fork_held_lock-fork-1"' in group[:3000]
 
 
 def test_probe_rows_mark_changes_and_documented_values():
@@ -356,9 +369,10 @@ def test_colours_say_finding_not_failure_and_charts_have_axes_with_units():
     timings = html[html.index('id="timings"'):html.index('id="claims"')]
     charts = timings.count('<table class="chart">')
     assert charts >= 5 and timings.count('<tr class="axis">') == charts
-    for unit in ("× serial speed", "ms", "k items/s", "MB/s", "ns per call"):
+    for unit in ("× serial speed", "ms", "k items/s", "MB/s", "ns per call"):  # all, folded too
         assert f'<td class="text">{unit}</td></tr>' in timings, unit
-    assert "queue.Queue, not empty: try/except Empty" in timings
+    assert "queue.Queue: if q.empty() vs try/except Empty, per call" in timings
+    assert "cp311 · not empty: try/except Empty" in timings
     assert not re.search(r"· (qu|mu) (empty|nonempty)", timings)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from lab.report import render_html
+from lab.report import render_html, render_stacks_html
 from lab.results import RunResults, load
 from lab.stacks import hang_groups, normalized, stuck_frame
 
@@ -29,11 +29,16 @@ def test_real_stacks_that_are_the_same_make_one_group_and_different_ones_two():
     assert [sg.targets for sg in same.stack_groups] == [["cp311", "cp313"]]
     apart = group(only(six, {"cp39", "cp311"}), "fork_held_lock", "fork")
     assert [sg.targets for sg in apart.stack_groups] == [["cp39"], ["cp311"]]
-    # The report shows a shared stack once per group, each target's own behind a click.
+    # The report lists the groups; the stacks page shows each group's stacks once, each
+    # target's own behind a click.
     for run, shown in ((only(six, {"cp311", "cp313"}), 1), (only(six, {"cp39", "cp311"}), 2)):
         html = render_html(run)
         block = html[html.index('id="hang-fork_held_lock-fork"'):]
         block = block[:block.index('<div class="problem', 10)]
+        assert block.count('<li class="stackgroup">') == shown
+        page = render_stacks_html(run)
+        block = page[page.index('id="hang-fork_held_lock-fork"'):]
+        block = block[:block.index("<h2", 10)]
         assert block.count('<pre class="shared">') == shown
         assert block.count("its own stacks") == 2
 
