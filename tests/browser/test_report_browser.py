@@ -139,3 +139,27 @@ def test_the_first_screen_answers_the_defaults_and_what_changed_in_3_14(tmp_path
             assert shown, href
     finally:
         chrome.quit()
+
+
+def test_every_evidence_link_lands_on_something_shown(tmp_path):
+    """Claims' evidence, findings and your-code links: each target exists on the page and is
+    not folded away (a hung cell's anchor is in its deadlock group's line)."""
+    html = render_file(FULL_RUN, output=tmp_path / "index.html")
+    chrome = open_page(html.as_uri())
+    try:
+        hidden = chrome.execute_script("""
+            const bad = [];
+            const links = document.querySelectorAll(
+                '#claims a[href^="#"], #findings a[href^="#"], #your-code > ul a[href^="#"]');
+            for (const a of links) {
+                const id = a.getAttribute('href').slice(1);
+                const el = document.getElementById(id);
+                const box = el && (el.offsetHeight > 0 ? el : el.parentElement);
+                if (!el || el.closest('details:not([open])') || !box || box.offsetHeight === 0)
+                    bad.push(id);
+            }
+            return [links.length, bad];""")
+    finally:
+        chrome.quit()
+    count, bad = hidden
+    assert count > 50 and bad == [], bad[:10]
