@@ -35,7 +35,7 @@ def test_three_runs_side_by_side(engine, tmp_path):
     page = (out / names[1] / "index.html").read_text()
     assert f'href="../{names[0]}/index.html" rel="prev"' in page
     assert f'href="../{names[2]}/index.html" rel="next"' in page
-    since = page[page.index('id="since"'):page.index("</li>", page.index('id="since"'))]
+    since = page[page.index('id="since"'):page.index("</details>", page.index('id="since"'))]
     assert re.search(r"mine · version: 3\.11\.\d+ → 3\.13\.\d+", since), since
     # The first run's page was made again when the second came: it links forward.
     first = (out / names[0] / "index.html").read_text()
