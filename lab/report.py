@@ -387,6 +387,17 @@ class Bar:
     engine: str | None = None  # where the cell ran (a key of run.engines)
     home: bool = False  # this bar's row carries the cell's anchor (its first bar)
 
+    @property
+    def headline(self) -> str:
+        """The figure and its interval: "x1.85 (IQR 1.79–1.88, n=5)"; the rest is ``more``."""
+        head, sep, _ = self.text.partition("; ")
+        return head + (")" if sep and "(" in head and not head.endswith(")") else "")
+
+    @property
+    def more(self) -> str:
+        _, sep, rest = self.text.partition("; ")
+        return rest[:-1] if sep and rest.endswith(")") else rest
+
 
 @dataclass(frozen=True, kw_only=True)
 class Chart:
