@@ -69,7 +69,8 @@ def one_job(engine: Engine, job: Job, target, image: str, run_dir: Path,
 def bench_bases(ids: str | None) -> int:
     """The cold image phase: every selected target's base rebuilt from an empty cache."""
     matrix = load_matrix()
-    targets = select_targets(matrix, ids=ids.split(",") if ids else None)
+    targets = [t for t in select_targets(matrix, ids=ids.split(",") if ids else None)
+               if ids or not t.optional]  # optional targets may not be had here
     engine = Engine.connect()
     plans = {t.id: plan_image(t) for t in targets if t.base is not None}
     bases = {p.base_key for p in plans.values() if p.base_key}
@@ -204,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.bases:
         return bench_bases(args.targets)
-    targets = select_targets(load_matrix(), ids=args.targets.split(",") if args.targets else None)
+    targets = [t for t in select_targets(load_matrix(), ids=args.targets.split(",")
+                                         if args.targets else None)
+               if args.targets or not t.optional]  # optional targets may not be had here
     work = Path(tempfile.mkdtemp(prefix="lab-bench-"))
     engine = Engine.connect()
     builder = ImageBuilder(log_dir=work)

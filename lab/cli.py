@@ -299,7 +299,7 @@ def _run_and_report(run: Run, out: Path) -> int:
     _index_quietly(out, run.dir)
     print(findings_text(results, html, changes=version_changes(results),
                         claims=claim_lines(results) if run.options.check is None else []))
-    bad = [t for t in results.targets if t.status != "ok"]
+    bad = [t for t in results.targets if t.status != "ok" and not t.left_out]
     if not results.run.complete:
         print(f"  the run is partial: {'; '.join(results.run.notes)}", file=sys.stderr)
     errors = [c for c in results.results if c.outcome == Outcome.ERROR]

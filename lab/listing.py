@@ -60,7 +60,9 @@ def availability(targets: Iterable[Target], engine: object | None,
                 out[t.id] = Availability(
                     needs=need, ok=registry is None,
                     here="yes: pulled on first run" if registry is None else
-                    "no: no registry answers (reported unavailable)")
+                    "no: no registry answers (" + ("optional: listed as not available here"
+                                                   if t.optional else "reported unavailable")
+                    + ")")
             elif engine.image(plan.base_ref) is not None:
                 out[t.id] = Availability(needs=need, ok=True, here="yes: base built; 1 s layer")
             else:

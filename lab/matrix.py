@@ -42,7 +42,7 @@ NATIVE = {
 BASE_KEYS = {"suite", "packages", "mirror", "variant"}
 TARGET_KEYS = {
     "id", "implementation", "version", "python", "base", "image", "platform", "default",
-    "deadline_scale",
+    "deadline_scale", "optional",
 }
 GROUPS = ("default", "native", "emulated", "registry", "all")
 ENGINE_KEYS = {"host", "context", "platforms", "timing", "cert_path", "files"}
@@ -77,6 +77,9 @@ class Target:
     host_python: str | None = None  # run directly on the host, no container
     default: bool = True
     deadline_scale: float = 1.0
+    # Included where its image can be had; where not, listed as "not available here" with
+    # the reason, and the run is not partial because of it.
+    optional: bool = False
 
     @property
     def kind(self) -> str:
@@ -291,7 +294,15 @@ def _parse_target(source: str, raw: Any, bases: dict[str, DebianBase]) -> Target
         image=str(raw["image"]) if "image" in raw else None,
         default=bool(raw.get("default", True)),
         deadline_scale=float(raw.get("deadline_scale", 1.0)),
+        optional=_flag(where, raw, "optional"),
     )
+
+
+def _flag(where: str, raw: dict[str, Any], key: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key} must be true or false; got {value!r}.")
+    return value
 
 
 def _read_toml(text: str, source: str) -> dict[str, Any]:

@@ -98,6 +98,12 @@ class TargetResult:
     # see images.BaseProvenance. None for registry and host targets.
     base: dict[str, Any] | None = None
     engine: str | None = None  # the engine its image and behaviour cells were on
+    optional: bool = False  # the matrix's word: its absence does not make the run partial
+
+    @property
+    def left_out(self) -> bool:
+        """An optional target whose image cannot be had here: not a failure of the run."""
+        return self.optional and self.status == "unavailable"
 
 
 @dataclass(frozen=True, kw_only=True)

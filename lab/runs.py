@@ -247,7 +247,8 @@ class Run:
                              platform=t.platform, python=t.python, kind=t.kind,
                              emulated=emulated.get(t.id, t.emulated), status="error",
                              reason="not run",
-                             engine=None if t.host_python else self.plan.engine_of(t.id))
+                             engine=None if t.host_python else self.plan.engine_of(t.id),
+                             optional=t.optional)
                 for t in options.targets]
         self.ledger = Ledger(self.dir, info, rows,
                              order=cell_order([t.id for t in options.targets], self.catalog),

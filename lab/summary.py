@@ -153,7 +153,8 @@ def findings_text(results: RunResults, html: Path, *, changes: Iterable[str] = (
              + ("" if results.run.complete else " (partial run: only what finished)")]
     for t in results.targets:
         if t.status != "ok":
-            lines.append(f"  {t.id}: {t.status}: {(t.reason or '').splitlines()[0][:160]}")
+            status = "not available here (optional)" if t.left_out else t.status
+            lines.append(f"  {t.id}: {status}: {(t.reason or '').splitlines()[0][:160]}")
     groups = hang_groups(results)
     if groups:
         lines.append("hung (killed at their deadline, stacks in the report):")

@@ -170,6 +170,9 @@ def test_the_default_matrix_across_two_engines_matches_one_engine(engine, second
     # What was observed is the same as on one engine.
     for t in got["targets"]:
         r = next(x for x in ref["targets"] if x["id"] == t["id"])
+        if t.get("optional") and t["status"] == "unavailable":  # no registry here
+            assert r["status"] == "unavailable" and r["optional"]
+            continue
         assert t["status"] == r["status"] == "ok"
         for key in PROBE_FACTS:
             assert t["probe"].get(key) == r["probe"].get(key), (t["id"], key)

@@ -9,11 +9,22 @@ from lab.errors import ConfigError
 from lab.matrix import load_matrix, native_platforms, select_targets
 
 DEFAULT_IDS = ["cp39", "cp311", "cp313", "cp314", "cp315", "pp311"]
+OPTIONAL_IDS = ["cp310-slim", "cp312-slim"]  # in the default run where a registry answers
 
 
-def test_default_matrix_has_the_six_native_targets_in_order():
+def test_default_matrix_has_the_six_native_targets_in_order_then_the_optional_ones():
     m = load_matrix()
-    assert [t.id for t in select_targets(m)] == DEFAULT_IDS
+    chosen = select_targets(m)
+    assert [t.id for t in chosen] == DEFAULT_IDS + OPTIONAL_IDS
+    assert [t.id for t in chosen if t.optional] == OPTIONAL_IDS
+
+
+def test_optional_must_be_a_boolean(tmp_path: Path):
+    (tmp_path / "lab.toml").write_text(
+        '[[target]]\nid = "mine"\nimplementation = "cpython"\nversion = "3.13"\n'
+        'python = "/usr/bin/python3.13"\nbase = "trixie"\noptional = "yes"\n')
+    with pytest.raises(ConfigError, match=r"optional must be true or false; got 'yes'"):
+        load_matrix(search_dir=tmp_path)
 
 
 def test_targets_of_one_suite_share_one_base():
@@ -168,7 +179,7 @@ def test_one_function_chooses_a_command_s_targets_and_engines(tmp_path: Path):
     (tmp_path / "lab.toml").write_text(ENGINES)
     m = load_matrix(search_dir=tmp_path)
     default = select(m)
-    assert [t.id for t in default.targets] == DEFAULT_IDS
+    assert [t.id for t in default.targets] == DEFAULT_IDS + OPTIONAL_IDS
     assert [e.name for e in default.engines] == ["local", "arm", "ci", "tls"]
     # Only host interpreters: no matrix target comes along; with --targets, both, ids unique.
     host = select(m, host_pythons=[sys.executable, sys.executable], engines=["ci"])
