@@ -375,11 +375,14 @@ def select(matrix: Matrix, *, ids: list[str] | None = None,
     """The one place a command's targets and engines are chosen: matrix targets by id or
     platform (the default matrix with neither, unless only host interpreters are given), then
     a target per host interpreter (ids kept unique), and the engines named (else every one
-    configured, else the environment's). Raises ConfigError, one line, on a bad choice or an
-    empty selection."""
+    configured, else the environment's). A target named by id is not optional for this run.
+    Raises ConfigError, one line, on a bad choice or an empty selection."""
     host_pythons = list(host_pythons)
     chosen = ([] if host_pythons and not (ids or platforms)
               else select_targets(matrix, ids=ids, platforms=platforms))
+    # A target named in --targets is wanted: if it cannot be had, the run is partial.
+    named = {matrix.resolve(tid) for tid in ids or []}
+    chosen = [replace(t, optional=False) if t.id in named else t for t in chosen]
     for path in host_pythons:
         chosen.append(host_target(path, {t.id for t in chosen}))
     if not chosen:

@@ -188,6 +188,11 @@ def test_one_function_chooses_a_command_s_targets_and_engines(tmp_path: Path):
     assert [e.name for e in host.engines] == ["ci"]
     both = select(m, ids=["3.14"], host_pythons=[sys.executable])
     assert [t.id for t in both.container_targets] == ["cp314"] and len(both.targets) == 2
+    # Optional in the default run; named in --targets, wanted (its absence is partial).
+    assert [t.id for t in default.targets if t.optional] == OPTIONAL_IDS
+    named = select(m, ids=["cp310-slim", "cp311"], platforms=["registry"])
+    assert {t.id: t.optional for t in named.targets} == {
+        "cp311": False, "cp310-slim": False, "cp312-slim": True}
     with pytest.raises(ConfigError, match=r"no targets selected: check --targets"):
         select(m, platforms=["linux/s390x"])
     with pytest.raises(ConfigError, match="unknown engine"):
