@@ -353,10 +353,11 @@ def _index_quietly(out: Path, run_dir: Path) -> None:
     from lab.report import render_index, render_run
 
     try:
-        names = [e.name for e in runs_in(out)]
+        entries = runs_in(out)  # read once for both pages
+        names = [e.name for e in entries]
         if run_dir.name in names and names.index(run_dir.name) > 0:
-            render_run(out / names[names.index(run_dir.name) - 1])
-        render_index(out)
+            render_run(out / names[names.index(run_dir.name) - 1], entries=entries)
+        render_index(out, entries=entries)
     except (LabError, OSError) as exc:
         print(f"lab: the runs index was not updated ({exc})", file=sys.stderr)
 

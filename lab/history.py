@@ -94,9 +94,13 @@ def differences(new: RunResults, old: RunResults) -> list[str]:
     return lines
 
 
-def history_of(run_dir: Path, run: RunResults) -> History | None:
-    """``run`` among the runs beside it in its output folder; None when it has none."""
-    entries = runs_in(run_dir.parent)
+def history_of(run_dir: Path, run: RunResults,
+               entries: list[Entry] | None = None) -> History | None:
+    """``run`` among the runs beside it in its output folder (``entries``: those runs, when
+    the caller has read them already); None when it has none."""
+    from lab.report import compare_runs, sanitize_results
+
+    entries = runs_in(run_dir.parent) if entries is None else entries
     names = [e.name for e in entries]
     if run_dir.name not in names or len(entries) < 2:
         return None
@@ -109,8 +113,6 @@ def history_of(run_dir: Path, run: RunResults) -> History | None:
         if before is None:
             targets.append(TargetChange(target=t.id, previous=None, changes=[]))
             continue
-        from lab.report import compare_runs, sanitize_results
-
         found = compare_runs(sanitize_results(only(run, t.id)),
                              sanitize_results(only(before.results, t.id)))
         targets.append(TargetChange(target=t.id, previous=before.name,

@@ -23,7 +23,7 @@ from markupsafe import Markup, escape
 from lab.changes import hazards as change_hazards
 from lab.changes import summaries as change_summaries
 from lab.documented import documented
-from lab.history import History
+from lab.history import Entry, History
 from lab.records import PROBLEMS, Outcome
 from lab.results import Cell, RunResults, TargetResult, load
 from lab.runner import measurements as M
@@ -928,15 +928,16 @@ def render_junit(results: RunResults) -> str:
     return ET.tostring(suites, encoding="unicode", xml_declaration=True)
 
 
-def render_run(run_dir: Path) -> Path:
-    return render_file(run_dir, output=None)
+def render_run(run_dir: Path, *, entries: list[Entry] | None = None) -> Path:
+    return render_file(run_dir, output=None, entries=entries)
 
 
-def render_index(out: Path) -> Path:
-    """``out/index.html``: every run under ``out`` (the newest MAX_RUNS), newest first."""
+def render_index(out: Path, *, entries: list[Entry] | None = None) -> Path:
+    """``out/index.html``: every run under ``out`` (the newest MAX_RUNS), newest first;
+    ``entries``: those runs, when the caller has read them already."""
     from lab.history import MAX_RUNS, differences, runs_in, versions
 
-    entries = runs_in(out)
+    entries = runs_in(out) if entries is None else entries
     rows = []
     for i, e in enumerate(entries):
         r = sanitize_results(e.results)
@@ -951,7 +952,8 @@ def render_index(out: Path) -> Path:
     return path
 
 
-def render_file(path: Path, *, output: Path | None = None, compare: Path | None = None) -> Path:
+def render_file(path: Path, *, output: Path | None = None, compare: Path | None = None,
+                entries: list[Entry] | None = None) -> Path:
     results = load(path)
     old = load(compare) if compare else None
     folder = path if path.is_dir() else path.parent
@@ -963,7 +965,7 @@ def render_file(path: Path, *, output: Path | None = None, compare: Path | None 
         location = str(folder.resolve())
     from lab.history import history_of
 
-    history = history_of(folder, results) if path.is_dir() or path.name == "results.json" \
+    history = history_of(folder, results, entries) if path.is_dir() or path.name == "results.json" \
         else None
     out.write_text(render_html(results, compare=old, location=location, history=history),
                    encoding="utf-8")

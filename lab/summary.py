@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.records import Outcome
 from lab.results import RunResults
 from lab.scheduler import Job, Plan
 
@@ -131,15 +130,13 @@ def plan_text(*, targets: list[str], scenarios: list[str], cells: int, container
 
 
 def hang_groups(results: RunResults) -> list[tuple[str, list[str]]]:
-    """(scenario · method[ · container], targets where it hung), in cell order."""
-    groups: dict[str, list[str]] = {}
-    for c in results.results:
-        if c.outcome != Outcome.HUNG:
-            continue
-        label = f"{c.scenario} · {c.start_method or '-'}" + (
-            f" · {c.container}" if c.container else "")
-        groups.setdefault(label, []).append(c.target)
-    return list(groups.items())
+    """(scenario · method[ · container], targets where it hung), in cell order: the report's
+    deadlock groups (``lab.stacks``), as the terminal names them."""
+    from lab.stacks import hang_groups as groups
+
+    return [(f"{g.scenario} · {g.start_method or '-'}"
+             + (f" · {g.container}" if g.container else ""), g.targets)
+            for g in groups(results.results)]
 
 
 def findings_text(results: RunResults, html: Path, *, changes: Iterable[str] = (),
