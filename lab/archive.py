@@ -22,7 +22,7 @@ import os
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -55,6 +55,7 @@ ATTEMPTS = 3  # transient network errors (a DNS hiccup, a reset) are retried, ha
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 30.0
 CHUNK = 1 << 16
+SIGNED_INDEX = "the signed index"  # who vouches for a .deb's hash
 DOWNLOAD_WORKERS = 8
 MAX_INDEX_BYTES = 64 << 20  # Packages.xz is ~11 MB today; Release/InRelease ~0.2 MB
 MAX_RELEASE_BYTES = 4 << 20
@@ -595,17 +596,22 @@ class DebCache:
     def path_for(self, sha256: str) -> Path:
         return self.store / sha256[:2] / sha256
 
-    def get(self, url: str, *, sha256: str, size: int, label: str,
-            stop: threading.Event | None = None, limit: int | None = None) -> Path:
-        """The verified file for ``sha256``, downloading it from ``url`` if needed."""
-        return self.get_many([(url, sha256, size, label)], stop=stop, limit=limit)[0]
+    def get(self, url: str, *, sha256: str, size: int | None, label: str,
+            stop: threading.Event | None = None, limit: int | None = None,
+            vouched_by: str = SIGNED_INDEX) -> Path:
+        """The verified file for ``sha256``, downloading it from ``url`` if needed. ``size``
+        None: not known in advance (then ``limit`` caps it); ``vouched_by`` names where the
+        expected hash came from, for the mismatch message."""
+        return self.get_many([(url, sha256, size, label)], stop=stop, limit=limit,
+                             vouched_by=vouched_by)[0]
 
-    def get_many(self, items: list[tuple[str, str, int, str]], *,
-                 stop: threading.Event | None = None, limit: int | None = None) -> list[Path]:
+    def get_many(self, items: Sequence[tuple[str, str, int | None, str]], *,
+                 stop: threading.Event | None = None, limit: int | None = None,
+                 vouched_by: str = SIGNED_INDEX) -> list[Path]:
         """Paths for (url, sha256, size, label) items, in order; downloads run in parallel.
 
         Waits in short steps so that a stop is noticed within a fraction of a second."""
-        futures = [self._submit(url, sha, size, label, stop, limit)
+        futures = [self._submit(url, sha, size, label, stop, limit, vouched_by)
                    for url, sha, size, label in items]
         try:
             pending = set(futures)
@@ -634,27 +640,29 @@ class DebCache:
             with contextlib.suppress(Exception):
                 fh.close()
 
-    def _submit(self, url: str, sha256: str, size: int, label: str,
-                stop: threading.Event | None, limit: int | None) -> cf.Future[Path]:
+    def _submit(self, url: str, sha256: str, size: int | None, label: str,
+                stop: threading.Event | None, limit: int | None,
+                vouched_by: str) -> cf.Future[Path]:
         with self._lock:
             final = self.path_for(sha256)
-            if final.is_file() and final.stat().st_size == size:
+            if final.is_file() and size in (None, final.stat().st_size):
                 done: cf.Future[Path] = cf.Future()
                 done.set_result(final)
                 self.reused += 1
                 return done
             fut = self._inflight.get(sha256)
             if fut is None or (fut.done() and fut.exception() is not None) or fut.cancelled():
-                fut = self._pool.submit(self._download, url, sha256, size, label, stop, limit)
+                fut = self._pool.submit(self._download, url, sha256, size, label, stop, limit,
+                                        vouched_by)
                 self._inflight[sha256] = fut
             return fut
 
-    def _download(self, url: str, sha256: str, size: int, label: str,
-                  stop: threading.Event | None, limit: int | None) -> Path:
+    def _download(self, url: str, sha256: str, size: int | None, label: str,
+                  stop: threading.Event | None, limit: int | None, vouched_by: str) -> Path:
         final = self.path_for(sha256)
-        if final.is_file() and final.stat().st_size == size:
+        if final.is_file() and size in (None, final.stat().st_size):
             return final
-        if limit is not None and size > limit:
+        if limit is not None and size is not None and size > limit:
             raise BuildFailed(f"{label}: {size} bytes is over the limit of {limit}.")
         tmp = self.tmp / f"{sha256}.{os.getpid()}.{threading.get_ident()}.part"
 
@@ -668,8 +676,11 @@ class DebCache:
                     while chunk := _read_some(src):
                         _check_stop(stop, f"downloading {label}")
                         got += len(chunk)
-                        if got > size:
+                        if size is not None and got > size:
                             break  # longer than the index says: a mismatch, whatever follows
+                        if limit is not None and got > limit:
+                            raise BuildFailed(f"{label} from {url} is larger than {limit} "
+                                              "bytes; nothing was kept.")
                         h.update(chunk)
                         dst.write(chunk)
                 finally:
@@ -679,11 +690,12 @@ class DebCache:
 
         try:
             actual, got = _retrying(url, stop, attempt)
-            if got != size or actual != sha256:
+            if got != (size if size is not None else got) or actual != sha256:
+                expected = f"{sha256} ({size} bytes)" if size is not None else sha256
                 raise BuildFailed(
-                    f"{label} from {url}: SHA256 {actual} ({got} bytes) does not match the "
-                    f"signed index's {sha256} ({size} bytes). The mirror served a tampered or "
-                    "broken file; nothing was imported and the cache kept no copy.")
+                    f"{label} from {url}: SHA256 {actual} ({got} bytes) does not match "
+                    f"{vouched_by}'s {expected}. The file is tampered with or broken; nothing "
+                    "was unpacked or imported and the cache kept no copy.")
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
             with self._lock:

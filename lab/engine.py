@@ -12,7 +12,7 @@ import socket
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import docker.errors
 import requests.exceptions
@@ -388,7 +388,7 @@ class Engine:
                 if isinstance(line, dict) and line.get("error"):
                     raise DockerError(f"load an image: {str(line['error'])[:300]}")
 
-    def commit_layer(self, base: str, files: bytes, *, repository: str, tag: str,
+    def commit_layer(self, base: str, files: bytes | IO[bytes], *, repository: str, tag: str,
                      changes: list[str], labels: dict[str, str], command: list[str],
                      container_labels: dict[str, str]) -> str:
         """An image of ``base`` plus ``files`` (a tar, extracted at /) and ``changes``

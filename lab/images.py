@@ -39,6 +39,7 @@ from lab.archive import (
 from lab.engine import MANAGED, ContainerSpec, Engine
 from lab.errors import BuildFailed, DockerError, ImageUnavailable, LabError
 from lab.matrix import DEBIAN_ARCH, DebianBase, Target, native_platforms
+from lab.pythons import MAX_ARCHIVE_BYTES, ArchiveSource, python_layer
 from lab.rootfs import ENTER, TARGET, first_stage, second_stage_script, stage_two_archive
 
 Donor = tuple[str, Callable[[], Engine]]  # another engine's name, and how to reach it
@@ -101,6 +102,10 @@ class ImagePlan:
     base_ref: str  # the FROM of the target image: a lab-base tag or a registry image
     base_key: str | None  # shared-base identity (None for registry images)
     tag: str
+    # Archive targets: the archive, and the image of the Debian base plus its python/ tree
+    # (the base_ref); or why no archive can be named (then ensure() says so).
+    archive: ArchiveSource | None = None
+    archive_problem: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,6 +169,7 @@ class TargetImage:
     tag: str
     id: str
     base: BaseProvenance | None = None
+    archive: ArchiveSource | None = None  # archive targets: what their interpreter came from
 
 
 def base_recipe(base: DebianBase, arch: str) -> dict[str, object]:
@@ -183,9 +189,24 @@ def base_tag(base: DebianBase, arch: str) -> str:
 
 
 def plan_image(target: Target) -> ImagePlan:
-    if target.base is not None:
+    """Where ``target``'s image comes from. Reads no engine; an archive target's archive is
+    named here (a lookup in pbs-installer's list or local folders, no download), so that its
+    hash is part of the image's tag."""
+    archive: ArchiveSource | None = None
+    problem: str | None = None
+    if target.archive is not None and target.base is not None:
+        from lab.pythons import resolve
+
+        key: str | None = base_tag(target.base, target.arch)
+        try:
+            archive = resolve(target)
+            ref = f"lab-python:{target.id}-" + _digest(
+                {"v": RECIPE_VERSION, "base": key, "sha256": archive.sha256})
+        except ImageUnavailable as exc:
+            problem, ref = str(exc), f"lab-python:{target.id}-unresolved"
+    elif target.base is not None:
         ref = base_tag(target.base, target.arch)
-        key: str | None = ref
+        key = ref
     elif target.image is not None:
         ref, key = target.image, None
     else:
@@ -198,7 +219,8 @@ def plan_image(target: Target) -> ImagePlan:
         "runner": [(p, hashlib.sha256(c).hexdigest()) for p, c in runner_files()],
     })
     return ImagePlan(target=target, base_ref=ref, base_key=key,
-                     tag=f"lab-target:{target.id}-{digest}")
+                     tag=f"lab-target:{target.id}-{digest}", archive=archive,
+                     archive_problem=problem)
 
 
 def runner_archive() -> bytes:
@@ -322,7 +344,11 @@ class ImageBuilder:
         reaches it: the downloads are shared and the bases do not queue behind the workers.
         Targets then wait for their base; a failure is theirs to report (``ensure``). Called
         once per engine; a base another engine is making is streamed from it once made."""
-        todo = {p.base_key: p for p in plans if p.base_key and p.target.base is not None}
+        # An archive target's base is made only once its archive is here: where no archive
+        # can be had (no internet), no base is bootstrapped for nothing.
+        todo = [*{p.base_key: p for p in plans if p.base_key and p.target.base is not None
+                  and p.target.archive is None}.values(),
+                *(p for p in plans if p.target.archive is not None and p.archive is not None)]
         if not todo:
             return
         pool = cf.ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix="lab-base")
@@ -334,13 +360,17 @@ class ImageBuilder:
             except LabError:
                 return  # the target's own ensure() reports it
             try:
+                if plan.archive is not None and engine.image(plan.tag) is not None:
+                    return
+                if plan.archive is not None:
+                    self.fetch_archive(plan)
                 self._base_for(engine, plan, donors)
             except LabError:
                 pass  # remembered in _failed, or reported again by ensure()
             finally:
                 engine.close()
 
-        for plan in todo.values():
+        for plan in todo:
             pool.submit(one, plan)
 
     def _base_for(self, engine: Engine, plan: ImagePlan,
@@ -379,14 +409,20 @@ class ImageBuilder:
         engines (name, connect) a missing base may be streamed from."""
         target = plan.target
         base: BaseProvenance | None = None
-        if plan.base_key is not None and target.base is not None:
+        if target.archive is not None:
+            found = engine.image(plan.tag)
+            if found is not None:  # no download, even where the archive is not cached
+                return TargetImage(tag=plan.tag, id=found.id, base=self._base_of(engine, plan),
+                                   archive=ArchiveSource.from_labels(found.labels))
+            base = self._ensure_python(engine, plan, donors)
+        elif plan.base_key is not None and target.base is not None:
             base = self._base_for(engine, plan, donors)
         else:
             self._ensure_registry(engine, plan.base_ref, target.id)
         with self._thread_lock(plan.tag), file_lock(plan.tag, self.stop):
             found = engine.image(plan.tag)
             if found is not None:
-                return TargetImage(tag=plan.tag, id=found.id, base=base)
+                return TargetImage(tag=plan.tag, id=found.id, base=base, archive=plan.archive)
             self.on_stage(target.id, "adding the runner layer")
             labels = {MANAGED: "true", "lab.kind": "target", "lab.target": target.id,
                       "lab.recipe": plan.tag.rsplit("-", 1)[-1], "lab.base-ref": plan.base_ref}
@@ -399,7 +435,50 @@ class ImageBuilder:
                                                                "lab.kind": "layer"})
             except DockerError as exc:
                 raise BuildFailed(str(exc), log_tail=exc.log_tail) from exc
-            return TargetImage(tag=plan.tag, id=image_id, base=base)
+            return TargetImage(tag=plan.tag, id=image_id, base=base, archive=plan.archive)
+
+    def fetch_archive(self, plan: ImagePlan) -> Path:
+        """The plan's archive, verified, in the cache (downloaded or copied if missing).
+        Raises ImageUnavailable when it cannot be read, BuildFailed on a hash mismatch."""
+        if plan.archive is None:
+            raise ImageUnavailable(plan.archive_problem or f"{plan.target.id} has no archive")
+        src = plan.archive
+        if not self.cache.path_for(src.sha256).is_file():
+            self.on_stage(plan.target.id, f"fetching {src.filename}")
+        return self.cache.get(src.url, sha256=src.sha256, size=None, label=src.filename,
+                              stop=self.stop, limit=MAX_ARCHIVE_BYTES,
+                              vouched_by=src.vouched_by)
+
+    def _ensure_python(self, engine: Engine, plan: ImagePlan,
+                       donors: Sequence[Donor]) -> BaseProvenance:
+        """An archive target's Debian base plus its python/ tree at /opt/python (the image
+        ``plan.base_ref``), made if missing: the archive is fetched and verified first, and
+        only then is the base made."""
+        path = self.fetch_archive(plan)
+        assert plan.archive is not None and plan.base_key is not None
+        base = self._base_for(engine, plan, donors)
+        with self._thread_lock(plan.base_ref), file_lock(plan.base_ref, self.stop):
+            if engine.image(plan.base_ref) is not None:
+                return base
+            target, src = plan.target, plan.archive
+            self.on_stage(target.id, f"unpacking {src.filename} at /opt/python")
+            repo, _, tagname = plan.base_ref.partition(":")
+            labels = {MANAGED: "true", "lab.kind": "python", "lab.target": target.id,
+                      **{k: v.replace('"', "'").replace("\n", " ")
+                         for k, v in src.labels().items()}}
+            with python_layer(path, python=target.python, label=src.filename) as layer:
+                try:
+                    engine.commit_layer(plan.base_key, layer, repository=repo, tag=tagname,
+                                        changes=[], labels=labels, command=[target.python],
+                                        container_labels={**self.labels, "lab.kind": "layer"})
+                except DockerError as exc:
+                    raise BuildFailed(str(exc), log_tail=exc.log_tail) from exc
+        return base
+
+    def _base_of(self, engine: Engine, plan: ImagePlan) -> BaseProvenance | None:
+        found = engine.image(plan.base_key) if plan.base_key else None
+        return (BaseProvenance.from_labels(found.labels, image_id=found.id, built=False)
+                if found is not None else None)
 
     def _ensure_registry(self, engine: Engine, ref: str, target_id: str) -> None:
         if engine.image(ref) is not None:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lab.errors import LabError
-from lab.images import emulation_problem, plan_image
+from lab.images import ImagePlan, emulation_problem, plan_image
 from lab.matrix import Target
 
 
@@ -24,6 +24,8 @@ class Availability:
 def needs(t: Target) -> str:
     if t.image:
         what = f"registry ({t.image})"
+    elif t.archive is not None and t.base is not None:
+        what = f"python-build-standalone on Debian {t.base.suite}"
     elif t.base is not None:
         what = f"Debian {t.base.suite}"
     else:
@@ -63,6 +65,8 @@ def availability(targets: Iterable[Target], engine: object | None,
                     "no: no registry answers (" + ("optional: listed as not available here"
                                                    if t.optional else "reported unavailable")
                     + ")")
+            elif t.archive is not None:
+                out[t.id] = _archive_availability(t, plan, need)
             elif engine.image(plan.base_ref) is not None:
                 out[t.id] = Availability(needs=need, ok=True, here="yes: base built; 1 s layer")
             else:
@@ -71,6 +75,25 @@ def availability(targets: Iterable[Target], engine: object | None,
         except LabError as exc:
             out[t.id] = Availability(needs=need, ok=False, here=f"no: {exc}"[:80])
     return out
+
+
+def _archive_availability(t: Target, plan: ImagePlan, need: str) -> Availability:
+    """An archive target's: cached, local, or to be downloaded (not tried here)."""
+    from lab.images import cache_dir
+
+    src = plan.archive
+    if src is None:
+        why = (plan.archive_problem or "no archive").split(" (")[0]
+        return Availability(needs=need, ok=False,
+                            here=f"no: {why}" + (" (optional)" if t.optional else ""))
+    cached = cache_dir() / "archive" / "sha256" / src.sha256[:2] / src.sha256
+    if cached.is_file():
+        return Availability(needs=need, ok=True, here=f"yes: {src.version or ''} archive cached")
+    if src.url.startswith("file://"):
+        return Availability(needs=need, ok=True, here=f"yes: {src.version or ''} local archive")
+    return Availability(needs=need, ok=True,
+                        here=f"if downloadable: {src.version or ''} from {src.url.split('/')[2]}"
+                        + (" (optional)" if t.optional else ""))
 
 
 def targets_table(targets: list[Target], chosen: set[str], default: set[str],
@@ -83,7 +106,8 @@ def targets_table(targets: list[Target], chosen: set[str], default: set[str],
         if t.id not in chosen:
             continue
         a = avail[t.id]
-        table.add_row("*" if t.id in default else "", t.id, f"{t.implementation} {t.version}",
+        table.add_row("*" if t.id in default else "", t.id,
+                      f"{t.implementation} {t.flavour_version}",
                       t.platform + (" (emulated)" if t.emulated else ""), a.needs,
                       a.here if a.ok else f"[red]{a.here}[/red]", t.python)
     return table

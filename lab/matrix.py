@@ -6,6 +6,7 @@ Pure data and selection, no Docker: ``targets.toml`` in this package is the defa
 
 from __future__ import annotations
 
+import os
 import platform as _platform
 import re
 import subprocess
@@ -42,9 +43,13 @@ NATIVE = {
 BASE_KEYS = {"suite", "packages", "mirror", "variant"}
 TARGET_KEYS = {
     "id", "implementation", "version", "python", "base", "image", "platform", "default",
-    "deadline_scale", "optional",
+    "deadline_scale", "optional", "archive", "freethreaded",
 }
-GROUPS = ("default", "native", "emulated", "registry", "all")
+# An archive target's interpreter is unpacked here: python-build-standalone's ``python/`` tree.
+ARCHIVE_PREFIX = "/opt/python"
+PBS = "python-build-standalone"  # `archive = "python-build-standalone"`: look it up by version
+ARCHIVES_ENV = "LAB_PYTHON_ARCHIVES"  # local files or folders of archives, os.pathsep-separated
+GROUPS = ("default", "native", "emulated", "registry", "archive", "all")
 ENGINE_KEYS = {"host", "context", "platforms", "timing", "cert_path", "files"}
 # How a job's files reach its container: bind-mounted from this machine, or copied through the
 # engine's API (an engine on another machine cannot see this one's folders).
@@ -64,6 +69,18 @@ class DebianBase:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ArchiveSpec:
+    """Where an archive target's interpreter comes from: an explicit ``url`` with its
+    ``sha256``, or (both None) python-build-standalone's build of the target's version and
+    flavour as pbs-installer lists it. ``local`` files and folders of archives (lab.toml's
+    ``python_archives``, then LAB_PYTHON_ARCHIVES) are looked in first."""
+
+    url: str | None = None
+    sha256: str | None = None
+    local: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Target:
     """One interpreter on one platform. ``id`` is stable and joins everything about it."""
 
@@ -80,12 +97,22 @@ class Target:
     # Included where its image can be had; where not, listed as "not available here" with
     # the reason, and the run is not partial because of it.
     optional: bool = False
+    # A python-build-standalone install_only archive unpacked at ARCHIVE_PREFIX on `base`.
+    archive: ArchiveSpec | None = None
+    freethreaded: bool = False  # the matrix's word; the probe observes what the build is
 
     @property
     def kind(self) -> str:
         if self.host_python:
             return "host"
+        if self.archive is not None:
+            return "archive"
         return "registry" if self.image else "debian"
+
+    @property
+    def flavour_version(self) -> str:
+        """The version as a column heading: ``3.14``, or ``3.14t`` for a free-threaded build."""
+        return self.version + ("t" if self.freethreaded else "")
 
     @property
     def arch(self) -> str:
@@ -129,6 +156,7 @@ class Matrix:
     bases: dict[str, DebianBase] = field(default_factory=dict)
     targets: tuple[Target, ...] = ()
     engines: dict[str, EngineSpec] = field(default_factory=dict)
+    python_archives: tuple[str, ...] = ()  # lab.toml's local archives, files or folders
 
     def select_engines(self, names: list[str] | None) -> list[EngineSpec]:
         """The engines a command uses: those named, else every configured one, else the
@@ -166,18 +194,20 @@ class Matrix:
 
     def resolve(self, token: str) -> str:
         """A target id from what a user typed: an id in any case (``CP311``), or a version
-        (``3.14`` is cp314, ``pypy3.11`` is pp311) among the targets of this machine's own
-        platform. A version several targets share is an error that lists them."""
+        (``3.14`` is cp314, ``3.14t`` the free-threaded cp314t, ``pypy3.11`` is pp311) among
+        the targets of this machine's own platform. A version several targets share is an
+        error that lists them."""
         wanted = token.strip()
         by_lower = {i.lower(): i for i in self.ids}
         if wanted.lower() in by_lower:
             return by_lower[wanted.lower()]
-        m = re.fullmatch(r"(?i)(python|cpython|cp|pypy|pp)?\s*(\d)\.?(\d{1,2})", wanted)
+        m = re.fullmatch(r"(?i)(python|cpython|cp|pypy|pp)?\s*(\d)\.?(\d{1,2})(t?)", wanted)
         if m:
             impl = "pypy" if (m.group(1) or "").lower() in ("pypy", "pp") else "cpython"
             version = f"{m.group(2)}.{m.group(3)}"
             found = [t.id for t in self.targets if t.implementation == impl
-                     and t.version == version and t.platform == primary_platform()]
+                     and t.version == version and t.platform == primary_platform()
+                     and t.freethreaded == bool(m.group(4))]
             if len(found) == 1:
                 return found[0]
             if found:
@@ -271,6 +301,14 @@ def _parse_target(source: str, raw: Any, bases: dict[str, DebianBase]) -> Target
             raise ConfigError(f"{where} is missing `{key}`. Add it.")
     if ("base" in raw) == ("image" in raw):
         raise ConfigError(f"{where} needs exactly one of `base` (Debian) or `image` (registry).")
+    archive = _parse_archive(where, raw)
+    if archive is not None and "base" not in raw:
+        raise ConfigError(f"{where} has an `archive`, which is unpacked on a Debian base: add "
+                          "`base` (the matrix's is \"pbs\").")
+    if archive is not None and not str(raw["python"]).startswith(ARCHIVE_PREFIX + "/"):
+        raise ConfigError(f"{where}.python must be under {ARCHIVE_PREFIX}/, where the archive "
+                          f"is unpacked (for example {ARCHIVE_PREFIX}/bin/python3); got "
+                          f"{raw['python']!r}.")
     base = None
     if "base" in raw:
         if raw["base"] not in bases:
@@ -295,7 +333,29 @@ def _parse_target(source: str, raw: Any, bases: dict[str, DebianBase]) -> Target
         default=bool(raw.get("default", True)),
         deadline_scale=float(raw.get("deadline_scale", 1.0)),
         optional=_flag(where, raw, "optional"),
+        archive=archive,
+        freethreaded=_flag(where, raw, "freethreaded"),
     )
+
+
+def _parse_archive(where: str, raw: dict[str, Any]) -> ArchiveSpec | None:
+    value = raw.get("archive")
+    if value is None:
+        return None
+    if value == PBS:
+        return ArchiveSpec()
+    if isinstance(value, dict):
+        _check_keys(f"{where}.archive", value, {"url", "sha256"})
+        url, sha = value.get("url"), value.get("sha256")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://", "file://")):
+            raise ConfigError(f"{where}.archive.url must be an http(s):// or file:// URL of an "
+                              f"install_only .tar.gz; got {url!r}.")
+        if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha):
+            raise ConfigError(f"{where}.archive needs `sha256`, the archive's 64 hex digits "
+                              "(it is checked before anything is unpacked). Add it.")
+        return ArchiveSpec(url=url, sha256=sha.lower())
+    raise ConfigError(f"{where}.archive must be \"{PBS}\" (looked up by version) or a table "
+                      f"{{ url = ..., sha256 = ... }}; got {value!r}.")
 
 
 def _flag(where: str, raw: dict[str, Any], key: str) -> bool:
@@ -314,7 +374,16 @@ def _read_toml(text: str, source: str) -> dict[str, Any]:
 
 def merge(matrix: Matrix, data: dict[str, Any], source: str) -> Matrix:
     """Add or override bases and targets (by id) from one parsed TOML document."""
-    _check_keys(source, data, {"base", "target", "engine"})
+    _check_keys(source, data, {"base", "target", "engine", "python_archives"})
+    local = data.get("python_archives", [])
+    if isinstance(local, str):
+        local = [local]
+    if not isinstance(local, list) or not all(isinstance(p, str) for p in local):
+        raise ConfigError(f"{source}: `python_archives` must be a path or a list of paths "
+                          "(files or folders of python-build-standalone archives).")
+    base_dir = Path(source).parent if source != "targets.toml" else Path.cwd()
+    archives = matrix.python_archives + tuple(
+        str((base_dir / Path(p).expanduser()).resolve()) for p in local)
     engines = dict(matrix.engines)
     raw_engines = data.get("engine") or {}
     if not isinstance(raw_engines, dict):
@@ -337,7 +406,8 @@ def merge(matrix: Matrix, data: dict[str, Any], source: str) -> Matrix:
                 break
         else:
             targets.append(new)
-    return Matrix(bases=bases, targets=tuple(targets), engines=engines)
+    return Matrix(bases=bases, targets=tuple(targets), engines=engines,
+                  python_archives=archives)
 
 
 def load_matrix(config: Path | None = None, *, search_dir: Path | None = None) -> Matrix:
@@ -354,7 +424,18 @@ def load_matrix(config: Path | None = None, *, search_dir: Path | None = None) -
                 f"cannot read config {config} ({exc.strerror}). Check the path."
             ) from exc
         matrix = merge(matrix, _read_toml(text, str(config)), str(config))
-    return matrix
+    return with_local_archives(matrix, os.environ.get(ARCHIVES_ENV, ""))
+
+
+def with_local_archives(matrix: Matrix, env: str) -> Matrix:
+    """Every archive target learns where local archives are: lab.toml's ``python_archives``,
+    then LAB_PYTHON_ARCHIVES (paths separated by os.pathsep)."""
+    local = matrix.python_archives + tuple(
+        str(Path(p).expanduser().resolve()) for p in env.split(os.pathsep) if p.strip())
+    targets = tuple(replace(t, archive=replace(t.archive, local=local))
+                    if t.archive is not None and t.archive.url is None else t
+                    for t in matrix.targets)
+    return replace(matrix, targets=targets)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -430,8 +511,8 @@ def select_targets(
 def _in_group(target: Target, group: str) -> bool:
     if group == "all":
         return True
-    if group == "registry":
-        return target.kind == "registry"
+    if group in ("registry", "archive"):
+        return target.kind == group
     if group == "emulated":
         return target.emulated
     if group == "native":

@@ -13,6 +13,10 @@ Format history (``schema_version``; the reader ignores keys it does not know):
       each Docker engine used), targets[].engine and results[].engine (the engine's name in
       run.engines; null for host interpreters and older files). run.docker stays: the first
       engine. Older files read fine.
+  5 - archive targets: targets[].kind ``archive`` (a python-build-standalone archive on a
+      Debian base), targets[].archive (its URL, SHA256, file name, who vouched for the hash,
+      full version), targets[].freethreaded (the matrix's word: a free-threaded build).
+      Older files read fine.
 The JSON Schema is ``lab/schema/results.schema.json``. The report reads only these files, so any
 old run can be re-rendered; ``cells.jsonl`` is appended as each cell finishes, so a run that
 died keeps what finished.
@@ -32,7 +36,7 @@ from typing import Any, TypeVar
 from lab.errors import ConfigError
 from lab.records import Outcome
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 OUTCOMES = Outcome.values()
 TARGET_STATUSES = ("ok", "unavailable", "build_failed", "error")
 
@@ -87,7 +91,7 @@ class TargetResult:
     version: str
     platform: str
     python: str
-    kind: str  # debian | registry | host
+    kind: str  # debian | registry | archive | host
     emulated: bool = False
     image: ImageRef | None = None
     status: str = "ok"
@@ -99,6 +103,15 @@ class TargetResult:
     base: dict[str, Any] | None = None
     engine: str | None = None  # the engine its image and behaviour cells were on
     optional: bool = False  # the matrix's word: its absence does not make the run partial
+    # Archive targets: the python-build-standalone archive its interpreter was unpacked from
+    # (url, sha256, filename, vouched_by, version); see pythons.ArchiveSource.
+    archive: dict[str, Any] | None = None
+    freethreaded: bool = False  # the matrix's word; the probe says what the build is
+
+    @property
+    def flavour_version(self) -> str:
+        """``3.14``, or ``3.14t`` for a free-threaded build: its own column beside 3.14."""
+        return self.version + ("t" if self.freethreaded else "")
 
     @property
     def left_out(self) -> bool:

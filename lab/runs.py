@@ -248,7 +248,7 @@ class Run:
                              emulated=emulated.get(t.id, t.emulated), status="error",
                              reason="not run",
                              engine=None if t.host_python else self.plan.engine_of(t.id),
-                             optional=t.optional)
+                             optional=t.optional, freethreaded=t.freethreaded)
                 for t in options.targets]
         self.ledger = Ledger(self.dir, info, rows,
                              order=cell_order([t.id for t in options.targets], self.catalog),
@@ -263,9 +263,11 @@ class Run:
         return [(name, functools.partial(self.connect, name)) for name in self.plan.engines
                 if name != engine and name not in self.lost]
 
-    def images_to_build(self) -> tuple[list[str], int, int]:
-        """(what must be built, bases, layers): asked of each engine, nothing built."""
+    def images_to_build(self) -> tuple[list[str], int, int, set[str]]:
+        """(what must be built, bases, layers, targets whose image is here): asked of each
+        engine, nothing built."""
         needed: list[str] = []
+        here: set[str] = set()
         bases: set[tuple[str, str]] = set()
         layers = 0
         by_engine: dict[str, list[Target]] = {}
@@ -280,29 +282,40 @@ class Run:
                 for t in targets:
                     plan = plan_image(t)
                     if engine.image(plan.tag) is not None:
+                        here.add(t.id)
                         continue
                     layers += 1
-                    if t.base is not None and engine.image(plan.base_ref) is None:
-                        if (name, plan.base_ref) not in bases:
+                    if t.archive is not None and plan.archive is None:
+                        needed.append(f"{t.id} (no archive: see its reason){on}")
+                        continue
+                    base_key = plan.base_key or plan.base_ref
+                    if t.base is not None and engine.image(base_key) is None:
+                        if (name, base_key) not in bases:
                             needed.append(f"base {t.base.suite}/{t.arch}{on}")
-                        bases.add((name, plan.base_ref))
-                    needed.append(f"{t.id} layer{on}" if t.base
-                                  else f"{t.id} (registry {t.image}){on}")
+                        bases.add((name, base_key))
+                    if plan.archive is not None and engine.image(plan.base_ref) is None:
+                        needed.append(f"{t.id} from {plan.archive.filename}{on}")
+                    else:
+                        needed.append(f"{t.id} layer{on}" if t.base
+                                      else f"{t.id} (registry {t.image}){on}")
             finally:
                 engine.close()
-        return needed, len(bases), layers
+        return needed, len(bases), layers, here
 
     def plan_text(self) -> str:
         from lab.summary import estimate, history, plan_text
 
-        needed, bases, layers = self.images_to_build()
+        needed, bases, layers, here = self.images_to_build()
         past_run, past = history(self.options.out, exclude=self.run_id,
                                  quick=self.options.quick)
+        optional = {t.id for t in self.options.targets if t.optional}
         est = estimate(self.plan, self.catalog, self.options.jobs, past, past_run,
-                       (bases, layers), quick=self.options.quick)
+                       (bases, layers), quick=self.options.quick, leave_out=optional - here)
         scenarios = sorted({c.scenario for j in self.plan.jobs for c in j.cells})
         return plan_text(targets=[t.id for t in self.options.targets], scenarios=scenarios,
-                         cells=sum(len(j.cells) for j in self.plan.jobs),
+                         cells=sum(len(j.cells) for j in self.plan.jobs), optional=optional,
+                         optional_cells=sum(len(j.cells) for j in self.plan.jobs
+                                            if j.target_id in optional),
                          containers=len(self.plan.jobs), to_build=needed, est=est)
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -371,6 +384,7 @@ class Run:
             self.ledger.set_target(target.id, status="ok", reason=None,
                             image=ImageRef(tag=image.tag, id=image.id),
                             base=image.base.to_json() if image.base else None,
+                            archive=image.archive.to_json() if image.archive else None,
                             build_seconds=round(time.monotonic() - started, 1))
         return True
 

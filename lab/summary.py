@@ -9,7 +9,7 @@ import json
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,9 +78,12 @@ def cell_cost(job: Job, key: Key, catalog: Mapping[str, Mapping[str, Any]],
 
 def estimate(plan: Plan, catalog: Mapping[str, Mapping[str, Any]], jobs: int,
              past: Mapping[Key, float], past_run: str | None,
-             to_build: tuple[int, int] = (0, 0), *, quick: bool = False) -> Estimate:
+             to_build: tuple[int, int] = (0, 0), *, quick: bool = False,
+             leave_out: Collection[str] = ()) -> Estimate:
     """Builds, then behaviour containers ``jobs`` at a time (cells side by side in each),
-    then timing containers one after another: the schedule lab run follows."""
+    then timing containers one after another: the schedule lab run follows. Targets in
+    ``leave_out`` (optional ones whose image is not here yet: where they cannot be had, they
+    take no time) are not counted, and the source says so."""
     by: dict[tuple[str, str | None], list[float]] = defaultdict(list)
     for (_, scenario, method, _), d in past.items():
         by[(scenario, method)].append(d)
@@ -100,13 +103,15 @@ def estimate(plan: Plan, catalog: Mapping[str, Mapping[str, Any]], jobs: int,
 
     bases, layers = to_build
     build = (BASE_BUILD_S * math.ceil(bases / 4) if bases else 0.0) + LAYER_BUILD_S * layers
-    behaviour = [job_cost(j) for j in plan.behaviour]
+    behaviour = [job_cost(j) for j in plan.behaviour if j.target_id not in leave_out]
     behaviour_s = max(sum(behaviour) / max(1, jobs), max(behaviour, default=0.0))
     # each engine's timing jobs one after another, engines side by side
-    timing_s = max((sum(job_cost(j) for j in plan.timing_on(e)) for e in plan.engines),
-                   default=0.0)
+    timing_s = max((sum(job_cost(j) for j in plan.timing_on(e) if j.target_id not in leave_out)
+                    for e in plan.engines), default=0.0)
     source = (f"the cell durations of run {past_run}" if used_history and past_run
               else "the scenarios' declared costs, no earlier run of this kind here")
+    if leave_out:
+        source += f"; not counting {len(leave_out)} optional target(s) not built yet"
     return Estimate(seconds=build + behaviour_s + timing_s, source=source)
 
 
@@ -118,11 +123,20 @@ def duration(seconds: float) -> str:
 
 
 def plan_text(*, targets: list[str], scenarios: list[str], cells: int, containers: int,
-              to_build: list[str], est: Estimate) -> str:
+              to_build: list[str], est: Estimate, optional: Collection[str] = (),
+              optional_cells: int = 0) -> str:
+    """The plan as the terminal shows it before a run. Optional targets are counted apart:
+    where they cannot be had they are left out, and their cells with them."""
     build = (f"to build: {', '.join(to_build)}" if to_build else "every image already built")
+    wanted = [t for t in targets if t not in optional]
+    extra = [t for t in targets if t in optional]
+    what = f"{len(wanted)} target(s) ({', '.join(wanted)})"
+    if extra:
+        what += f" + {len(extra)} optional where they can be had ({', '.join(extra)})"
+    count = f"{cells - optional_cells} cells" + (f" (+{optional_cells} on optional targets)"
+                                                 if extra else "")
     return "\n".join([
-        f"plan: {len(targets)} target(s) ({', '.join(targets)}); {len(scenarios)} scenario(s); "
-        f"{cells} cells in {containers} container(s)",
+        f"plan: {what}; {len(scenarios)} scenario(s); {count} in {containers} container(s)",
         f"      images: {build}",
         f"      estimate: about {duration(est.seconds)} (from {est.source}; Ctrl-C stops and "
         "keeps what finished)",

@@ -88,12 +88,20 @@ def test_abbreviated_or_misspelt_options_are_errors_with_a_suggestion(capsys, ar
 
 @pytest.mark.parametrize(("typed", "chosen"), [
     ("3.14", "cp314"), ("CP311", "cp311"), ("pypy3.11", "pp311"), ("python3.9", "cp39"),
-    ("3.12", "cp312-slim"), ("cp311-ARM64", "cp311-arm64"),
+    ("3.14t", "cp314t"), ("cp313T", "cp313t"), ("cp311-ARM64", "cp311-arm64"),
 ])
 def test_versions_and_any_case_select_targets(typed, chosen):
     from lab.matrix import load_matrix, select_targets
 
     assert [t.id for t in select_targets(load_matrix(), ids=[typed])] == [chosen]
+
+
+def test_3_12_is_the_official_image_or_the_archive_so_it_names_both():
+    from lab.errors import ConfigError
+    from lab.matrix import load_matrix, select_targets
+
+    with pytest.raises(ConfigError, match=r"'3.12' matches cp312-slim, cp312: name one"):
+        select_targets(load_matrix(), ids=["3.12"])
 
 
 def test_a_version_several_targets_share_is_an_error_listing_them(tmp_path):
@@ -158,13 +166,15 @@ def test_list_is_a_table_whose_columns_line_up(capsys, monkeypatch, tmp_path):
     starts = [header.index(h) for h in ("id", "python", "platform", "needs", "runs here now",
                                         "interpreter")]
     rows = lines[2:lines.index("")]
-    assert len(rows) == 11
+    assert len(rows) == 16
     for row in rows:
         for col in starts:
             assert row[col] != " " and row[col - 1] == " ", (row, col)
     assert any(r.startswith("*") and " cp39 " in r for r in rows)
     assert all("no: no Docker engine" in r for r in rows)
     assert any("pypy 3.11" in r for r in rows) and any("linux/386" in r for r in rows)
+    assert any(" cp314t " in r and "cpython 3.14t" in r and "python-build-standalone" in r
+               for r in rows)
 
 
 def test_readme_cli_reference_matches_the_parsers():

@@ -3,6 +3,8 @@ from __future__ import annotations
 import io
 import tarfile
 
+import pytest
+
 from lab import images
 from lab.images import base_tag, emulation_problem, plan_image, runner_archive, runner_changes
 from lab.matrix import load_matrix
@@ -179,3 +181,76 @@ def test_a_base_another_engine_has_is_streamed_not_bootstrapped(tmp_path, monkey
     assert second.loaded == [b"tar of " + plan.base_ref.encode()]
     assert base.streamed_from == "first" and base.built and base.suite == "sid"
     assert base.stream_seconds is not None
+
+
+class EngineThatCommits(EngineWithImages):
+    """Images by tag, and commit_layer that keeps the layer's tar as the new image."""
+
+    def __init__(self, images):
+        super().__init__("one", images)
+        self.layers: dict[str, bytes] = {}
+
+    def commit_layer(self, base, files, *, repository, tag, labels, **_):
+        assert base in self.images, f"committed on a missing {base}"
+        ref = f"{repository}:{tag}"
+        self.layers[ref] = files if isinstance(files, bytes) else files.read()
+        self.images[ref] = {**self.images[base], **labels}
+        return f"sha256:{ref}"
+
+
+def test_an_archive_target_is_fetched_and_verified_before_its_base_is_made(
+        tmp_path, monkeypatch):
+    import dataclasses
+    import hashlib
+    import io
+    import tarfile
+
+    from lab.errors import BuildFailed, ImageUnavailable
+    from lab.images import BaseProvenance, ImageBuilder
+    from lab.matrix import ArchiveSpec
+    from tests.unit.test_pythons import GOOD, tree
+
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    data = tree(*GOOD)
+    (tmp_path / "a.tar.gz").write_bytes(data)
+    made: list[str] = []
+
+    def fake_base(self, engine, base, arch, tag, target_id, donors=()):
+        made.append(tag)
+        engine.images[tag] = {"lab.suite": base.suite}
+        return BaseProvenance(suite=base.suite, built=True)
+
+    monkeypatch.setattr(ImageBuilder, "_ensure_base", fake_base)
+    t = load_matrix().get("cp313t")
+    good = dataclasses.replace(t, archive=ArchiveSpec(
+        url=(tmp_path / "a.tar.gz").as_uri(), sha256=hashlib.sha256(data).hexdigest()))
+    wrong = dataclasses.replace(t, archive=ArchiveSpec(
+        url=(tmp_path / "a.tar.gz").as_uri(), sha256="0" * 64))
+    offline = dataclasses.replace(t, archive=ArchiveSpec(
+        url="http://127.0.0.1:1/a.tar.gz", sha256="1" * 64))
+    engine = EngineThatCommits({})
+    builder = ImageBuilder(log_dir=tmp_path)
+    try:
+        for bad, error in ((wrong, BuildFailed), (offline, ImageUnavailable)):
+            builder.prefetch_bases([plan_image(bad)], connect=lambda: engine)
+            with pytest.raises(error):
+                builder.ensure(engine, plan_image(bad))
+        for pool in builder._prefetch:
+            pool.shutdown(wait=True)
+        assert made == [] and engine.layers == {}  # no base for an archive not here
+        plan = plan_image(good)
+        image = builder.ensure(engine, plan)
+    finally:
+        builder.close()
+    assert made == [plan.base_key] and image.tag == plan.tag
+    assert image.archive == plan.archive and image.base.suite == "trixie"
+    python = tarfile.open(fileobj=io.BytesIO(engine.layers[plan.base_ref]))
+    assert "opt/python/bin/python3" in python.getnames()
+    assert engine.images[plan.tag]["lab.archive-sha256"] == plan.archive.sha256
+    # Built: the next ensure reads what it came from off the image, fetching nothing.
+    (tmp_path / "a.tar.gz").unlink()
+    again = ImageBuilder(log_dir=tmp_path)
+    try:
+        assert again.ensure(engine, plan).archive == plan.archive
+    finally:
+        again.close()

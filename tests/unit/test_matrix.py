@@ -9,7 +9,9 @@ from lab.errors import ConfigError
 from lab.matrix import load_matrix, native_platforms, select_targets
 
 DEFAULT_IDS = ["cp39", "cp311", "cp313", "cp314", "cp315", "pp311"]
-OPTIONAL_IDS = ["cp310-slim", "cp312-slim"]  # in the default run where a registry answers
+# In the default run where a registry answers (the -slim images) or where a
+# python-build-standalone archive can be had (the rest).
+OPTIONAL_IDS = ["cp310-slim", "cp312-slim", "cp310", "cp312", "cp313t", "cp314t", "cp315t"]
 
 
 def test_default_matrix_has_the_six_native_targets_in_order_then_the_optional_ones():

@@ -62,7 +62,7 @@ def test_watchdog_budget_covers_the_plan():
     plan = plan_runs(select_targets(load_matrix()))
     budget = watchdog_budget(plan, jobs=3)
     assert budget > sum(j.host_deadline_s for j in plan.timing)
-    assert budget < 24 * 3600
+    assert budget < 3 * 3600 * len({j.target_id for j in plan.jobs})
 
 
 def test_an_unwritable_runs_folder_is_one_clear_error(tmp_path):

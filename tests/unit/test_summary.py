@@ -46,10 +46,14 @@ def test_estimate_from_history_follows_recorded_durations(tmp_path):
     shutil.copy(FULL, run / "results.json")
     past_run, past = history(tmp_path)
     assert past_run == run.name and len(past) == 288
-    est = estimate(plan, CATALOG, 3, past, past_run)
+    # The optional targets (no image here yet) are not counted: the six that ran are.
+    est = estimate(plan, CATALOG, 3, past, past_run,
+                   leave_out={t.id for t in targets if t.optional})
     recorded = json.loads(FULL.read_text())["run"]["duration_s"]
     assert "run 20990101-000000-0001" in est.source
+    assert "not counting 7 optional target(s) not built yet" in est.source
     assert 0.6 * recorded < est.seconds < 1.4 * recorded, (est.seconds, recorded)
+    assert estimate(plan, CATALOG, 3, past, past_run).seconds > 1.4 * recorded
     # A quick run does not learn from a full one.
     assert history(tmp_path, quick=True) == (None, {})
 
@@ -71,3 +75,14 @@ def test_plan_text_says_what_will_happen():
     assert first == "plan: 2 target(s) (cp311, cp314); 1 scenario(s); 2 cells in 2 container(s)"
     assert "to build: base bookworm/amd64, cp311 layer" in text and "estimate: about" in text
     assert duration(65) == "65 s" and duration(261) == "4 min 21 s"
+
+
+def test_plan_text_counts_optional_targets_apart():
+    text = plan_text(targets=["cp311", "cp312-slim", "cp313t"], scenarios=["probe"], cells=3,
+                     containers=3, to_build=[], optional={"cp312-slim", "cp313t"},
+                     optional_cells=2,
+                     est=estimate(plan_runs(select_targets(load_matrix(), ids=["cp311"]),
+                                            scenarios=["probe"]), CATALOG, 3, {}, None))
+    assert text.splitlines()[0] == (
+        "plan: 1 target(s) (cp311) + 2 optional where they can be had (cp312-slim, cp313t); "
+        "1 scenario(s); 1 cells (+2 on optional targets) in 3 container(s)")

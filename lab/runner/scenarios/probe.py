@@ -13,6 +13,7 @@ import pickle
 import platform
 import struct
 import sys
+import sysconfig
 
 
 def _read(path):
@@ -42,6 +43,7 @@ def observe(ctx):
         "build": list(platform.python_build()),
         "compiler": platform.python_compiler(),
         "executable": sys.executable,
+        "prefix": sys.prefix,
         "machine": platform.machine(),
         "system": platform.system(),
         "platform": platform.platform(),
@@ -50,8 +52,13 @@ def observe(ctx):
         "start_method_before_use": unset,
         "default_start_method": default,
         "start_methods": list(multiprocessing.get_all_start_methods()),
+        # After this module's imports (multiprocessing, pickle, ...): an extension module
+        # that does not declare free-threading support turns the GIL back on when imported.
         "gil_enabled": gil() if gil is not None else None,
         "has_is_gil_enabled": gil is not None,
+        # The build: 1 for a free-threaded one (3.13t+), 0 or None otherwise.
+        "py_gil_disabled": sysconfig.get_config_var("Py_GIL_DISABLED"),
+        "python_gil_env": os.environ.get("PYTHON_GIL"),
         **ctx.cpu_facts(),
         "pickle_default_protocol": pickle.DEFAULT_PROTOCOL,
         "pickle_highest_protocol": pickle.HIGHEST_PROTOCOL,
