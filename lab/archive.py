@@ -19,6 +19,7 @@ import hashlib
 import io
 import lzma
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -173,7 +174,20 @@ def _read_some(fh: BinaryIO) -> bytes:
 def _reach_error(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    return " ".join(str(exc).split())[:200]
+    text = " ".join(str(exc).split())
+    # requests nests the cause: "HTTPSConnectionPool(...): Max retries exceeded ... ([Errno -2]
+    # Name or service not known)"; the errno part is what a reader needs.
+    if (m := re.search(r"\[Errno -?\d+\] [^'\")]+", text)) is not None:
+        return m.group(0).strip()
+    return text[:200]
+
+
+class Unreachable(ImageUnavailable):
+    """A URL could not be read (after retries): ``why`` says why in a few words."""
+
+    def __init__(self, url: str, why: str) -> None:
+        super().__init__(f"cannot fetch {url} ({why})")
+        self.url, self.why = url, why
 
 
 _NETWORK_ERRORS = (requests.RequestException, OSError, _HttpStatus)
@@ -188,7 +202,7 @@ def _retrying(url: str, stop: threading.Event | None, attempt: Callable[[], Any]
             final = (n == ATTEMPTS or isinstance(exc, FileNotFoundError)
                      or (isinstance(exc, _HttpStatus) and exc.code < 500))
             if final:
-                raise ImageUnavailable(f"cannot fetch {url} ({_reach_error(exc)})") from exc
+                raise Unreachable(url, _reach_error(exc)) from exc
             for _ in range(int(5 * n)):
                 _check_stop(stop, f"waiting to retry {url}")
                 time.sleep(0.2)

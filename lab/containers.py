@@ -231,6 +231,7 @@ def _cell_from_record(rec: dict[str, Any], spec: CellSpec, job: Job, ctx: JobCon
         attempts=[a for a in rec["attempts"] if isinstance(a, dict)][:10]
         if isinstance(rec.get("attempts"), list) else None,
         engine=None if ctx.target.host_python else job.engine,
+        gil_enabled=rec["gil_enabled"] if isinstance(rec.get("gil_enabled"), bool) else None,
     )
 
 
@@ -318,8 +319,10 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> Iterator[Cell |
                 labels={**run_labels(ctx.run_id, ctx.target.id), "lab.phase": job.phase},
                 cpuset_cpus=job.limits.get("cpuset_cpus", job.cpuset),
                 nano_cpus=job.limits.get("nano_cpus"),
-                # The runner then measures a cell's CPU by the container's cgroup.
-                environment={"LAB_IN_CONTAINER": "1"},
+                # The runner then measures a cell's CPU by the container's cgroup. PYTHON_GIL,
+                # where the matrix sets it, is in the environment every child inherits.
+                environment={"LAB_IN_CONTAINER": "1", **(
+                    {"PYTHON_GIL": ctx.target.python_gil} if ctx.target.python_gil else {})},
             )
             if copying:  # the engine cannot see out_dir: files in and results out by its API
                 spec = replace(spec, volumes=(INNER_ROOT,))

@@ -21,6 +21,7 @@ class Fact:
     low: tuple[int, int]
     high: tuple[int, int]
     platform: str = "linux"
+    build: str | None = None  # "free-threaded" or "default"; None: any build
 
 
 def _version(text: str, default: tuple[int, int]) -> tuple[int, int]:
@@ -38,14 +39,15 @@ def facts() -> tuple[Fact, ...]:
         low, _, high = raw["versions"].partition("-")
         out.append(Fact(key=raw["key"], value=raw["value"], source=raw["source"],
                         low=_version(low, (0, 0)), high=_version(high, (99, 99)),
-                        platform=raw.get("platform", "linux")))
+                        platform=raw.get("platform", "linux"), build=raw.get("build")))
     return tuple(out)
 
 
 def documented(key: str, *, implementation: str, version: str,
-               platform: str = "linux") -> Fact | None:
-    """The documented value of ``key`` for a CPython version, or None (not documented, or
-    not CPython: PyPy follows its own release notes)."""
+               platform: str = "linux", freethreaded: bool = False) -> Fact | None:
+    """The documented value of ``key`` for a CPython version and build (free-threaded or
+    default), or None (not documented, or not CPython: PyPy follows its own release notes)."""
+    build = "free-threaded" if freethreaded else "default"
     if implementation != "cpython":
         return None
     try:
@@ -53,7 +55,7 @@ def documented(key: str, *, implementation: str, version: str,
     except ValueError:
         return None
     for fact in facts():
-        if (fact.key == key and fact.platform == platform
+        if (fact.key == key and fact.platform == platform and fact.build in (None, build)
                 and fact.low <= (major, minor) <= fact.high):
             return fact
     return None

@@ -22,6 +22,7 @@ import socket
 import tarfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from typing import Any, TextIO
 from lab.archive import (
     DebCache,
     Resolver,
+    Unreachable,
     fetch_debs,
     fetch_index,
     fetch_release,
@@ -39,7 +41,7 @@ from lab.archive import (
 from lab.engine import MANAGED, ContainerSpec, Engine
 from lab.errors import BuildFailed, DockerError, ImageUnavailable, LabError
 from lab.matrix import DEBIAN_ARCH, DebianBase, Target, native_platforms
-from lab.pythons import MAX_ARCHIVE_BYTES, ArchiveSource, python_layer
+from lab.pythons import ARCHIVES_HINT, MAX_ARCHIVE_BYTES, ArchiveSource, python_layer
 from lab.rootfs import ENTER, TARGET, first_stage, second_stage_script, stage_two_archive
 
 Donor = tuple[str, Callable[[], Engine]]  # another engine's name, and how to reach it
@@ -445,9 +447,14 @@ class ImageBuilder:
         src = plan.archive
         if not self.cache.path_for(src.sha256).is_file():
             self.on_stage(plan.target.id, f"fetching {src.filename}")
-        return self.cache.get(src.url, sha256=src.sha256, size=None, label=src.filename,
-                              stop=self.stop, limit=MAX_ARCHIVE_BYTES,
-                              vouched_by=src.vouched_by)
+        try:
+            return self.cache.get(src.url, sha256=src.sha256, size=None, label=src.filename,
+                                  stop=self.stop, limit=MAX_ARCHIVE_BYTES,
+                                  vouched_by=src.vouched_by)
+        except Unreachable as exc:  # the reason first: the URL is long
+            where = urllib.parse.urlparse(src.url).netloc or "this machine"
+            raise ImageUnavailable(f"cannot download its archive from {where}: {exc.why} "
+                                   f"({src.filename}). Offline? {ARCHIVES_HINT}") from exc
 
     def _ensure_python(self, engine: Engine, plan: ImagePlan,
                        donors: Sequence[Donor]) -> BaseProvenance:

@@ -43,7 +43,7 @@ NATIVE = {
 BASE_KEYS = {"suite", "packages", "mirror", "variant"}
 TARGET_KEYS = {
     "id", "implementation", "version", "python", "base", "image", "platform", "default",
-    "deadline_scale", "optional", "archive", "freethreaded",
+    "deadline_scale", "optional", "archive", "freethreaded", "python_gil",
 }
 # An archive target's interpreter is unpacked here: python-build-standalone's ``python/`` tree.
 ARCHIVE_PREFIX = "/opt/python"
@@ -100,6 +100,7 @@ class Target:
     # A python-build-standalone install_only archive unpacked at ARCHIVE_PREFIX on `base`.
     archive: ArchiveSpec | None = None
     freethreaded: bool = False  # the matrix's word; the probe observes what the build is
+    python_gil: str | None = None  # PYTHON_GIL in its containers ("0" or "1"); None: unset
 
     @property
     def kind(self) -> str:
@@ -335,7 +336,19 @@ def _parse_target(source: str, raw: Any, bases: dict[str, DebianBase]) -> Target
         optional=_flag(where, raw, "optional"),
         archive=archive,
         freethreaded=_flag(where, raw, "freethreaded"),
+        python_gil=_python_gil(where, raw),
     )
+
+
+def _python_gil(where: str, raw: dict[str, Any]) -> str | None:
+    value = raw.get("python_gil")
+    if value is None:
+        return None
+    if value not in (0, 1) or isinstance(value, bool):
+        raise ConfigError(f"{where}.python_gil must be 0 (GIL off: free-threaded builds only) "
+                          f"or 1 (GIL on); got {value!r}. It sets PYTHON_GIL in the target's "
+                          "containers.")
+    return str(value)
 
 
 def _parse_archive(where: str, raw: dict[str, Any]) -> ArchiveSpec | None:

@@ -93,7 +93,8 @@ def column_order(targets: list[TargetResult]) -> list[TargetResult]:
     def key(t: TargetResult) -> tuple[Any, ...]:
         plat = PLATFORM_ORDER.index(t.platform) if t.platform in PLATFORM_ORDER else 99
         parts = tuple(int(p) for p in t.version.split(".") if p.isdigit())
-        return (t.kind == "host", plat, t.emulated, t.implementation != "cpython", parts)
+        return (t.kind == "host", plat, t.emulated, t.implementation != "cpython", parts,
+                t.freethreaded)  # 3.14t beside 3.14
     return sorted(targets, key=key)
 
 
@@ -162,7 +163,11 @@ PROBE_ROWS: list[tuple[str, str, str]] = [
     ("Fork warning (-W always)", "_fork_warning_always",
      "a fork child from a threaded process; fork_warning cell"),
     ("-W error raises it", "_fork_warning_error_raises", "fork_warning cell, -W error"),
-    ("GIL enabled", "gil_enabled", "sys._is_gil_enabled()"),
+    ("GIL enabled", "gil_enabled", "sys._is_gil_enabled(), after the probe's imports"),
+    ("Free-threaded build", "py_gil_disabled", "sysconfig Py_GIL_DISABLED"),
+    ("GIL in a child", "_children_gil",
+     "sys._is_gil_enabled() and PYTHON_GIL in one child per start method"),
+    ("PYTHON_GIL", "python_gil_env", "in the container's environment"),
     ("sys._is_gil_enabled exists", "has_is_gil_enabled", ""),
     ("os.cpu_count()", "cpu_count", ""),
     ("os.process_cpu_count()", "process_cpu_count", "3.13+"),
@@ -178,7 +183,25 @@ PROBE_ROWS: list[tuple[str, str, str]] = [
 
 
 SECONDARY_FACTS = {"implementation", "machine", "pointer_bits", "libc", "affinity",
-                   "_cgroup_quota", "runner_is_pid1", "pid1_cmdline", "uid"}
+                   "_cgroup_quota", "runner_is_pid1", "pid1_cmdline", "uid", "_children_gil",
+                   "python_gil_env"}
+
+
+def _children_gil(seen: Any) -> str | None:
+    """The probe's children_gil (untrusted: shapes checked, text capped) in one line."""
+    if not isinstance(seen, dict) or not seen:
+        return None
+    parts = []
+    for method, v in list(seen.items())[:5]:
+        if not isinstance(v, dict):
+            parts.append(f"{str(method)[:12]}: no answer")
+            continue
+        g = v.get("gil_enabled")
+        state = "on" if g is True else "off" if g is False else "not exposed"
+        env = v.get("python_gil")
+        parts.append(f"{str(method)[:12]}: {state}"
+                     + (f" (PYTHON_GIL={str(env)[:8]})" if env is not None else ""))
+    return ", ".join(parts)
 
 
 def probe_value(r: RunResults, t: TargetResult, key: str) -> Any:
@@ -190,6 +213,8 @@ def probe_value(r: RunResults, t: TargetResult, key: str) -> Any:
         return _fork_warning(r, t, "always", "warned")
     if key == "_fork_warning_error_raises":
         return _fork_warning(r, t, "error", "raised")
+    if key == "_children_gil":
+        return _children_gil(p.get("children_gil")) if p else None
     if key == "_has_process_cpu_count":
         return p.get("process_cpu_count") is not None if p else None
     if key == "_cgroup_quota":
@@ -205,32 +230,42 @@ DOC_KEYS = {"default_start_method": "default_start_method",
             "_fork_warning_always": "fork_warning_always",
             "_fork_warning_error_raises": "fork_warning_error_raises",
             "gil_enabled": "gil_enabled", "has_is_gil_enabled": "has_is_gil_enabled",
+            "py_gil_disabled": "py_gil_disabled",
             "pickle_default_protocol": "pickle_default_protocol",
             "switch_interval_s": "switch_interval_s",
             "_has_process_cpu_count": "has_process_cpu_count"}
+
+
+def free_threaded(t: TargetResult) -> bool:
+    """A free-threaded build, as its probe saw it (Py_GIL_DISABLED), else as the matrix says."""
+    seen = t.probe.get("py_gil_disabled") if t.probe else None
+    return bool(seen) if isinstance(seen, int) else t.freethreaded
 
 
 def probe_rows(r: RunResults, columns: list[TargetResult]) -> list[Row]:
     rows = []
     for label, key, hint in PROBE_ROWS:
         values = []
-        prev: dict[tuple[str, str], tuple[str, str]] = {}
+        prev: dict[tuple[str, str, bool], tuple[str, str]] = {}
         for t in columns:
             raw = probe_value(r, t, key) if t.probe else None
             text = show(raw)
-            group = (t.implementation, t.platform)
+            # Free-threaded builds are their own line: 3.14t follows 3.13t, not 3.14.
+            group = (t.implementation, t.platform, t.freethreaded)
             changed = None
             if raw is not None and group in prev and prev[group][0] != text and key not in (
                     "version", "pid1_cmdline", "libc"):
-                changed = f"changed in {t.version} (was {prev[group][0]} in {prev[group][1]})"
+                changed = (f"changed in {t.flavour_version} "
+                           f"(was {prev[group][0]} in {prev[group][1]})")
             if raw is not None:
-                prev[group] = (text, t.version)
+                prev[group] = (text, t.flavour_version)
             doc = None
             mismatch = False
             if key in DOC_KEYS:
                 system = "linux" if t.kind != "host" else t.platform.split("/")[0]
                 fact = documented(DOC_KEYS[key], implementation=t.implementation,
-                                  version=t.version, platform=system)
+                                  version=t.version, platform=system,
+                                  freethreaded=free_threaded(t))
                 if fact is not None:
                     doc = fact
                     mismatch = raw is not None and show(raw) != show(fact.value)
@@ -272,7 +307,8 @@ def findings(columns: list[TargetResult], rows: list[Row], claims: list[Claim],
             v = row.values[i]
             if v.changed:
                 was = v.changed.split("(was ", 1)[-1].rstrip(")")
-                changed.setdefault(f"{t.id} ({t.implementation} {t.version})", []).append(
+                changed.setdefault(f"{t.id} ({t.implementation} {t.flavour_version})",
+                                   []).append(
                     Link(text=f"{row.label}: {v.text} (was {was})", href="#" + row.anchor))
     ran = [t.id for t in columns]
     hang_links = []

@@ -15,8 +15,9 @@ Format history (``schema_version``; the reader ignores keys it does not know):
       engine. Older files read fine.
   5 - archive targets: targets[].kind ``archive`` (a python-build-standalone archive on a
       Debian base), targets[].archive (its URL, SHA256, file name, who vouched for the hash,
-      full version), targets[].freethreaded (the matrix's word: a free-threaded build).
-      Older files read fine.
+      full version), targets[].freethreaded (the matrix's word: a free-threaded build),
+      targets[].python_gil (PYTHON_GIL set in its containers), results[].gil_enabled (the GIL
+      state each cell ran with). Older files read fine.
 The JSON Schema is ``lab/schema/results.schema.json``. The report reads only these files, so any
 old run can be re-rendered; ``cells.jsonl`` is appended as each cell finishes, so a run that
 died keeps what finished.
@@ -78,6 +79,9 @@ class Cell:
     quiet: dict[str, Any] | None = None
     attempts: list[dict[str, Any]] | None = None
     engine: str | None = None  # where it ran: a key of run.engines (None: on the host)
+    # sys._is_gil_enabled() in the cell's process after its scenario ran (None: not exposed,
+    # before 3.13 and on PyPy): the GIL state the cell actually ran with.
+    gil_enabled: bool | None = None
 
     @property
     def key(self) -> tuple[str, str, str | None, str | None]:
@@ -107,6 +111,7 @@ class TargetResult:
     # (url, sha256, filename, vouched_by, version); see pythons.ArchiveSource.
     archive: dict[str, Any] | None = None
     freethreaded: bool = False  # the matrix's word; the probe says what the build is
+    python_gil: str | None = None  # PYTHON_GIL set in its containers by the matrix
 
     @property
     def flavour_version(self) -> str:

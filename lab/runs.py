@@ -248,7 +248,8 @@ class Run:
                              emulated=emulated.get(t.id, t.emulated), status="error",
                              reason="not run",
                              engine=None if t.host_python else self.plan.engine_of(t.id),
-                             optional=t.optional, freethreaded=t.freethreaded)
+                             optional=t.optional, freethreaded=t.freethreaded,
+                             python_gil=t.python_gil)
                 for t in options.targets]
         self.ledger = Ledger(self.dir, info, rows,
                              order=cell_order([t.id for t in options.targets], self.catalog),

@@ -245,9 +245,12 @@ class _Judge:
         if _speedup_stats(c)[0] is None:
             return Verdict(status=INCONCLUSIVE, summary="no speedup recorded", evidence=ev)
         s, q1, q3, others, floor, ceiling = self.bounds(t, c)
-        gil = t.probe.get("gil_enabled")
+        # The GIL state the threads cell ran with (the probe's where an older run lacks it).
+        gil = c.gil_enabled if c.gil_enabled is not None else t.probe.get("gil_enabled")
         io = _num(_get(g.measurements, M.IO, M.SPEEDUP)) if g and g.outcome == Outcome.OK else None
         tail = f"; GIL enabled: {gil if gil is not None else 'not exposed'}"
+        if t.probe.get("py_gil_disabled") == 1:
+            tail += " (a free-threaded build)"
         if io is not None:
             tail += f"; on blocking I/O threads overlap: x{io:.2f}"
         tail += self.emulated_note(t)
@@ -423,7 +426,7 @@ def judge(results: RunResults) -> list[Claim]:
         if number == 3:
             extra = ("macOS", "Windows")
             verdicts.update(_other_systems(results))
-            defaults = sorted({f"{t.implementation} {t.version}: "
+            defaults = sorted({f"{t.implementation} {t.flavour_version}: "
                                f"{t.probe.get('default_start_method')}"
                                for t in targets if t.probe.get("default_start_method")},
                               key=lambda s: s)

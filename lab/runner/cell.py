@@ -6,6 +6,7 @@ observes goes to the result file named on the command line, never to stdout.
 """
 
 import multiprocessing
+import sys
 import traceback
 import warnings
 
@@ -37,5 +38,8 @@ def run_cell(scenario, start_method, params, result_path):
     except Exception:
         ctx.status = "failed"
         ctx.detail = traceback.format_exc(limit=20)
-    ctx.flush()
+    # The GIL state the cell ran with, read after the scenario's imports: on a free-threaded
+    # build an extension that does not declare support turns the GIL back on when imported.
+    gil = getattr(sys, "_is_gil_enabled", None)
+    ctx.flush({"gil_enabled": gil() if gil is not None else None})
     return 0

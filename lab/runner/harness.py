@@ -441,6 +441,7 @@ class RunningCell:
             "output": read_bounded(self.output_path),
             "cpus": affinity(),
             "cpu": self.cpu_record(),
+            "gil_enabled": result.get("gil_enabled"),
         }
         if self.hung:
             rec["outcome"] = "hung"

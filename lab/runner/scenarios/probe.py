@@ -15,6 +15,43 @@ import struct
 import sys
 import sysconfig
 
+CHILD_WAIT_S = 20.0
+
+
+def _gil_state():
+    gil = getattr(sys, "_is_gil_enabled", None)
+    return gil() if gil is not None else None
+
+
+def _report_gil(conn):
+    conn.send([_gil_state(), os.environ.get("PYTHON_GIL")])
+    conn.close()
+
+
+def children_gil():
+    """Per start method, what one child sees: its GIL state and PYTHON_GIL. A spawn or
+    forkserver child is a new interpreter, so PYTHON_GIL must reach it through the
+    environment for the child to run as the parent does."""
+    from ..util import child_entry
+
+    seen = {}
+    for method in multiprocessing.get_all_start_methods():
+        mp = multiprocessing.get_context(method)
+        receive, send = mp.Pipe(duplex=False)
+        proc = mp.Process(target=child_entry, args=(_report_gil, send))
+        proc.start()
+        send.close()
+        try:
+            got = receive.recv() if receive.poll(CHILD_WAIT_S) else None
+        except (EOFError, OSError):
+            got = None
+        proc.join(CHILD_WAIT_S)
+        if proc.is_alive():
+            proc.kill()
+        seen[method] = ({"gil_enabled": got[0], "python_gil": got[1]} if got is not None
+                        else None)
+    return seen
+
 
 def _read(path):
     try:
@@ -28,6 +65,7 @@ def observe(ctx):
     unset = multiprocessing.get_start_method(allow_none=True)
     default = multiprocessing.get_start_method()
     gil = getattr(sys, "_is_gil_enabled", None)
+    children = children_gil()
     runner_pid = os.environ.get("LAB_RUNNER_PID")
     pid1 = _read("/proc/1/cmdline")
     libc = platform.libc_ver()
@@ -59,6 +97,7 @@ def observe(ctx):
         # The build: 1 for a free-threaded one (3.13t+), 0 or None otherwise.
         "py_gil_disabled": sysconfig.get_config_var("Py_GIL_DISABLED"),
         "python_gil_env": os.environ.get("PYTHON_GIL"),
+        "children_gil": children,
         **ctx.cpu_facts(),
         "pickle_default_protocol": pickle.DEFAULT_PROTOCOL,
         "pickle_highest_protocol": pickle.HIGHEST_PROTOCOL,
