@@ -453,7 +453,7 @@ class ImageBuilder:
                                   vouched_by=src.vouched_by)
         except Unreachable as exc:  # the reason first: the URL is long
             where = urllib.parse.urlparse(src.url).netloc or "this machine"
-            raise ImageUnavailable(f"cannot download its archive from {where}: {exc.why} "
+            raise ImageUnavailable(f"cannot download the archive from {where}: {exc.why} "
                                    f"({src.filename}). Offline? {ARCHIVES_HINT}") from exc
 
     def _ensure_python(self, engine: Engine, plan: ImagePlan,

@@ -32,6 +32,7 @@ from lab.runner.util import quantile
 from lab.scheduler import METHOD_ORDER
 from lab.stacks import HangGroup, stuck_frame
 from lab.stacks import hang_groups as stack_groups
+from lab.summary import absent_groups
 from lab.verdicts import CONTENDED, Claim, anchor, contention, judge
 
 FIELD_LIMIT = 2000  # characters of an ordinary container-provided string
@@ -191,17 +192,24 @@ def _children_gil(seen: Any) -> str | None:
     """The probe's children_gil (untrusted: shapes checked, text capped) in one line."""
     if not isinstance(seen, dict) or not seen:
         return None
-    parts = []
-    for method, v in list(seen.items())[:5]:
+    states = {}
+    order = ["fork", "spawn", "forkserver"]
+    for method in sorted(list(seen)[:5], key=lambda m: (order + [m]).index(m)):
+        v = seen[method]
         if not isinstance(v, dict):
-            parts.append(f"{str(method)[:12]}: no answer")
+            states[str(method)[:12]] = "no answer"
             continue
         g = v.get("gil_enabled")
-        state = "on" if g is True else "off" if g is False else "not exposed"
+        state = "on" if g is True else "off" if g is False else NOT_EXPOSED
         env = v.get("python_gil")
-        parts.append(f"{str(method)[:12]}: {state}"
-                     + (f" (PYTHON_GIL={str(env)[:8]})" if env is not None else ""))
-    return ", ".join(parts)
+        states[str(method)[:12]] = state + (f" (PYTHON_GIL={str(env)[:8]})"
+                                            if env is not None else "")
+    if len(set(states.values())) == 1:
+        return f"{next(iter(states.values()))} in every child"
+    return ", ".join(f"{m}: {s}" for m, s in states.items())
+
+
+NOT_EXPOSED = "not exposed"
 
 
 def probe_value(r: RunResults, t: TargetResult, key: str) -> Any:
@@ -254,7 +262,9 @@ def probe_rows(r: RunResults, columns: list[TargetResult]) -> list[Row]:
             group = (t.implementation, t.platform, t.freethreaded)
             changed = None
             if raw is not None and group in prev and prev[group][0] != text and key not in (
-                    "version", "pid1_cmdline", "libc"):
+                    "version", "pid1_cmdline", "libc") and not (
+                    # that sys._is_gil_enabled appeared is its own row
+                    key == "_children_gil" and prev[group][0].startswith(NOT_EXPOSED)):
                 changed = (f"changed in {t.flavour_version} "
                            f"(was {prev[group][0]} in {prev[group][1]})")
             if raw is not None:
@@ -920,6 +930,7 @@ def render_html(results: RunResults, *, compare: RunResults | None = None,
         location=location or f"reports/{r.run.id}", your_code=changes,
         your_code_summaries=change_summaries(changes, ok_columns),
         r=r, columns=columns, probe_rows=rows, ok_columns=ok_columns,
+        left_out=absent_groups(columns),
         hazards=hazard_rows(r, ok_columns), charts=charts, uncharted=uncharted(r, charts),
         claims=claims, problems=problems, counts=outcome_counts(r),
         findings=findings(ok_columns, rows, claims, hangs), hang_groups=hangs,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.results import RunResults
+from lab.results import RunResults, TargetResult
 from lab.scheduler import Job, Plan
 
 BASE_BUILD_S = 45.0  # one Debian base from the mirror, several at once on 2 cores
@@ -122,6 +123,42 @@ def duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Absent:
+    """Optional targets left out for one reason: one line however many share it."""
+
+    targets: list[TargetResult]
+    source: str  # "registry", "python-build-standalone", ...
+    reason: str
+    own: dict[str, str]  # target id -> what its reason names of its own (archive, image)
+
+
+_OWN_PART = (re.compile(r" \(cpython-[^()\s]*\.tar\.gz\)"),  # an archive's file name
+             re.compile(r"^cannot pull \S+: "))  # a registry image's name
+
+
+def absent_groups(columns: Iterable[TargetResult]) -> list[Absent]:
+    """The optional targets that could not be had, grouped by what kept them out: their
+    reasons with what names each one's own archive or image taken out (the full reason is in
+    results.json and each target's tooltip)."""
+    groups: dict[tuple[str, str], list[TargetResult]] = {}
+    own: dict[str, str] = {}
+    for t in columns:
+        if not t.left_out:
+            continue
+        reason = (t.reason or "no reason recorded").splitlines()[0]
+        mine = [t.implementation + " " + t.flavour_version]
+        for part in _OWN_PART:
+            mine += [m.group(0).strip(" ():") for m in part.finditer(reason)]
+            reason = part.sub("", reason)
+        own[t.id] = " · ".join(mine)
+        source = {"archive": "python-build-standalone", "registry": "registry"}.get(t.kind,
+                                                                                  t.kind)
+        groups.setdefault((source, reason), []).append(t)
+    return [Absent(targets=ts, source=src, reason=why, own={t.id: own[t.id] for t in ts})
+            for (src, why), ts in groups.items()]
+
+
 def plan_text(*, targets: list[str], scenarios: list[str], cells: int, containers: int,
               to_build: list[str], est: Estimate, optional: Collection[str] = (),
               optional_cells: int = 0) -> str:
@@ -163,9 +200,11 @@ def findings_text(results: RunResults, html: Path, *, changes: Iterable[str] = (
              + ", ".join(f"{n} {o}" for o, n in sorted(counts.items(), key=lambda x: -x[1]))
              + ("" if results.run.complete else " (partial run: only what finished)")]
     for t in results.targets:
-        if t.status != "ok":
-            status = "not available here (optional)" if t.left_out else t.status
-            lines.append(f"  {t.id}: {status}: {(t.reason or '').splitlines()[0][:160]}")
+        if t.status != "ok" and not t.left_out:
+            lines.append(f"  {t.id}: {t.status}: {(t.reason or '').splitlines()[0][:160]}")
+    for g in absent_groups(results.targets):
+        lines.append(f"  {', '.join(t.id for t in g.targets)}: not available here (optional, "
+                     f"{g.source}): {g.reason[:160]}")
     groups = hang_groups(results)
     if groups:
         lines.append("hung (killed at their deadline, stacks in the report):")

@@ -25,7 +25,7 @@ def test_an_optional_target_that_cannot_be_had_leaves_the_run_complete(engine, t
     r = lab("run", "--config", str(toml), "--scenarios", "probe", "--out",
             str(tmp_path / "runs"), "--no-progress")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "absent: not available here (optional): cannot pull" in r.stdout
+    assert "  absent: not available here (optional, registry): " in r.stdout
     run = only_run(tmp_path / "runs")
     data = load_results(run)
     assert data["run"]["complete"] is True
@@ -36,7 +36,8 @@ def test_an_optional_target_that_cannot_be_had_leaves_the_run_complete(engine, t
     html = (run / "index.html").read_text()
     assert "Partial run" not in html
     absent = html[html.index('id="not-available"'):]
-    assert "<b>absent</b> (cpython 3.12): cannot pull" in absent
+    assert '<b id="target-absent" title="cpython 3.12: cannot pull localhost:1/' in absent
+    assert ">absent</b> (registry): " in absent
     # Named in --targets it is wanted, and so is the same target when it is not optional:
     # either way the run is partial (exit 1).
     for optional, targets in (("true", ["--targets", "absent,cp311"]), ("false", [])):

@@ -86,3 +86,34 @@ def test_plan_text_counts_optional_targets_apart():
     assert text.splitlines()[0] == (
         "plan: 1 target(s) (cp311) + 2 optional where they can be had (cp312-slim, cp313t); "
         "1 scenario(s); 1 cells (+2 on optional targets) in 3 container(s)")
+
+
+def test_optional_targets_left_out_for_one_reason_are_one_line():
+    import dataclasses
+
+    from lab.results import RunInfo, RunResults, TargetResult
+    from lab.summary import absent_groups, findings_text
+
+    def gone(tid, kind, reason, version="3.13"):
+        return TargetResult(id=tid, implementation="cpython", version=version,
+                            platform="linux/amd64", python="/x", kind=kind, status="unavailable",
+                            reason=reason, optional=True, freethreaded=tid.endswith("t"))
+
+    net = "cannot download the archive from github.com: [Errno -2] Name or service not known"
+    targets = [gone("cp313t", "archive", f"{net} (cpython-3.13.1+2026-x-freethreaded.tar.gz)."),
+               gone("cp314t", "archive", f"{net} (cpython-3.14.1+2026-x.tar.gz).", "3.14"),
+               gone("cp312-slim", "registry", "cannot pull python:3.12-slim: no registry "
+                    "answered (dial tcp: no such host)", "3.12"),
+               dataclasses.replace(gone("cp311", "debian", "mirror down"), optional=False)]
+    groups = absent_groups(targets)
+    assert [[t.id for t in g.targets] for g in groups] == [["cp313t", "cp314t"], ["cp312-slim"]]
+    assert groups[0].reason == f"{net}." and groups[0].source == "python-build-standalone"
+    assert groups[0].own == {"cp313t": "cpython 3.13t · cpython-3.13.1+2026-x-freethreaded.tar.gz",
+                             "cp314t": "cpython 3.14t · cpython-3.14.1+2026-x.tar.gz"}
+    assert groups[1].reason.startswith("no registry answered")
+    text = findings_text(RunResults(run=RunInfo(id="r", started_at="t", complete=True),
+                                    targets=targets, results=[]), Path("/r/index.html"))
+    assert f"  cp313t, cp314t: not available here (optional, python-build-standalone): {net}." \
+        in text
+    assert "  cp312-slim: not available here (optional, registry): no registry" in text
+    assert "  cp311: unavailable: mirror down" in text
