@@ -46,7 +46,7 @@ docs: $(STAMP) ## regenerate README's CLI reference and its report picture (docs
 	$(BIN)/python -m lab.clidoc
 	$(BIN)/pytest -q tests/browser -k readme_picture
 
-doctor: $(STAMP) ## what this machine can do: engine, Debian mirror, disk, registry, emulation
+doctor: $(STAMP) ## what this machine can do: engine, Debian mirror, disk, registry, archives, emulation
 	$(BIN)/lab doctor
 
 clean: $(STAMP) ## remove the lab's containers and target images, and old runs (bases kept)

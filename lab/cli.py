@@ -225,12 +225,12 @@ def build_parser() -> LabParser:
     clean.add_argument("--config", type=Path, metavar="PATH",
                        help="extra matrix file (default: ./lab.toml if present)")
 
-    doctor = _command(sub, "doctor", "check the engines, Debian mirror, disk, registry and "
-                      "emulation",
+    doctor = _command(sub, "doctor", "check the engines, Debian mirror, disk, registry, archives "
+                      "and emulation",
                       "Check every Docker engine (those of lab.toml's [engine.NAME] tables, or "
                       "the environment's: DOCKER_HOST, else the local socket) - reachable, "
                       "version, CPUs, architecture, storage driver - then the Debian mirror, "
-                      "the disk, the registry and emulation.")
+                      "the disk, the registry, python-build-standalone archives and emulation.")
     doctor.add_argument("--engines", type=_csv, metavar="NAMES",
                         help="only these engines of lab.toml (default: every one configured)")
     doctor.add_argument("--config", type=Path, metavar="PATH",
@@ -517,9 +517,10 @@ def cmd_clean(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from lab.doctor import run_checks
 
-    engines = _matrix(args).select_engines(args.engines)
+    matrix = _matrix(args)
+    engines = matrix.select_engines(args.engines)
     problems = 0
-    for check in run_checks(engines):
+    for check in run_checks(engines, matrix.targets):
         mark = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}[check.level]
         print(f"[{mark}] {check.name}: {check.detail}")
         problems += check.level == "fail"

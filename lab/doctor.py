@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lab.errors import LabError
 from lab.images import QEMU_BINFMT, cache_dir, emulation_problem
-from lab.matrix import DEBIAN_ARCH, DEFAULT_ENGINE, DEFAULT_MIRROR, EngineSpec, native_platforms
+from lab.matrix import (
+    DEBIAN_ARCH,
+    DEFAULT_ENGINE,
+    DEFAULT_MIRROR,
+    EngineSpec,
+    Target,
+    native_platforms,
+)
 
 MIN_FREE_GB = 5.0
 
@@ -19,15 +27,64 @@ class Check:
     detail: str
 
 
-def run_checks(engines: list[EngineSpec] | None = None) -> list[Check]:
+def run_checks(engines: list[EngineSpec] | None = None,
+               targets: Sequence[Target] = ()) -> list[Check]:
+    """Every check; ``targets`` (the matrix's) says which archive targets to look up."""
     engines = engines or [DEFAULT_ENGINE]
     checks = [check_engine(e) for e in engines]
     checks.append(check_mirror())
     checks.append(check_disk())
     if checks[0].level == "ok":
         checks.append(check_registry(engines[0]))
+    checks.append(check_archives(targets))
     checks.extend(check_platforms())
     return checks
+
+
+def check_archives(matrix_targets: Sequence[Target]) -> Check:
+    """The archive targets (3.10, 3.12, free-threaded): where each archive would come from,
+    and whether the first one to download can be reached (one HEAD request, nothing read)."""
+    import requests
+
+    from lab.pythons import ARCHIVES_HINT, resolve
+
+    targets = [t for t in matrix_targets if t.archive is not None and not t.emulated]
+    if not targets:
+        return Check(name="python archives", level="ok", detail="no archive targets")
+    here: list[tuple[str, str]] = []
+    remote: list[tuple[str, str]] = []
+    missing: list[str] = []
+    for t in targets:
+        try:
+            src = resolve(t)
+        except LabError as exc:
+            missing.append(f"{t.id} ({str(exc)[:80]})")
+            continue
+        cached = (cache_dir() / "archive" / "sha256" / src.sha256[:2] / src.sha256).is_file()
+        (here if cached or src.url.startswith("file://") else remote).append((t.id, src.url))
+    detail = []
+    if here:
+        detail.append(f"here: {', '.join(tid for tid, _ in here)}")
+    if missing:
+        detail.append(f"none: {'; '.join(missing)}")
+    level = "ok" if not missing else "warn"
+    if remote:
+        url = remote[0][1]
+        try:
+            resp = requests.head(url, timeout=10, allow_redirects=True)
+            ok, why = resp.status_code < 400, f"HTTP {resp.status_code}"
+        except requests.RequestException as exc:
+            from lab.archive import _reach_error
+
+            ok, why = False, _reach_error(exc)
+        ids = ", ".join(tid for tid, _ in remote)
+        if ok:
+            detail.append(f"to download: {ids} (reachable)")
+        else:
+            level = "warn"
+            detail.append(f"cannot download {ids} ({url.split('/')[2]}: {why}): they are "
+                          f"listed as not available here. {ARCHIVES_HINT}")
+    return Check(name="python archives", level=level, detail="; ".join(detail))
 
 
 def check_engine(spec: EngineSpec = DEFAULT_ENGINE) -> Check:

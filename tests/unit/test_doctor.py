@@ -23,3 +23,24 @@ def test_unreachable_mirror_is_a_failure_that_names_the_setting(monkeypatch, tmp
     assert check.level == "fail"
     assert f"{tmp_path}/no-mirror/dists/bookworm/InRelease" in check.detail
     assert "LAB_DEBIAN_MIRROR" in check.detail
+
+
+def test_archives_say_what_is_here_and_what_cannot_be_downloaded(monkeypatch, tmp_path):
+    import dataclasses
+    import hashlib
+
+    from lab.matrix import ArchiveSpec, load_matrix
+
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    name = "cpython-3.13.9+20261001-x86_64-unknown-linux-gnu-freethreaded-install_only.tar.gz"
+    (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "SHA256SUMS").write_text(f"{hashlib.sha256(b'x').hexdigest()}  {name}\n")
+    m = load_matrix()
+    local = dataclasses.replace(m.get("cp313t"), archive=ArchiveSpec(local=(str(tmp_path),)))
+    remote = dataclasses.replace(m.get("cp314t"), archive=ArchiveSpec(
+        url="http://127.0.0.1:1/cpython-3.14.tar.gz", sha256="0" * 64))
+    check = doctor.check_archives([local, remote, m.get("cp311")])
+    assert check.level == "warn"
+    assert check.detail.startswith("here: cp313t; cannot download cp314t (127.0.0.1:1: ")
+    assert "LAB_PYTHON_ARCHIVES" in check.detail
+    assert doctor.check_archives([local]).level == "ok"
