@@ -44,9 +44,13 @@ def test_python_gil_reaches_every_child_and_cells_record_the_gil_they_ran_with(e
                                                                "python_gil": None}
     cells = data["results"]
     assert len(cells) == 4 * 4
-    for c in cells:  # a hung cell was killed before it could say (fork under a held lock)
-        expected = None if c["target"] == "cp311" or c["outcome"] == "hung" else True
-        assert c["gil_enabled"] is expected, c
+    for c in cells:
+        if c["target"] == "cp311":
+            assert c["gil_enabled"] is None, c
+        elif c["outcome"] == "hung":  # killed before it could say, or while it exited
+            assert c["gil_enabled"] in (None, True), c
+        else:
+            assert c["gil_enabled"] is True, c
     assert sum(c["gil_enabled"] is True for c in cells) >= 6
     html = (only_run(tmp_path / "runs") / "index.html").read_text()
     assert "PYTHON_GIL=1" in html

@@ -121,7 +121,9 @@ def test_a_hung_cell_shows_where_the_child_blocked(full_run):
         child = cell["stacks"].split("(child process)", 1)[1]
         assert "labrunner/scenarios/fork_held_lock.py" in child
         assert "in child_takes_lock" in child
-        assert cell["duration_s"] < cell["deadline_s"] + 3
+        # killed at its deadline, not left to run on: the deadline counts from when the
+        # cell's code started, and the interpreter's start-up took up to 3 s under CI's load
+        assert cell["duration_s"] < cell["deadline_s"] + 8
 
 
 def test_report_and_junit_are_written(full_run):
