@@ -390,3 +390,18 @@ def test_a_sampled_race_that_did_not_hang_says_what_its_trials_could_see():
     hung = dataclasses.replace(ok, outcome="hung", measurements={**ok.measurements,
                                                                  "trials_completed": 2})
     assert cell_note(hung) == "hung in trial 3 of 29"
+
+
+def test_the_optional_targets_of_an_offline_default_run_are_two_lines():
+    """make lab here (v5 golden): no registry and no GitHub, so the two -slim images and the
+    five python-build-standalone targets are each listed once per reason, with links."""
+    r = load(Path(__file__).resolve().parents[1] / "golden" / "run-default-v5-optional-absent.json")
+    html = render_html(r)
+    block = html[html.index('id="not-available"'):html.index("</div>", html.index(
+        'id="not-available"'))]
+    assert block.count("<li>") == 2
+    assert "(registry): no registry answered" in block
+    assert ">cp315t</b> (python-build-standalone): cannot download" in block
+    for tid in ("cp310-slim", "cp312-slim", "cp310", "cp312", "cp313t", "cp314t", "cp315t"):
+        assert f'id="target-{tid}"' in block
+    assert "Partial run" not in html
