@@ -9,7 +9,6 @@ import hashlib
 import io
 import lzma
 import tarfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pysequoia
 
 from lab.archive import TrustedKey
 
+MTIME = 1_795_000_000  # 2026-11-18
 # (type, content or link target, mode, uid, gid)
 Entry = tuple[str, bytes | str, int, int, int]
 
@@ -26,7 +26,9 @@ def _tar(entries: dict[str, Entry]) -> bytes:
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for name, (kind, body, mode, uid, gid) in entries.items():
             info = tarfile.TarInfo(name)
-            info.mode, info.uid, info.gid, info.mtime = mode, uid, gid, int(time.time())
+            # A fixed time: the same package made twice (once for the pool, once for the
+            # index's SHA256) must be the same bytes, even when a second ticks in between.
+            info.mode, info.uid, info.gid, info.mtime = mode, uid, gid, MTIME
             if kind == "dir":
                 info.type = tarfile.DIRTYPE
                 tar.addfile(info)
