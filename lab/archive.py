@@ -20,6 +20,7 @@ import io
 import lzma
 import os
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -194,13 +195,15 @@ _NETWORK_ERRORS = (requests.RequestException, OSError, _HttpStatus)
 
 
 def _retrying(url: str, stop: threading.Event | None, attempt: Callable[[], Any]) -> Any:
-    """Run ``attempt`` up to ATTEMPTS times on network errors (not on 404 or a bad hash)."""
+    """Run ``attempt`` up to ATTEMPTS times on network errors (not on 404, a bad hash, or a
+    name the resolver says does not exist: a hiccup is "temporary failure", EAI_AGAIN)."""
     for n in range(1, ATTEMPTS + 1):
         try:
             return attempt()
         except _NETWORK_ERRORS as exc:
             final = (n == ATTEMPTS or isinstance(exc, FileNotFoundError)
-                     or (isinstance(exc, _HttpStatus) and exc.code < 500))
+                     or (isinstance(exc, _HttpStatus) and exc.code < 500)
+                     or _reach_error(exc).startswith(f"[Errno {socket.EAI_NONAME}]"))
             if final:
                 raise Unreachable(url, _reach_error(exc)) from exc
             for _ in range(int(5 * n)):

@@ -227,3 +227,26 @@ def test_the_resolver_runs_in_its_own_interpreter_and_keeps_errors(mirror, tmp_p
                                   ["python3.11"])
     with pytest.raises(BuildFailed, match=r"'nope' does not exist in testing/main"):
         archive.Resolver().resolve(path, suite="testing", arch="amd64", wanted=("nope",))
+
+
+def test_a_name_that_does_not_exist_is_not_retried_but_a_hiccup_is(monkeypatch):
+    import requests
+
+    monkeypatch.setattr(archive.time, "sleep", lambda s: None)
+    calls = []
+
+    def fails(errno: int, text: str):
+        def attempt():
+            calls.append(errno)
+            raise requests.ConnectionError(f"HTTPSConnectionPool(host='x', port=443): Max "
+                                           f"retries exceeded (Caused by NameResolutionError("
+                                           f"\"Failed to resolve 'x' ([Errno {errno}] {text})\"))")
+        return attempt
+
+    with pytest.raises(archive.Unreachable) as info:
+        archive._retrying("https://x/a", None, fails(-2, "Name or service not known"))
+    assert calls == [-2] and info.value.why == "[Errno -2] Name or service not known"
+    calls.clear()
+    with pytest.raises(archive.Unreachable):
+        archive._retrying("https://x/a", None, fails(-3, "Temporary failure in name resolution"))
+    assert calls == [-3] * archive.ATTEMPTS
