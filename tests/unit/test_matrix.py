@@ -199,3 +199,18 @@ def test_one_function_chooses_a_command_s_targets_and_engines(tmp_path: Path):
         select(m, platforms=["linux/s390x"])
     with pytest.raises(ConfigError, match="unknown engine"):
         select(m, engines=["nowhere"])
+
+
+def test_python_gil_is_0_or_1_and_reaches_the_container_environment(tmp_path):
+    from lab.errors import ConfigError
+
+    head = ('[[target]]\nid = "cp314t-gil"\nimplementation = "cpython"\nversion = "3.14"\n'
+            'python = "/opt/python/bin/python3"\nbase = "pbs"\n'
+            'archive = "python-build-standalone"\nfreethreaded = true\n')
+    (tmp_path / "lab.toml").write_text(head + "python_gil = 1\n")
+    t = load_matrix(search_dir=tmp_path).get("cp314t-gil")
+    assert t.python_gil == "1" and t.freethreaded and t.flavour_version == "3.14t"
+    for bad in ("true", '"on"', "2"):
+        (tmp_path / "lab.toml").write_text(head + f"python_gil = {bad}\n")
+        with pytest.raises(ConfigError, match=r"python_gil must be 0 .* or 1 .*PYTHON_GIL"):
+            load_matrix(search_dir=tmp_path)
