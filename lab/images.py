@@ -453,8 +453,10 @@ class ImageBuilder:
                                   vouched_by=src.vouched_by)
         except Unreachable as exc:  # the reason first: the URL is long
             where = urllib.parse.urlparse(src.url).netloc or "this machine"
-            raise ImageUnavailable(f"cannot download the archive from {where}: {exc.why} "
-                                   f"({src.filename}). Offline? {ARCHIVES_HINT}") from exc
+            local = f" No local archive matched: {src.not_local}." if src.not_local else ""
+            raise ImageUnavailable(f"cannot download the archive from {where}: {exc.why}."
+                                   f"{local} Offline? {ARCHIVES_HINT} (It is {src.filename}.)"
+                                   ) from exc
 
     def _ensure_python(self, engine: Engine, plan: ImagePlan,
                        donors: Sequence[Donor]) -> BaseProvenance:

@@ -18,6 +18,7 @@ root and set-id and group/other write bits are dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tarfile
 import tempfile
@@ -54,6 +55,8 @@ class ArchiveSource:
     filename: str
     vouched_by: str  # where the hash comes from: "pbs-installer 2026.10.25's list", ...
     version: str | None = None  # the full version when the name or the list tells it
+    # Where local archives were looked for and not found (said if the download fails).
+    not_local: str = ""
 
     def labels(self) -> dict[str, str]:
         return {"lab.archive-url": self.url, "lab.archive-sha256": self.sha256,
@@ -100,7 +103,7 @@ def resolve(target: Target) -> ArchiveSource:
         if found is not None:
             return found
     try:
-        return _listed(target)
+        return dataclasses.replace(_listed(target), not_local="; ".join(looked))
     except ImageUnavailable as exc:
         if looked:
             raise ImageUnavailable(f"{exc}; and no local archive matched ({'; '.join(looked)})"
@@ -171,9 +174,8 @@ def _version_key(m: re.Match[str]) -> tuple[Any, ...]:
 
 
 def _local(place: Path, target: Target, looked: list[str]) -> ArchiveSource | None:
-    """The newest archive for ``target`` in a local file or folder, or None (and a line in
-    ``looked`` saying what was there). Never follows a folder's symlinks to other folders;
-    reads SHA256SUMS capped."""
+    """The newest archive for ``target`` in a local file or folder (the user's own, not a
+    container's), or None and a line in ``looked`` saying what was there."""
     if place.is_dir():
         names = [p.name for p in place.iterdir() if p.is_file()]
         folder = place
@@ -200,7 +202,7 @@ def _local(place: Path, target: Target, looked: list[str]) -> ArchiveSource | No
 def _local_sum(folder: Path, name: str) -> tuple[str | None, str]:
     for sums, label in ((folder / SUMS_FILE, f"{folder / SUMS_FILE}"),
                         (folder / f"{name}.sha256", f"{folder / name}.sha256")):
-        if sums.is_file() and not sums.is_symlink():
+        if sums.is_file():
             with open(sums, "rb") as fh:
                 text = fh.read(1 << 20).decode(errors="replace")
             for line in text.splitlines():

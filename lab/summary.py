@@ -133,8 +133,10 @@ class Absent:
     own: dict[str, str]  # target id -> what its reason names of its own (archive, image)
 
 
-_OWN_PART = (re.compile(r" \(cpython-[^()\s]*\.tar\.gz\)"),  # an archive's file name
-             re.compile(r"^cannot pull \S+: "))  # a registry image's name
+_OWN_PART = (re.compile(r" \((?:It is )?(?P<name>cpython-[^()\s]*\.tar\.gz)\.?\)"),  # archive
+             re.compile(r"^cannot pull (?P<name>\S+): "),  # a registry image
+             # where this target's archive was looked for: each names its own file pattern
+             re.compile(r" (?P<name>No local archive matched: .*?)\.(?= Offline\?)"))
 
 
 def absent_groups(columns: Iterable[TargetResult]) -> list[Absent]:
@@ -149,7 +151,7 @@ def absent_groups(columns: Iterable[TargetResult]) -> list[Absent]:
         reason = (t.reason or "no reason recorded").splitlines()[0]
         mine = [t.implementation + " " + t.flavour_version]
         for part in _OWN_PART:
-            mine += [m.group(0).strip(" ():") for m in part.finditer(reason)]
+            mine += [m.group("name") for m in part.finditer(reason)]
             reason = part.sub("", reason)
         own[t.id] = " · ".join(mine)
         source = {"archive": "python-build-standalone", "registry": "registry"}.get(t.kind,

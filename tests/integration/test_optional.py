@@ -36,7 +36,8 @@ def test_an_optional_target_that_cannot_be_had_leaves_the_run_complete(engine, t
     html = (run / "index.html").read_text()
     assert "Partial run" not in html
     absent = html[html.index('id="not-available"'):]
-    assert '<b id="target-absent" title="cpython 3.12 · cannot pull localhost:1/' in absent
+    assert '<b id="target-absent" title="cpython 3.12 · localhost:1/lab-test/python:3.12-slim"' \
+        in absent
     assert ">absent</b> (registry): " in absent
     # Named in --targets it is wanted, and so is the same target when it is not optional:
     # either way the run is partial (exit 1).

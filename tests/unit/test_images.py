@@ -228,6 +228,11 @@ def test_an_archive_target_is_fetched_and_verified_before_its_base_is_made(
         url=(tmp_path / "a.tar.gz").as_uri(), sha256="0" * 64))
     offline = dataclasses.replace(t, archive=ArchiveSpec(
         url="http://127.0.0.1:1/a.tar.gz", sha256="1" * 64))
+    # looked up, but no local folder has it and the download cannot start: both are said
+    listed = dataclasses.replace(t, archive=ArchiveSpec(local=(str(tmp_path / "nope"),)))
+    plan = plan_image(listed)
+    plan = dataclasses.replace(plan, archive=dataclasses.replace(
+        plan.archive, url="http://127.0.0.1:1/" + plan.archive.filename))
     engine = EngineThatCommits({})
     builder = ImageBuilder(log_dir=tmp_path)
     try:
@@ -235,6 +240,9 @@ def test_an_archive_target_is_fetched_and_verified_before_its_base_is_made(
             builder.prefetch_bases([plan_image(bad)], connect=lambda: engine)
             with pytest.raises(error):
                 builder.ensure(engine, plan_image(bad))
+        with pytest.raises(ImageUnavailable, match=r"cannot download the archive from "
+                           r"127.0.0.1:1: .* No local archive matched: .*nope does not exist"):
+            builder.ensure(engine, plan)
         for pool in builder._prefetch:
             pool.shutdown(wait=True)
         assert made == [] and engine.layers == {}  # no base for an archive not here

@@ -118,6 +118,10 @@ def test_a_folder_without_a_match_falls_back_to_the_list(tmp_path):
     folder_with(tmp_path, NAME, b"3.13 with the GIL")
     src = resolve(target(archive=ArchiveSpec(local=(str(tmp_path), "/nonexistent"))))
     assert src.url.startswith("https://") and "freethreaded" in src.filename
+    # said if the download then fails: a mistyped LAB_PYTHON_ARCHIVES shows
+    assert src.not_local == (f"none named cpython-3.13.*-x86_64-unknown-linux-gnu-freethreaded-"
+                             f"install_only*.tar.gz in {tmp_path}; /nonexistent does not exist "
+                             "(LAB_PYTHON_ARCHIVES or python_archives)")
 
 
 def test_an_explicit_url_and_sha256_are_used_as_given():

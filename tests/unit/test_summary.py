@@ -101,19 +101,29 @@ def test_optional_targets_left_out_for_one_reason_are_one_line():
 
     net = "cannot download the archive from github.com: [Errno -2] Name or service not known"
     targets = [gone("cp313t", "archive", f"{net} (cpython-3.13.1+2026-x-freethreaded.tar.gz)."),
-               gone("cp314t", "archive", f"{net} (cpython-3.14.1+2026-x.tar.gz).", "3.14"),
+               gone("cp314t", "archive", f"{net}. No local archive matched: none named "
+                    "cpython-3.14.*-freethreaded*.tar.gz in /a. Offline? Set it. "
+                    "(It is cpython-3.14.1+2026-x.tar.gz.)", "3.14"),
+               gone("cp315t", "archive", f"{net}. No local archive matched: none named "
+                    "cpython-3.15.*-freethreaded*.tar.gz in /a. Offline? Set it. "
+                    "(It is cpython-3.15.0a1+2026-x.tar.gz.)", "3.15"),
                gone("cp312-slim", "registry", "cannot pull python:3.12-slim: no registry "
                     "answered (dial tcp: no such host)", "3.12"),
                dataclasses.replace(gone("cp311", "debian", "mirror down"), optional=False)]
     groups = absent_groups(targets)
-    assert [[t.id for t in g.targets] for g in groups] == [["cp313t", "cp314t"], ["cp312-slim"]]
+    assert [[t.id for t in g.targets] for g in groups] == [["cp313t"], ["cp314t", "cp315t"],
+                                                           ["cp312-slim"]]
     assert groups[0].reason == f"{net}." and groups[0].source == "python-build-standalone"
-    assert groups[0].own == {"cp313t": "cpython 3.13t · cpython-3.13.1+2026-x-freethreaded.tar.gz",
-                             "cp314t": "cpython 3.14t · cpython-3.14.1+2026-x.tar.gz"}
-    assert groups[1].reason.startswith("no registry answered")
+    assert groups[0].own == {"cp313t": "cpython 3.13t · cpython-3.13.1+2026-x-freethreaded.tar.gz"}
+    # what each was looked for locally is its own (in its tooltip); the rest is shared
+    assert groups[1].reason == f"{net}. Offline? Set it."
+    assert groups[1].own["cp314t"] == ("cpython 3.14t · cpython-3.14.1+2026-x.tar.gz · No local "
+                                       "archive matched: none named cpython-3.14.*-freethreaded"
+                                       "*.tar.gz in /a")
+    assert groups[2].reason.startswith("no registry answered")
     text = findings_text(RunResults(run=RunInfo(id="r", started_at="t", complete=True),
                                     targets=targets, results=[]), Path("/r/index.html"))
-    assert f"  cp313t, cp314t: not available here (optional, python-build-standalone): {net}." \
-        in text
+    assert f"  cp313t: not available here (optional, python-build-standalone): {net}." in text
+    assert "  cp314t, cp315t: not available here (optional, python-build-standalone): " in text
     assert "  cp312-slim: not available here (optional, registry): no registry" in text
     assert "  cp311: unavailable: mirror down" in text
