@@ -9,6 +9,7 @@ import json
 import math
 import re
 import statistics
+import textwrap
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -192,6 +193,11 @@ def hang_groups(results: RunResults) -> list[tuple[str, list[str]]]:
             for g in groups(results.results)]
 
 
+def _clip(reason: str, width: int = 320) -> str:
+    """A reason on one terminal line or two, cut at a word (the whole one is in the report)."""
+    return textwrap.shorten(reason, width, placeholder=" … (the rest in the report)")
+
+
 def findings_text(results: RunResults, html: Path, *, changes: Iterable[str] = (),
                   claims: Iterable[str] = ()) -> str:
     counts: dict[str, int] = defaultdict(int)
@@ -203,10 +209,10 @@ def findings_text(results: RunResults, html: Path, *, changes: Iterable[str] = (
              + ("" if results.run.complete else " (partial run: only what finished)")]
     for t in results.targets:
         if t.status != "ok" and not t.left_out:
-            lines.append(f"  {t.id}: {t.status}: {(t.reason or '').splitlines()[0][:160]}")
+            lines.append(f"  {t.id}: {t.status}: {_clip((t.reason or '').splitlines()[0])}")
     for g in absent_groups(results.targets):
         lines.append(f"  {', '.join(t.id for t in g.targets)}: not available here (optional, "
-                     f"{g.source}): {g.reason[:160]}")
+                     f"{g.source}): {_clip(g.reason)}")
     groups = hang_groups(results)
     if groups:
         lines.append("hung (killed at their deadline, stacks in the report):")

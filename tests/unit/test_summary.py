@@ -127,3 +127,10 @@ def test_optional_targets_left_out_for_one_reason_are_one_line():
     assert "  cp314t, cp315t: not available here (optional, python-build-standalone): " in text
     assert "  cp312-slim: not available here (optional, registry): no registry" in text
     assert "  cp311: unavailable: mirror down" in text
+    # what to do, at the end of a long reason, is not cut off; a longer one is cut at a word
+    assert "Offline? Set it." in text
+    long = dataclasses.replace(targets[-1], reason="mirror down " + "word " * 100)
+    text = findings_text(RunResults(run=RunInfo(id="r", started_at="t", complete=True),
+                                    targets=[long], results=[]), Path("/r/index.html"))
+    line = next(x for x in text.splitlines() if x.startswith("  cp311"))
+    assert line.endswith(" word … (the rest in the report)") and len(line) <= 2 + 5 + 13 + 320
