@@ -149,7 +149,7 @@ def absent_groups(columns: Iterable[TargetResult]) -> list[Absent]:
     for t in columns:
         if not t.left_out:
             continue
-        reason = (t.reason or "no reason recorded").splitlines()[0]
+        reason = first_line(t.reason)
         mine = [t.implementation + " " + t.flavour_version]
         for part in _OWN_PART:
             mine += [m.group("name") for m in part.finditer(reason)]
@@ -193,6 +193,12 @@ def hang_groups(results: RunResults) -> list[tuple[str, list[str]]]:
             for g in groups(results.results)]
 
 
+def first_line(reason: str | None) -> str:
+    """A reason's first line; one that is empty or only line breaks says so."""
+    lines = (reason or "").strip().splitlines()
+    return lines[0] if lines else "no reason recorded"
+
+
 def _clip(reason: str, width: int = 320) -> str:
     """A reason on one terminal line or two, cut at a word (the whole one is in the report)."""
     return textwrap.shorten(reason, width, placeholder=" … (the rest in the report)")
@@ -209,7 +215,7 @@ def findings_text(results: RunResults, html: Path, *, changes: Iterable[str] = (
              + ("" if results.run.complete else " (partial run: only what finished)")]
     for t in results.targets:
         if t.status != "ok" and not t.left_out:
-            lines.append(f"  {t.id}: {t.status}: {_clip((t.reason or '').splitlines()[0])}")
+            lines.append(f"  {t.id}: {t.status}: {_clip(first_line(t.reason))}")
     for g in absent_groups(results.targets):
         lines.append(f"  {', '.join(t.id for t in g.targets)}: not available here (optional, "
                      f"{g.source}): {_clip(g.reason)}")

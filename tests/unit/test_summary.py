@@ -134,3 +134,9 @@ def test_optional_targets_left_out_for_one_reason_are_one_line():
                                     targets=[long], results=[]), Path("/r/index.html"))
     line = next(x for x in text.splitlines() if x.startswith("  cp311"))
     assert line.endswith(" word … (the rest in the report)") and len(line) <= 2 + 5 + 13 + 320
+    # a target with an empty reason (or only a line break) still gets its line
+    for empty in ("", "\n", None):
+        text = findings_text(RunResults(run=RunInfo(id="r", started_at="t", complete=True),
+                                        targets=[dataclasses.replace(long, reason=empty)],
+                                        results=[]), Path("/r/index.html"))
+        assert "  cp311: unavailable: no reason recorded" in text
