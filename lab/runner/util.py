@@ -297,6 +297,13 @@ class CellContext:
         os.replace(tmp, self.result_path)
 
 
+def describe_error(exc, limit=300):
+    """``Type: first line of the message``; a message that is empty (a timeout's) gives the
+    type alone rather than an IndexError in the handler that records it."""
+    lines = str(exc).strip().splitlines()
+    return type(exc).__name__ + (": " + lines[0][:limit] if lines else "")
+
+
 def describe_warning(w):
     return {
         "category": w.category.__name__,

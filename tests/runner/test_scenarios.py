@@ -337,3 +337,16 @@ def test_a_sampled_race_runs_enough_trials_for_its_stated_detection_probability(
     n = trials_for(DETECT, RATE)
     assert n == 29 and 1 - (1 - RATE) ** n >= DETECT > 1 - (1 - RATE) ** (n - 1)
     assert trials_for(QUICK_DETECT, QUICK_RATE) == 8
+
+
+def test_an_error_without_a_message_is_recorded_by_its_type():
+    """A timeout's str() is empty: the scenario records "TimeoutError", not an IndexError
+    raised while recording it."""
+    import concurrent.futures
+
+    from lab.runner.util import describe_error
+
+    assert describe_error(concurrent.futures.TimeoutError()) in ("TimeoutError",)
+    assert describe_error(ValueError("\n")) == "ValueError"
+    assert describe_error(ValueError("first\nsecond")) == "ValueError: first"
+    assert describe_error(ValueError("x" * 500)) == "ValueError: " + "x" * 300

@@ -17,6 +17,8 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 
+from ..util import describe_error
+
 MARK = "import-time"
 
 
@@ -51,7 +53,7 @@ def executor(ctx, **kwargs):
         out["worker_method"] = inferred(seen[0])
         out["worker_pids"] = len({s["pid"] for s in seen})
     except Exception as exc:  # the observation: what a user's call raises
-        out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        out["error"] = describe_error(exc)
     return out
 
 
@@ -66,7 +68,7 @@ def pool_default(ctx, **kwargs):
         out["worker_method"] = inferred(seen[0])
         out["worker_pids"] = len({s["pid"] for s in seen})
     except Exception as exc:
-        out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        out["error"] = describe_error(exc)
     return out
 
 

@@ -11,6 +11,8 @@ whether ``start()`` raised (type and message), the child's exit code, and whethe
 (it sends a token back through a pipe). A module-level function is the control.
 """
 
+from ..util import describe_error
+
 
 def child_ran(conn):
     conn.send("ran")
@@ -40,7 +42,7 @@ def attempt(ctx, target):
         proc.start()
         out["started"] = True
     except Exception as exc:  # the observation: what a user's start() raises
-        out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        out["error"] = describe_error(exc)
     send.close()
     if out["started"]:
         out["child_ran"] = recv.poll(20) and recv.recv() == "ran"
