@@ -40,10 +40,10 @@ lint: $(STAMP) ## ruff (host code and, for 3.9, the in-container runner) and myp
 	$(BIN)/mypy
 
 bench: $(STAMP) ## the lab versus a naive loop; BENCH_ARGS=--bases times the cold image phase
-	$(BIN)/python -m lab.bench $(BENCH_ARGS)
+	$(BIN)/python bin/bench.py $(BENCH_ARGS)
 
 docs: $(STAMP) ## regenerate README's CLI reference and its report picture (docs/report.png)
-	$(BIN)/python -m lab.clidoc
+	$(BIN)/python bin/clidoc.py
 	$(BIN)/pytest -q tests/browser -k readme_picture
 
 doctor: $(STAMP) ## what this machine can do: engine, Debian mirror, disk, registry, archives, emulation

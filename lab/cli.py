@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, NoReturn
 from lab import __version__
 from lab.errors import ConfigError, EngineUnavailable, Interrupted, LabError
 from lab.matrix import GROUPS, Matrix, Selection, load_matrix, select, select_targets
-from lab.records import Outcome
-from lab.usercode import CHECK_METHODS
+from lab.results import CHECK_METHODS, Outcome, TargetStatus
 
 if TYPE_CHECKING:
     from lab.results import RunResults
-    from lab.runs import Run
+    from lab.run.runs import Run
 
 EXIT_PARTIAL = 1
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -259,13 +258,13 @@ def _selection(args: argparse.Namespace, matrix: Matrix | None = None) -> Select
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from lab.runs import Run, RunOptions
+    from lab.run.runs import Run, RunOptions
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}.")
     chosen = _selection(args)
-    from lab.scheduler import select_scenarios
-    from lab.usercode import load_scenario_files
+    from lab.run.scheduler import select_scenarios
+    from lab.run.usercode import load_scenario_files
 
     scenarios = select_scenarios(args.scenarios) if args.scenarios else None
     scenario_files = load_scenario_files(args.scenario_file)
@@ -278,9 +277,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_and_report(run: Run, out: Path) -> int:
-    from lab.report import claim_lines, render_run, version_changes
-    from lab.runs import point_latest
-    from lab.summary import findings_text
+    from lab.report.page import claim_lines, render_run, version_changes
+    from lab.report.summary import findings_text
+    from lab.run.runs import point_latest
 
     print(run.plan_text(), flush=True)
     print(f"run {run.run_id} -> {run.dir}", file=sys.stderr, flush=True)
@@ -299,7 +298,7 @@ def _run_and_report(run: Run, out: Path) -> int:
     _index_quietly(out, run.dir)
     print(findings_text(results, html, changes=version_changes(results),
                         claims=claim_lines(results) if run.options.check is None else []))
-    bad = [t for t in results.targets if t.status != "ok" and not t.left_out]
+    bad = [t for t in results.targets if t.status != TargetStatus.OK and not t.left_out]
     if not results.run.complete:
         print(f"  the run is partial: {'; '.join(results.run.notes)}", file=sys.stderr)
     errors = [c for c in results.results if c.outcome == Outcome.ERROR]
@@ -317,7 +316,7 @@ def _check_summary(results: RunResults, scenario: str) -> int:
     print(f"{'target':<{width}}  " + "  ".join(f"{m:<10}" for m in methods))
     clean = results.run.complete
     for t in results.targets:
-        if t.status != "ok":
+        if t.status != TargetStatus.OK:
             print(f"{t.id:<{width}}  {t.status}")
             clean = False
             continue
@@ -334,8 +333,8 @@ def _check_summary(results: RunResults, scenario: str) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from lab.runs import Run, RunOptions
-    from lab.usercode import check_spec
+    from lab.run.runs import Run, RunOptions
+    from lab.run.usercode import check_spec
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}.")
@@ -349,8 +348,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _index_quietly(out: Path, run_dir: Path) -> None:
     """reports/index.html lists every run; the run before this one gains its "next" link."""
-    from lab.history import runs_in
-    from lab.report import render_index, render_run
+    from lab.report.history import runs_in
+    from lab.report.page import render_index, render_run
 
     try:
         entries = runs_in(out)  # read once for both pages
@@ -363,7 +362,7 @@ def _index_quietly(out: Path, run_dir: Path) -> None:
 
 
 def _render_quietly(run_dir: Path) -> None:
-    from lab.report import render_run
+    from lab.report.page import render_run
 
     try:
         render_run(run_dir)
@@ -378,9 +377,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     import threading
 
     from lab.engine import Engine
-    from lab.images import ImageBuilder, plan_image
-    from lab.runs import survey_engines
-    from lab.scheduler import plan_runs
+    from lab.images.builder import ImageBuilder, plan_image
+    from lab.run.runs import survey_engines
+    from lab.run.scheduler import plan_runs
 
     chosen = _selection(args)
     targets = {t.id: t for t in chosen.container_targets}
@@ -453,7 +452,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from lab.engine import Engine
-    from lab.listing import availability, print_list
+    from lab.images.listing import availability, print_list
     from lab.runner.scenarios import CATALOG
 
     matrix = _matrix(args)
@@ -482,7 +481,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     from lab.engine import MANAGED, Engine
-    from lab.runs import remove_leftovers
+    from lab.run.runs import remove_leftovers
 
     specs = _matrix(args).select_engines(args.engines)
     several = len(specs) > 1
@@ -515,7 +514,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from lab.doctor import run_checks
+    from lab.images.doctor import run_checks
 
     matrix = _matrix(args)
     engines = matrix.select_engines(args.engines)
@@ -528,7 +527,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from lab.report import render_file
+    from lab.report.page import render_file
 
     out = render_file(args.results, output=args.output, compare=args.compare)
     print(f"report: {out}")

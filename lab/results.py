@@ -31,15 +31,50 @@ import json
 import os
 import threading
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
 from lab.errors import ConfigError
-from lab.records import Outcome
+from lab.runner import protocol
 
 SCHEMA_VERSION = 5
-OUTCOMES = Outcome.values()
-TARGET_STATUSES = ("ok", "unavailable", "build_failed", "error")
+
+
+class Outcome(StrEnum):
+    """What became of a cell (``results[].outcome``), in the runner's own words."""
+
+    OK = protocol.OK
+    HUNG = protocol.HUNG
+    CRASHED = protocol.CRASHED
+    FAILED = protocol.FAILED
+    SKIPPED = protocol.SKIPPED
+    ERROR = protocol.ERROR
+
+    @classmethod
+    def values(cls) -> tuple[str, ...]:
+        return tuple(o.value for o in cls)
+
+
+# Outcomes a reader must look at: hung is a finding, the others something went wrong.
+PROBLEMS = (Outcome.HUNG, Outcome.CRASHED, Outcome.FAILED, Outcome.ERROR)
+
+
+class TargetStatus(StrEnum):
+    """What became of a target (``targets[].status``): whether its cells could run at all."""
+
+    OK = "ok"
+    UNAVAILABLE = "unavailable"  # its image cannot be had here (no registry, no mirror, ...)
+    BUILD_FAILED = "build_failed"
+    ERROR = "error"
+
+
+# The start methods as the runner names them, and the order every table and list shows a
+# target's cells in: no method first (probe), then lab check's "default", then the methods.
+START_METHODS = protocol.START_METHODS
+DEFAULT_METHOD = protocol.DEFAULT
+CHECK_METHODS = (DEFAULT_METHOD, *START_METHODS)
+METHOD_ORDER: tuple[str | None, ...] = (None, *CHECK_METHODS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +90,7 @@ class Cell:
     target: str
     scenario: str
     start_method: str | None
-    outcome: str
+    outcome: Outcome
     duration_s: float | None = None
     measurements: dict[str, Any] = field(default_factory=dict)
     warnings: list[dict[str, Any]] = field(default_factory=list)
@@ -98,17 +133,17 @@ class TargetResult:
     kind: str  # debian | registry | archive | host
     emulated: bool = False
     image: ImageRef | None = None
-    status: str = "ok"
+    status: TargetStatus = TargetStatus.OK
     reason: str | None = None
     probe: dict[str, Any] = field(default_factory=dict)
     build_seconds: float | None = None
     # How the Debian base was made (suite, Release date, signing key, package versions);
-    # see images.BaseProvenance. None for registry and host targets.
+    # see lab.images.plan.BaseProvenance. None for registry and host targets.
     base: dict[str, Any] | None = None
     engine: str | None = None  # the engine its image and behaviour cells were on
     optional: bool = False  # the matrix's word: its absence does not make the run partial
     # Archive targets: the python-build-standalone archive its interpreter was unpacked from
-    # (url, sha256, filename, vouched_by, version); see pythons.ArchiveSource.
+    # (url, sha256, filename, vouched_by, version); see lab.images.pythons.ArchiveSource.
     archive: dict[str, Any] | None = None
     freethreaded: bool = False  # the matrix's word; the probe says what the build is
     python_gil: str | None = None  # PYTHON_GIL set in its containers by the matrix
@@ -174,7 +209,8 @@ def _build(cls: type[T], data: Any) -> T:
 
 
 def cell_from_dict(data: dict[str, Any]) -> Cell:
-    return _build(Cell, data)
+    cell = _build(Cell, data)
+    return dataclasses.replace(cell, outcome=Outcome(cell.outcome))
 
 
 def from_dict(data: dict[str, Any]) -> RunResults:
@@ -189,6 +225,7 @@ def from_dict(data: dict[str, Any]) -> RunResults:
     for raw in data.get("targets") or []:
         image = raw.get("image")
         t = _build(TargetResult, {**raw, "image": None})
+        t = dataclasses.replace(t, status=TargetStatus(t.status))
         if image:
             t = dataclasses.replace(t, image=_build(ImageRef, image))
         targets.append(t)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pysequoia
 
-from lab.archive import TrustedKey
+from lab.images.debian import TrustedKey
 
 MTIME = 1_795_000_000  # 2026-11-18
 # (type, content or link target, mode, uid, gid)

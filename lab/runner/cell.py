@@ -10,6 +10,7 @@ import sys
 import traceback
 import warnings
 
+from . import protocol as P
 from . import scenarios
 from .util import CellContext, install_stack_dump
 
@@ -21,7 +22,7 @@ def run_cell(scenario, start_method, params, result_path):
     try:
         module = scenarios.get(scenario)
     except (KeyError, ImportError) as exc:
-        ctx.status = "error"
+        ctx.status = P.ERROR
         ctx.detail = f"harness: {exc}"
         ctx.flush()
         return 0
@@ -36,7 +37,7 @@ def run_cell(scenario, start_method, params, result_path):
             warnings.simplefilter("always")
             module.run(ctx)
     except Exception:
-        ctx.status = "failed"
+        ctx.status = P.FAILED
         ctx.detail = traceback.format_exc(limit=20)
     # The GIL state the cell ran with, read after the scenario's imports: on a free-threaded
     # build an extension that does not declare support turns the GIL back on when imported.

@@ -20,8 +20,8 @@ import subprocess
 import sys
 import time
 
-from . import RECORD_VERSION
 from . import measurements as M
+from . import protocol as P
 from .util import STACK_SIGNAL, STACKS_ENV, affinity
 
 FRAME_LINE = re.compile(r'^(\s*)File "([^"]+)", line (\d+) in ')
@@ -402,7 +402,7 @@ class RunningCell:
             if isinstance(w, dict):
                 result["warnings"].append(w)
         code = self.proc.returncode
-        result["status"] = "ok" if code == 0 else "failed"
+        result["status"] = P.OK if code == 0 else P.FAILED
         if code:
             result["detail"] = "exited with code {}{}".format(
                 code, ": " + last_error(read_bounded(self.output_path)))
@@ -426,7 +426,7 @@ class RunningCell:
         code = self.proc.returncode
         rec = {
             "kind": "cell",
-            "record_version": RECORD_VERSION,
+            "record_version": P.RECORD_VERSION,
             "index": self.index,
             "scenario": self.cell["scenario"],
             "start_method": self.cell.get("start_method"),
@@ -444,27 +444,27 @@ class RunningCell:
             "gil_enabled": result.get("gil_enabled"),
         }
         if self.hung:
-            rec["outcome"] = "hung"
+            rec["outcome"] = P.HUNG
             rec["detail"] = (f"no result within the {self.deadline_s:.1f} s deadline; "
                              "stacks dumped, group killed")
             rec["stacks"] = self.collect_stacks()
         elif code is not None and code < 0:
-            rec["outcome"] = "crashed"
+            rec["outcome"] = P.CRASHED
             rec["signal"] = signal_name(-code)
             rec["detail"] = "cell process killed by {}".format(rec["signal"])
             rec["stacks"] = self.collect_stacks()
         elif code != 0:
-            rec["outcome"] = "failed"
+            rec["outcome"] = P.FAILED
             rec["detail"] = result.get("detail") or f"cell process exited with code {code}"
             if self.is_script:
                 rec["measurements"]["exit_code"] = code
         elif problem:
-            rec["outcome"] = "error"
+            rec["outcome"] = P.ERROR
             rec["detail"] = problem
         else:
             status = result.get("status")
-            rec["outcome"] = status if status in ("ok", "failed", "skipped", "error") else "error"
-            if status not in ("ok", "failed", "skipped", "error"):
+            rec["outcome"] = status if status in P.CELL_STATUSES else P.ERROR
+            if status not in P.CELL_STATUSES:
                 rec["detail"] = f"result file has an unknown status {status!r}"
         return rec
 
@@ -508,7 +508,7 @@ def wait_for_quiet(quiet, index, emit, stopping, busy=False):
                     "quiet": False}
         if time.monotonic() - noted >= WAIT_NOTE_S:
             noted = time.monotonic()
-            emit({"kind": "wait", "record_version": RECORD_VERSION, "index": index,
+            emit({"kind": "wait", "record_version": P.RECORD_VERSION, "index": index,
                   "others_cpus": round(others, 2), "waited_s": round(waited, 1)})
     return {"waited_s": round(time.monotonic() - started, 2), "others_cpus": others,
             "quiet": None}
@@ -523,7 +523,7 @@ def settle(tries, since=0):
     """The record to keep of a cell measured several times: the cleanest attempt that ended
     ok (least CPU used by others) from attempt ``since`` on (a re-measure after the cells of a
     scenario disagreed replaces what came before), carrying every attempt so none is lost."""
-    ok = [i for i, r in enumerate(tries) if i >= since and r.get("outcome") == "ok"
+    ok = [i for i, r in enumerate(tries) if i >= since and r.get("outcome") == P.OK
           and _others(r) is not None]
     chosen = min(ok, key=lambda i: _others(tries[i])) if ok else len(tries) - 1
     best = dict(tries[chosen])
@@ -540,7 +540,7 @@ def settle(tries, since=0):
 def directions(record):
     """A cell's ``directions`` measurement: comparison name -> -1, 0 (undecided) or +1."""
     got = (record.get("measurements") or {}).get(M.DIRECTIONS)
-    if record.get("outcome") != "ok" or not isinstance(got, dict):
+    if record.get("outcome") != P.OK or not isinstance(got, dict):
         return {}
     return {k: v for k, v in got.items() if v in (-1, 1)}
 
@@ -604,7 +604,7 @@ def run_plan(plan, out_dir):
             sink.flush()
             os.fsync(sink.fileno())
 
-        emit({"kind": "start", "record_version": RECORD_VERSION, "cells": len(cells),
+        emit({"kind": "start", "record_version": P.RECORD_VERSION, "cells": len(cells),
               "pid": os.getpid(), "cpus": affinity()})
         def release_held():
             for i in sorted(held):
@@ -636,10 +636,10 @@ def run_plan(plan, out_dir):
                     rc.quiet = before
                     running.append(rc)
                 except Exception as exc:  # harness fault: this cell only
-                    emit({"kind": "cell", "record_version": RECORD_VERSION, "index": index,
+                    emit({"kind": "cell", "record_version": P.RECORD_VERSION, "index": index,
                           "scenario": cell.get("scenario"),
                           "start_method": cell.get("start_method"),
-                          "outcome": "error", "detail": f"could not start cell: {exc!r}"})
+                          "outcome": P.ERROR, "detail": f"could not start cell: {exc!r}"})
             now = time.monotonic()
             for rc in list(running):
                 if rc.step(now):
@@ -653,7 +653,7 @@ def run_plan(plan, out_dir):
                     rec["why"] = why.pop(rc.index, "first" if len(done) == 0 else "contended")
                     done.append(rec)
                     others = last_others = _others(rec)
-                    if (quiet and rec.get("outcome") == "ok" and others is not None
+                    if (quiet and rec.get("outcome") == P.OK and others is not None
                             and others > retry_above
                             and len(done) - since.get(rc.index, 0)
                             <= (min(retries, 1) if busy else retries)):
@@ -690,5 +690,5 @@ def run_plan(plan, out_dir):
                         emit(held.pop(i)[1])
             time.sleep(POLL_S)
         release_held()
-        emit({"kind": "done", "record_version": RECORD_VERSION})
+        emit({"kind": "done", "record_version": P.RECORD_VERSION})
     return 0

@@ -9,10 +9,16 @@ says it does.
 IN-CONTAINER CODE: standard library only, Python 3.9+ and PyPy; never imports lab.*.
 """
 
-# Timing statistics (util.summarize): median, q1, q3, n, the interval of the median.
+# Timing statistics (util.summarize): median, quartiles, n, the median's interval, the samples.
 MEDIAN = "median"
+Q1 = "q1"
+Q3 = "q3"
+N = "n"
+CI = "ci"  # [low, high]: the median's 90 % interval
+SAMPLES = "samples"
 
 # countdown; threading_gil keeps the same keys under IO.
+WORK_N = "n"  # countdown: iterations of the countdown one serial sample runs
 SPEEDUP = "speedup"  # serial time over parallel time, the median of the paired rounds
 SPEEDUP_SAMPLES = "speedup_samples"  # every round's speedup
 SERIAL = "serial"  # statistics of one serial sample, in seconds
@@ -25,14 +31,37 @@ STARTUP = "startup"  # statistics of start + join, in seconds
 FIRST_S = "first_s"  # the first start (a forkserver starts its server then)
 STARTUP_MODULE = "startup_module"  # the target in an imported module instead of __main__
 
-# queue_transfer: f"{channel}_{size}" for channel in CHANNELS and size in SIZES
+# queue_transfer: transfer(channel, size) for channel in CHANNELS and size in SIZES, each with
+# statistics of ITEMS_PER_S and MB_PER_S
 CHANNELS = ("queue", "pipe")
 SIZES = ("small", "large")
+ITEMS_PER_S = "items_per_s"
+MB_PER_S = "mb_per_s"
+
+
+def transfer(channel, size):
+    return channel + "_" + size
+
 
 # queue_iftry: per queue type, then paired directions, then the put-then-empty() race
+# Under each queue type, for each state: iftry_ns(state, variant) holds the statistics of a
+# call in nanoseconds and iftry_paired(state) those of the interleaved per-round ratio if/except.
 QUEUE_TYPES = ("queue.Queue", "multiprocessing.Queue")
+QUEUE_STATES = ("empty", "nonempty")
+IF_EMPTY = "if_empty"
+TRY_EXCEPT = "try_except"
 DIRECTIONS = "directions"
-EMPTY_AFTER_PUT = "empty_after_put"
+EMPTY_AFTER_PUT = "empty_after_put"  # {"trials", "empty_right_after_put", FRACTION}
+FRACTION = "fraction"
+
+
+def iftry_ns(state, variant):
+    return state + "_" + variant + "_ns"
+
+
+def iftry_paired(state):
+    return state + "_if_over_try_paired"
+
 
 # queue_growth
 UNBOUNDED = "unbounded"
@@ -53,7 +82,7 @@ READ_BY_HOST = {
     "countdown": (SPEEDUP, SPEEDUP_SAMPLES, SERIAL, CHILDREN, SAMPLING),
     "threading_gil": (IO,),
     "process_startup": (STARTUP, FIRST_S, STARTUP_MODULE, CHILDREN, SAMPLING),
-    "queue_transfer": tuple(c + "_" + s for c in CHANNELS for s in SIZES),
+    "queue_transfer": tuple(transfer(c, s) for c in CHANNELS for s in SIZES),
     "queue_iftry": QUEUE_TYPES + (DIRECTIONS, EMPTY_AFTER_PUT),
     "queue_growth": (UNBOUNDED, BOUNDED),
     "fork_held_lock": (CHILD_ACQUIRED_LOCK,),  # when the child was not left hanging

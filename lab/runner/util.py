@@ -9,6 +9,9 @@ import os
 import signal
 import time
 
+from . import measurements as M
+from . import protocol as P
+
 STACKS_ENV = "LAB_STACKS_DIR"
 STACK_SIGNAL = signal.SIGUSR1
 
@@ -114,15 +117,15 @@ def summarize(samples):
     med = median(samples)
     interval = median_interval(samples)
     return {
-        "samples": list(samples),
-        "n": len(samples),
-        "median": med,
-        "q1": q1,
-        "q3": q3,
+        M.SAMPLES: list(samples),
+        M.N: len(samples),
+        M.MEDIAN: med,
+        M.Q1: q1,
+        M.Q3: q3,
         "iqr": None if q1 is None else q3 - q1,
         "min": min(samples) if samples else None,
         "max": max(samples) if samples else None,
-        "ci": list(interval) if interval else None,
+        M.CI: list(interval) if interval else None,
         "precision": precision_of(samples),
     }
 
@@ -244,7 +247,7 @@ class CellContext:
         self.params = params or {}
         self.result_path = result_path
         self.measurements = {}
-        self.status = "ok"
+        self.status = P.OK
         self.detail = None
         self.mp = multiprocessing
         if start_method:
@@ -273,12 +276,12 @@ class CellContext:
         self.flush()
 
     def fail(self, detail):
-        self.status = "failed"
+        self.status = P.FAILED
         self.detail = detail
         self.flush()
 
     def skip(self, detail):
-        self.status = "skipped"
+        self.status = P.SKIPPED
         self.detail = detail
         self.flush()
 

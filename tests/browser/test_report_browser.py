@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.report import render_file
+from lab.report.page import render_file
 
 from .driver import console_problems, open_page, requests
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from lab.containers import JobContext, cells_only, run_job
 from lab.engine import MANAGED, Engine
-from lab.images import ImageBuilder, plan_image
+from lab.images.builder import ImageBuilder, plan_image
 from lab.matrix import Target, load_matrix
 from lab.results import Cell
-from lab.scheduler import CellSpec, Job
+from lab.run.containers import JobContext, cells_only, run_job
+from lab.run.scheduler import CellSpec, Job
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = [sys.executable, "-m", "lab"]

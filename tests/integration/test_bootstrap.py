@@ -24,8 +24,8 @@ import pysequoia
 import pytest
 import requests
 
-from lab.archive import PINNED_KEYS, TrustedKey
 from lab.engine import MANAGED
+from lab.images.debian import PINNED_KEYS, TrustedKey
 from lab.matrix import DEFAULT_MIRROR
 
 from .conftest import LAB, REPO, lab, lab_containers, load_results, only_run, wait_for
@@ -295,7 +295,7 @@ def interpreter_for(kw: dict[str, object], env: dict[str, str]) -> str:
     for cand in (os.path.realpath(sys.executable), "/usr/bin/python3", "/usr/local/bin/python3"):
         try:
             probe = subprocess.run(
-                [cand, "-c", "import sys, lab.archive; assert sys.version_info >= (3, 11)"],
+                [cand, "-c", "import sys, lab.images.debian; assert sys.version_info >= (3, 11)"],
                 env={**env, "PYTHONPATH": path}, capture_output=True, timeout=60,
                 **kw)  # type: ignore[call-overload]
         except OSError:

@@ -27,8 +27,8 @@ from docker.context import ContextAPI
 from lab.engine import MANAGED, Engine, endpoint
 from lab.errors import LabError
 from lab.matrix import EngineSpec
+from lab.run.runs import remove_leftovers
 from lab.runner.scenarios import CATALOG
-from lab.runs import remove_leftovers
 
 from .conftest import REPO, lab, lab_containers, load_results, only_run, wait_for
 from .test_interrupts import cells_done, run_dir, start_lab

@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from lab.archive import PINNED_KEYS
+from lab.images.debian import PINNED_KEYS
 
 from .conftest import REPO, lab, lab_containers, load_results, only_run
 

@@ -7,9 +7,9 @@ import subprocess
 import sys
 import threading
 
-from lab.containers import JobContext, Note, cells_only, run_job
 from lab.matrix import load_matrix
-from lab.scheduler import QUIET, CellSpec, Job
+from lab.run.containers import JobContext, Note, cells_only, run_job
+from lab.run.scheduler import QUIET, CellSpec, Job
 
 
 def test_a_timing_cell_beside_a_spinner_waits_is_measured_again_and_keeps_both(

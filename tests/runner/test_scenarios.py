@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 import lab.runner
+from lab.run.scheduler import start_methods_of
 from lab.runner import measurements as M
 from lab.runner.measurements import READ_BY_HOST
-from lab.runner.scenarios import CATALOG, START_METHODS
-from lab.scheduler import start_methods_of
+from lab.runner.protocol import START_METHODS
+from lab.runner.scenarios import CATALOG
 
 METHODS = [m for m in START_METHODS if m in multiprocessing.get_all_start_methods()]
 
@@ -314,7 +315,7 @@ def test_a_quiet_machine_measures_once(runner):
 def test_a_cells_deadline_starts_when_its_code_runs_not_when_its_interpreter_starts(tmp_path):
     """Every interpreter here takes 2 s to start (a sitecustomize that sleeps); a cell with a
     1 s deadline that needs 0.2 s is not hung."""
-    from lab.images import stage_runner
+    from lab.images.builder import stage_runner
 
     from .conftest import run_plan
 

@@ -8,7 +8,7 @@ import multiprocessing
 import textwrap
 from pathlib import Path
 
-from lab.usercode import check_spec, load_scenario_file, stage_user_dir
+from lab.run.usercode import check_spec, load_scenario_file, stage_user_dir
 
 METHODS = [m for m in ("fork", "spawn", "forkserver")
            if m in multiprocessing.get_all_start_methods()]
@@ -157,7 +157,7 @@ def test_the_hook_changes_nothing_without_the_lab(tmp_path):
     import subprocess
     import sys
 
-    from lab.images import stage_runner
+    from lab.images.builder import stage_runner
 
     stage = stage_runner(tmp_path / "stage")
     out = subprocess.run([sys.executable, "-c", "import multiprocessing, json, sitecustomize; "

@@ -7,8 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from lab.changes import BREAKS, WORKS, hazards, summaries
-from lab.report import column_order, render_html
+from lab.report.changes import BREAKS, WORKS, hazards, summaries
+from lab.report.page import column_order, render_html
 from lab.results import from_dict, load
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"

@@ -8,11 +8,11 @@ import tarfile
 import threading
 from pathlib import Path
 
-from lab.containers import JobContext, JsonlTail, Note, cells_only
-from lab.containers import run_job as run_job_events
 from lab.matrix import load_matrix
-from lab.records import ArchiveTail
-from lab.scheduler import plan_runs
+from lab.run.containers import JobContext, JsonlTail, Note, cells_only
+from lab.run.containers import run_job as run_job_events
+from lab.run.records import ArchiveTail
+from lab.run.scheduler import plan_runs
 
 from .fakes import FakeEngine, runner_writes_all_ok
 
@@ -161,7 +161,7 @@ def test_host_deadline_kills_and_removes(tmp_path, monkeypatch):
     def never_exits(out: Path, plan):
         return {"Status": "running"}
 
-    monkeypatch.setattr("lab.scheduler.CONTAINER_OVERHEAD_S", -10_000)
+    monkeypatch.setattr("lab.run.scheduler.CONTAINER_OVERHEAD_S", -10_000)
     job, ctx, _ = job_and_ctx(tmp_path)
     engine = FakeEngine(never_exits)
     cells = run_job(engine, job, ctx)
@@ -218,7 +218,7 @@ def test_a_results_channel_that_is_not_a_regular_file_is_refused(tmp_path):
 
 
 def test_the_results_channel_is_read_up_to_a_cap(tmp_path, monkeypatch):
-    monkeypatch.setattr("lab.records.MAX_RESULTS_BYTES", 100)
+    monkeypatch.setattr("lab.run.records.MAX_RESULTS_BYTES", 100)
     channel = tmp_path / "results.jsonl"
     record = json.dumps({"kind": "cell", "index": 0}) + "\n"
     channel.write_text(record + "x" * 10_000 + "\n" + record)
@@ -294,7 +294,7 @@ def test_the_archive_channel_reads_new_lines_only_and_up_to_a_cap(tmp_path, monk
     assert tail.read() == [{"a": 1}]
     content["data"] += b': 2}\n'
     assert tail.read() == [{"b": 2}] and tail.offset == len(content["data"])
-    monkeypatch.setattr("lab.records.MAX_RESULTS_BYTES", 40)
+    monkeypatch.setattr("lab.run.records.MAX_RESULTS_BYTES", 40)
     content["data"] += b"x" * 100 + b"\n"
     got = tail.read()
     assert any(isinstance(g, str) and "grew past 40 bytes" in g for g in got)

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from lab import doctor
+from lab.images import doctor
 
 
 def test_platforms_say_native_or_what_to_install(monkeypatch):
-    monkeypatch.setattr("lab.doctor.native_platforms", lambda: {"linux/amd64", "linux/386"})
+    monkeypatch.setattr("lab.images.doctor.native_platforms", lambda: {"linux/amd64", "linux/386"})
     fix = "apt-get install qemu-user-static"
-    monkeypatch.setattr("lab.doctor.emulation_problem",
+    monkeypatch.setattr("lab.images.doctor.emulation_problem",
                         lambda arch: None if arch == "arm64" else fix)
     checks = {c.name: c for c in doctor.check_platforms()}
     assert checks["platform linux/amd64"].detail == "runs natively"

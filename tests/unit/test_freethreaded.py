@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from lab.documented import documented
-from lab.report import column_order, findings, probe_rows, render_html
+from lab.report.documented import documented
+from lab.report.page import column_order, findings, probe_rows, render_html
+from lab.report.verdicts import CONFIRMED, REFUTED, judge
 from lab.results import RunResults, load
-from lab.verdicts import CONFIRMED, REFUTED, judge
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-cp39-cp315-quick.json"
 

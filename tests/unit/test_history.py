@@ -6,8 +6,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from lab.history import history_of, runs_in
-from lab.report import render_index, render_run
+from lab.report.history import history_of, runs_in
+from lab.report.page import render_index, render_run
 from lab.results import load, write_json
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-cp39-cp315-quick.json"

@@ -5,8 +5,14 @@ import tarfile
 
 import pytest
 
-from lab import images
-from lab.images import base_tag, emulation_problem, plan_image, runner_archive, runner_changes
+from lab.images import builder as images
+from lab.images.builder import (
+    base_tag,
+    emulation_problem,
+    plan_image,
+    runner_archive,
+    runner_changes,
+)
 from lab.matrix import load_matrix
 
 
@@ -89,7 +95,7 @@ def test_emulation_problem_explains_what_to_do(tmp_path, monkeypatch):
 def test_a_base_is_bootstrapped_once_for_all_its_targets_and_its_failure_is_shared(
         monkeypatch, tmp_path):
     from lab.errors import BuildFailed
-    from lab.images import BaseProvenance, ImageBuilder
+    from lab.images.builder import BaseProvenance, ImageBuilder
 
     monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
     calls: list[str] = []
@@ -163,7 +169,7 @@ class EngineWithImages:
 
 
 def test_a_base_another_engine_has_is_streamed_not_bootstrapped(tmp_path, monkeypatch):
-    from lab.images import ImageBuilder
+    from lab.images.builder import ImageBuilder
 
     monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(ImageBuilder, "_bootstrap", lambda *a, **k: (_ for _ in ()).throw(
@@ -206,7 +212,7 @@ def test_an_archive_target_is_fetched_and_verified_before_its_base_is_made(
     import tarfile
 
     from lab.errors import BuildFailed, ImageUnavailable
-    from lab.images import BaseProvenance, ImageBuilder
+    from lab.images.builder import BaseProvenance, ImageBuilder
     from lab.matrix import ArchiveSpec
     from tests.unit.test_pythons import GOOD, tree
 

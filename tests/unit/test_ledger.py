@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import threading
 
-from lab.ledger import Ledger
 from lab.results import Cell, RunInfo, TargetResult, recover
+from lab.run.ledger import Ledger
 
 
 def row(tid: str) -> TargetResult:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.archive import DebCache
 from lab.errors import BuildFailed, ConfigError, ImageUnavailable
+from lab.images.debian import DebCache
+from lab.images.pythons import ArchiveSource, python_layer, resolve
 from lab.matrix import ArchiveSpec, load_matrix, with_local_archives
-from lab.pythons import ArchiveSource, python_layer, resolve
 
 NAME = "cpython-3.13.9+20261001-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
 FT_NAME = "cpython-3.13.9+20261001-x86_64-unknown-linux-gnu-freethreaded-install_only.tar.gz"

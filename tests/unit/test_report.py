@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli import main
-from lab.report import (
+from lab.report.page import (
     column_order,
     compare_runs,
     inert,
@@ -251,7 +251,7 @@ def test_how_each_base_was_made_is_shown_and_escaped():
 def test_no_raw_markdown_and_a_rerender_hint_that_works_from_here(tmp_path, monkeypatch):
     import re
 
-    from lab.report import render_file
+    from lab.report.page import render_file
 
     run = tmp_path / "reports" / "20991231-000000-0001"
     run.mkdir(parents=True)
@@ -265,7 +265,7 @@ def test_no_raw_markdown_and_a_rerender_hint_that_works_from_here(tmp_path, monk
 
 
 def test_timings_say_how_they_were_protected_from_a_busy_machine():
-    from lab.report import _retries
+    from lab.report.page import _retries
     from lab.results import Cell
 
     c = Cell(target="cp311", scenario="countdown", start_method="fork", outcome="ok",
@@ -278,7 +278,7 @@ def test_timings_say_how_they_were_protected_from_a_busy_machine():
 
 
 def test_timings_of_different_engines_are_shown_apart_under_their_engine():
-    from lab.report import timing_charts
+    from lab.report.page import timing_charts
 
     run = load(GOLDEN)
     ids = [t.id for t in run.targets]
@@ -337,7 +337,7 @@ def test_findings_show_what_was_observed_not_what_is_documented():
 
 
 def test_the_hazard_matrix_holds_behaviour_cells_and_says_what_they_measured():
-    from lab.report import hazard_rows
+    from lab.report.page import hazard_rows
 
     full = load(Path(__file__).resolve().parents[1] / "golden" / "run-default-six-targets-v3.json")
     cols = column_order(full.targets)
@@ -377,7 +377,7 @@ def test_colours_say_finding_not_failure_and_charts_have_axes_with_units():
 
 
 def test_a_sampled_race_that_did_not_hang_says_what_its_trials_could_see():
-    from lab.report import cell_note
+    from lab.report.page import cell_note
     from lab.results import Cell
 
     ok = Cell(target="cp311", scenario="fork_held_io", start_method="fork", outcome="ok",

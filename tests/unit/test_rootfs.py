@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
-from lab.archive import parse_index, select_packages
 from lab.errors import BuildFailed
-from lab.rootfs import (
+from lab.images.debian import parse_index, select_packages
+from lab.images.rootfs import (
     first_stage,
     merged_path,
     predep_rounds,
@@ -162,7 +162,7 @@ def test_package_names_are_checked_before_they_reach_a_shell():
 
 
 def test_the_second_stage_runs_chrooted_on_the_volume_and_leaves_no_devices():
-    from lab.rootfs import DEVICES, TARGET, enter_script
+    from lab.images.rootfs import DEVICES, TARGET, enter_script
 
     script = enter_script()
     assert f'T={TARGET}' in script and 'chroot "$T" /bin/sh /lab-bootstrap/second-stage' in script

@@ -9,8 +9,8 @@ import pytest
 
 from lab.engine import ContainerInfo
 from lab.matrix import load_matrix, select_targets
-from lab.runs import Run, RunOptions, remove_leftovers, watchdog_budget
-from lab.scheduler import plan_runs
+from lab.run.runs import Run, RunOptions, remove_leftovers, watchdog_budget
+from lab.run.scheduler import plan_runs
 
 DEAD_PID = "999999999"
 
@@ -67,7 +67,7 @@ def test_watchdog_budget_covers_the_plan():
 
 def test_an_unwritable_runs_folder_is_one_clear_error(tmp_path):
     from lab.errors import ConfigError
-    from lab.runs import Run, RunOptions
+    from lab.run.runs import Run, RunOptions
 
     with pytest.raises(ConfigError, match=r"cannot create the run folder /proc/nope/.*--out"):
         Run(RunOptions(targets=[load_matrix().get("cp39")], out=Path("/proc/nope")))

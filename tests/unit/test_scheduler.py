@@ -4,8 +4,7 @@ import pytest
 
 from lab.errors import ConfigError
 from lab.matrix import load_matrix, select_targets
-from lab.runner.scenarios import CATALOG
-from lab.scheduler import (
+from lab.run.scheduler import (
     CELL_PARALLEL,
     EMULATION_SLOWDOWN,
     cell_order,
@@ -13,6 +12,7 @@ from lab.scheduler import (
     plan_runs,
     select_scenarios,
 )
+from lab.runner.scenarios import CATALOG
 
 
 def test_every_scenario_under_every_start_method_where_a_child_is_involved():
@@ -131,7 +131,7 @@ ARM64 = frozenset({"linux/arm64"})
 
 
 def _slots(*specs):
-    from lab.scheduler import EngineSlot
+    from lab.run.scheduler import EngineSlot
 
     return [EngineSlot(name=n, platforms=p, cpus=c, timing=t) for n, p, c, t in specs]
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from lab.report import render_html, render_stacks_html
+from lab.report.page import render_html, render_stacks_html
+from lab.report.stacks import hang_groups, normalized, stuck_frame
 from lab.results import RunResults, load
-from lab.stacks import hang_groups, normalized, stuck_frame
 
 SIX = Path(__file__).resolve().parents[1] / "golden" / "run-default-six-targets-v3.json"
 

@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 from lab.matrix import load_matrix, select_targets
-from lab.report import claim_lines, version_changes
+from lab.report.page import claim_lines, version_changes
+from lab.report.summary import duration, estimate, findings_text, hang_groups, history, plan_text
 from lab.results import load
+from lab.run.scheduler import plan_runs
 from lab.runner.scenarios import CATALOG
-from lab.scheduler import plan_runs
-from lab.summary import duration, estimate, findings_text, hang_groups, history, plan_text
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 FULL = GOLDEN / "run-default-six-targets-v3.json"
@@ -91,8 +91,8 @@ def test_plan_text_counts_optional_targets_apart():
 def test_optional_targets_left_out_for_one_reason_are_one_line():
     import dataclasses
 
+    from lab.report.summary import absent_groups, findings_text
     from lab.results import RunInfo, RunResults, TargetResult
-    from lab.summary import absent_groups, findings_text
 
     def gone(tid, kind, reason, version="3.13"):
         return TargetResult(id=tid, implementation="cpython", version=version,

@@ -12,7 +12,7 @@ import pytest
 
 from lab.cli import main
 from lab.errors import ConfigError
-from lab.usercode import check_spec, load_scenario_file, load_scenario_files, stage_user_dir
+from lab.run.usercode import check_spec, load_scenario_file, load_scenario_files, stage_user_dir
 
 GOOD = '''
 """The claim."""
@@ -114,7 +114,7 @@ def test_runs_kept_under_the_programs_folder_are_not_copied(tmp_path):
 
 
 def test_a_program_in_a_crowded_folder_is_refused_with_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setattr("lab.usercode.MAX_COPY_FILES", 3)
+    monkeypatch.setattr("lab.run.usercode.MAX_COPY_FILES", 3)
     for i in range(5):
         write(tmp_path, f"f{i}.txt", "x")
     spec = check_spec(write(tmp_path, "prog.py", "print(1)\n"), [], [], ["fork"], 10)

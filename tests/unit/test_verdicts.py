@@ -4,8 +4,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from lab.report.verdicts import CONFIRMED, INCONCLUSIVE, NOT_OBSERVABLE, REFUTED, judge
 from lab.results import from_dict, load
-from lab.verdicts import CONFIRMED, INCONCLUSIVE, NOT_OBSERVABLE, REFUTED, judge
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-cp39-cp315-quick.json"
 
@@ -210,7 +210,7 @@ def test_full_default_run_golden():
 
 
 def test_forkserver_contention_is_unknown_when_measured_by_rusage():
-    from lab.verdicts import contention
+    from lab.report.verdicts import contention
     r = load(GOLDEN)
     cell = r.cell("cp39", "process_startup", "forkserver")
     by_rusage = dataclasses.replace(cell, cpu={"own_scope": "process", "others_cpus": 0.7})

@@ -84,7 +84,6 @@ CATALOG = {
     },
 }
 
-START_METHODS = ("fork", "spawn", "forkserver")
 USER_PACKAGE = "lab_scenarios"  # scenario files, copied by the host into LAB_USER_DIR
 
 

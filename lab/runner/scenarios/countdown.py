@@ -110,7 +110,7 @@ def run(ctx):
     n = calibrate(QUICK_TARGET_S if ctx.quick else TARGET_S)
     label = "processes" if ctx.start_method else "threads"
     folder = os.path.dirname(os.path.abspath(ctx.result_path))
-    ctx.record("n", n)
+    ctx.record(M.WORK_N, n)
     ctx.record("workers", WORKERS)
     ctx.record("cpus", ctx.affinity())
     cpu = [0.0]

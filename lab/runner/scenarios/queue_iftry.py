@@ -57,26 +57,26 @@ def bench(ctx, make, calls):
     does not show, so one variant must not get all the early or all the late blocks)."""
     out = {}
     variants = (("if_empty", if_check), ("try_except", try_except))
-    for state in ("empty", "nonempty"):
+    for state in M.QUEUE_STATES:
 
         def one_round(i, state=state):
             got = {}
             for name, fn in (variants if i % 2 == 0 else variants[::-1]):
                 q = make()
-                if state == "nonempty":
+                if state != "empty":
                     fill(q, calls)
                 got[name] = fn(q, calls) * 1e9
-            got["if_over_try"] = got["if_empty"] / got["try_except"]
+            got["if_over_try"] = got[M.IF_EMPTY] / got[M.TRY_EXCEPT]
             return got
 
-        series, how = ctx.sample_until(one_round, ["if_empty", "try_except"],
+        series, how = ctx.sample_until(one_round, [M.IF_EMPTY, M.TRY_EXCEPT],
                                        budget_s=BUDGET_S)
         for name, _ in variants:
-            out[f"{state}_{name}_ns"] = ctx.summarize(series[name])
-        a = out[f"{state}_if_empty_ns"]["median"]
-        b = out[f"{state}_try_except_ns"]["median"]
+            out[M.iftry_ns(state, name)] = ctx.summarize(series[name])
+        a = out[M.iftry_ns(state, M.IF_EMPTY)][M.MEDIAN]
+        b = out[M.iftry_ns(state, M.TRY_EXCEPT)][M.MEDIAN]
         out[f"{state}_if_over_try"] = a / b if b else None
-        out[f"{state}_if_over_try_paired"] = ctx.summarize(series["if_over_try"])
+        out[M.iftry_paired(state)] = ctx.summarize(series["if_over_try"])
         out[f"{state}_sampling"] = how
     return out
 
@@ -103,7 +103,7 @@ def empty_after_put(ctx, trials):
         q.get(timeout=10)
     proc.join(10)
     return {"trials": trials, "empty_right_after_put": still_empty,
-            "fraction": still_empty / float(trials)}
+            M.FRACTION: still_empty / float(trials)}
 
 
 def direction(paired):
@@ -121,6 +121,6 @@ def run(ctx):
                               ("multiprocessing.Queue", ctx.mp.Queue, CALLS["process"])):
         found[name] = bench(ctx, make, calls)
         ctx.record(name, found[name])
-    ctx.record(M.DIRECTIONS, {f"{name} {state}": direction(m[f"{state}_if_over_try_paired"])
-                              for name, m in found.items() for state in ("empty", "nonempty")})
+    ctx.record(M.DIRECTIONS, {f"{name} {state}": direction(m[M.iftry_paired(state)])
+                              for name, m in found.items() for state in M.QUEUE_STATES})
     ctx.record(M.EMPTY_AFTER_PUT, empty_after_put(ctx, 50 if ctx.quick else TRIALS))

@@ -13,6 +13,8 @@ and what the child saw from inside: its start-up latency, CPU time and wall time
 import pickle
 import time
 
+from .. import measurements as M
+
 LARGE_BYTES = 1000 * 1000
 FIRST_BATCH = {"small": 2000, "large": 10}
 SAMPLE_S = 0.02
@@ -64,26 +66,26 @@ def measure(ctx, channel, size_name):
         rate = (count[0] - 1) / took  # the first item only starts the clock
         if i == 0:  # the warm-up sizes the batches that are measured
             count[0] = max(FIRST_BATCH[size_name], int(rate * SAMPLE_S) + 1)
-        return {"items_per_s": rate, "seconds": took}
+        return {M.ITEMS_PER_S: rate, "seconds": took}
 
-    series, how = ctx.sample_until(batch, ["items_per_s"], budget_s=BUDGET_S)
+    series, how = ctx.sample_until(batch, [M.ITEMS_PER_S], budget_s=BUDGET_S)
     ctl_send.send(None)
     done = get()
     proc.join(30)
     item_bytes = LARGE_BYTES if size else len(pickle.dumps(7))
-    rates = series["items_per_s"]
+    rates = series[M.ITEMS_PER_S]
     return {
         "items": count[0] - 1,
         "item_bytes": item_bytes,
         "seconds": ctx.summarize(series["seconds"]),
-        "items_per_s": ctx.summarize(rates),
-        "mb_per_s": ctx.summarize([r * item_bytes / 1e6 for r in rates]),
+        M.ITEMS_PER_S: ctx.summarize(rates),
+        M.MB_PER_S: ctx.summarize([r * item_bytes / 1e6 for r in rates]),
         "sampling": how,
         "child": {"startup_s": done[1], "cpu_s": done[2], "wall_s": done[3]},
     }
 
 
 def run(ctx):
-    for channel in ("queue", "pipe"):
-        for size_name in ("small", "large"):
-            ctx.record(f"{channel}_{size_name}", measure(ctx, channel, size_name))
+    for channel in M.CHANNELS:
+        for size_name in M.SIZES:
+            ctx.record(M.transfer(channel, size_name), measure(ctx, channel, size_name))

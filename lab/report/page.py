@@ -20,20 +20,29 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from lab.changes import hazards as change_hazards
-from lab.changes import summaries as change_summaries
-from lab.documented import documented
-from lab.history import Entry, History
-from lab.records import PROBLEMS, Outcome
-from lab.results import Cell, RunResults, TargetResult, load
+from lab.report.changes import hazards as change_hazards
+from lab.report.changes import summaries as change_summaries
+from lab.report.documented import documented
+from lab.report.history import Entry, History
+from lab.report.stacks import HangGroup, stuck_frame
+from lab.report.stacks import hang_groups as stack_groups
+from lab.report.summary import absent_groups
+from lab.report.verdicts import CONTENDED, Claim, anchor, contention, judge
+from lab.results import (
+    CHECK_METHODS,
+    METHOD_ORDER,
+    PROBLEMS,
+    START_METHODS,
+    Cell,
+    Outcome,
+    RunResults,
+    TargetResult,
+    TargetStatus,
+    load,
+)
 from lab.runner import measurements as M
-from lab.runner.scenarios import CATALOG, START_METHODS
+from lab.runner.scenarios import CATALOG
 from lab.runner.util import quantile
-from lab.scheduler import METHOD_ORDER
-from lab.stacks import HangGroup, stuck_frame
-from lab.stacks import hang_groups as stack_groups
-from lab.summary import absent_groups
-from lab.verdicts import CONTENDED, Claim, anchor, contention, judge
 
 FIELD_LIMIT = 2000  # characters of an ordinary container-provided string
 BLOCK_LIMIT = 48 * 1024  # stacks and output
@@ -193,7 +202,7 @@ def _children_gil(seen: Any) -> str | None:
     if not isinstance(seen, dict) or not seen:
         return None
     states = {}
-    order = ["fork", "spawn", "forkserver"]
+    order = list(START_METHODS)
     for method in sorted(list(seen)[:5], key=lambda m: (order + [m]).index(m)):
         v = seen[method]
         if not isinstance(v, dict):
@@ -477,10 +486,9 @@ class Chart:
 
 
 def _stat(s: Any) -> tuple[float, float, float, int] | None:
-    if not isinstance(s, dict) or not isinstance(s.get("median"), int | float):
+    if not isinstance(s, dict) or not isinstance(med := s.get(M.MEDIAN), int | float):
         return None
-    return float(s["median"]), float(s.get("q1") or s["median"]), float(
-        s.get("q3") or s["median"]), int(s.get("n") or 0)
+    return float(med), float(s.get(M.Q1) or med), float(s.get(M.Q3) or med), int(s.get(M.N) or 0)
 
 
 def _spread_warning(median: float, lo: float, hi: float) -> str:
@@ -597,11 +605,11 @@ def _engine_heading(r: RunResults, name: str | None) -> str:
 
 def _timing_charts(r: RunResults, columns: list[TargetResult]) -> list[Chart]:
     charts = []
-    ok = [t for t in columns if t.status == "ok"]
+    ok = [t for t in columns if t.status == TargetStatus.OK]
 
     bars = []
     for t in ok:
-        for m in (None, "fork", "spawn", "forkserver"):
+        for m in (None, *START_METHODS):
             c = r.cell(t.id, "countdown", m)
             if not c or c.outcome != Outcome.OK:
                 continue
@@ -801,24 +809,17 @@ def _interval(st: Any) -> tuple[float, float, float] | None:
     got = _stat(st)
     if not got:
         return None
-    ci = st.get("ci")
+    ci = st.get(M.CI)
     if isinstance(ci, list) and len(ci) == 2 and all(isinstance(x, int | float) for x in ci):
         return got[0], float(ci[0]), float(ci[1])
     return got[0], got[1], got[2]
 
 
 def _sample_interval(samples: Any) -> tuple[float, float, float] | None:
-    values = sorted(float(x) for x in samples or [] if isinstance(x, int | float))
+    values = [float(x) for x in samples or [] if isinstance(x, int | float)]
     if not values:
         return None
-
-    def q(p: float) -> float:
-        pos = (len(values) - 1) * p
-        lo = int(pos)
-        hi = min(lo + 1, len(values) - 1)
-        return values[lo] + (values[hi] - values[lo]) * (pos - lo)
-
-    return q(0.5), q(0.25), q(0.75)
+    return quantile(values, 0.5), quantile(values, 0.25), quantile(values, 0.75)
 
 
 def figures(c: Cell) -> dict[str, tuple[float, float, float, str]]:
@@ -829,28 +830,29 @@ def figures(c: Cell) -> dict[str, tuple[float, float, float, str]]:
         return out
     m = c.measurements
     if c.scenario == "countdown":
-        n, serial = m.get("n"), _interval(m.get("serial"))
+        n, serial = m.get(M.WORK_N), _interval(m.get(M.SERIAL))
         if isinstance(n, int) and n > 0 and serial:
             med, lo, hi = (x / n * 1e9 for x in serial)
             out["serial time per iteration"] = (med, lo, hi, "ns")
-        if speed := _sample_interval(m.get("speedup_samples")):
+        if speed := _sample_interval(m.get(M.SPEEDUP_SAMPLES)):
             out["speedup"] = (*speed, "x")
     elif c.scenario == "process_startup":
-        for key, name in (("startup", "start + join"), ("startup_module", "start + join, "
-                                                                          "target in a module")):
+        for key, name in ((M.STARTUP, "start + join"),
+                          (M.STARTUP_MODULE, "start + join, target in a module")):
             if got := _interval(m.get(key)):
                 out[name] = (got[0] * 1000, got[1] * 1000, got[2] * 1000, "ms")
     elif c.scenario == "queue_transfer":
-        for key in ("queue_small", "pipe_small", "queue_large", "pipe_large"):
-            metric, unit = ("items_per_s", "items/s") if key.endswith("small") else (
-                "mb_per_s", "MB/s")
-            if got := _interval(_nested(m, key, metric)):
-                out[f"{key.replace('_', ' ')} throughput"] = (*got, unit)
+        for size in M.SIZES:
+            for channel in M.CHANNELS:
+                metric, unit = ((M.ITEMS_PER_S, "items/s") if size == "small"
+                                else (M.MB_PER_S, "MB/s"))
+                if got := _interval(_nested(m, M.transfer(channel, size), metric)):
+                    out[f"{channel} {size} throughput"] = (*got, unit)
     elif c.scenario == "queue_iftry":
         for q in M.QUEUE_TYPES:
-            for state in ("empty", "nonempty"):
-                for variant in ("if_empty", "try_except"):
-                    if got := _interval(_nested(m, q, f"{state}_{variant}_ns")):
+            for state in M.QUEUE_STATES:
+                for variant in (M.IF_EMPTY, M.TRY_EXCEPT):
+                    if got := _interval(_nested(m, q, M.iftry_ns(state, variant))):
                         out[f"{q} {state} {variant}"] = (*got, "ns/call")
     elif c.scenario == "threading_gil" and (
             got := _sample_interval(_nested(m, M.IO, M.SPEEDUP_SAMPLES))):
@@ -862,7 +864,7 @@ def version_changes(results: RunResults) -> list[str]:
     """One line per interpreter fact that changed from one version to the next (the report's
     highlighted cells), for the terminal."""
     r = sanitize_results(results)
-    columns = [t for t in column_order(r.targets) if t.status == "ok"]
+    columns = [t for t in column_order(r.targets) if t.status == TargetStatus.OK]
     lines = []
     for row in probe_rows(r, columns):
         for t, v in zip(columns, row.values, strict=True):
@@ -897,13 +899,16 @@ def outcome_counts(r: RunResults) -> dict[str, int]:
 
 
 def environment() -> Environment:
-    env = Environment(loader=PackageLoader("lab", "templates"),
+    env = Environment(loader=PackageLoader("lab.report", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["show"] = show
     env.globals["anchor"] = anchor
     env.globals["cell_note"] = cell_note
     env.globals["stuck"] = stuck_frame
+    env.globals["PROBLEMS"] = PROBLEMS
+    env.globals["CHECK_METHODS"] = CHECK_METHODS
+    env.globals["M"] = M  # measurement keys: the template reads them by name, as the code does
     env.filters["code"] = inline_code
     return env
 
@@ -919,7 +924,7 @@ def render_html(results: RunResults, *, compare: RunResults | None = None,
     """``location``: the run folder as the user would type it (the re-render hint)."""
     r = sanitize_results(results)
     columns = column_order(r.targets)
-    ok_columns = [t for t in columns if t.status == "ok"]
+    ok_columns = [t for t in columns if t.status == TargetStatus.OK]
     problems = [c for c in r.results if c.outcome in PROBLEMS]
     changes = change_hazards(r, ok_columns)
     rows = probe_rows(r, ok_columns)
@@ -954,7 +959,7 @@ def render_junit(results: RunResults) -> str:
     for t in r.targets:
         cells = [c for c in r.results if c.target == t.id]
         suite = ET.SubElement(suites, "testsuite", name=t.id, tests=str(max(1, len(cells))))
-        if t.status != "ok":
+        if t.status != TargetStatus.OK:
             case = ET.SubElement(suite, "testcase", classname=t.id, name="image")
             ET.SubElement(case, "error", message=f"{t.status}: {(t.reason or '')[:200]}")
             continue
@@ -982,7 +987,7 @@ def render_run(run_dir: Path, *, entries: list[Entry] | None = None) -> Path:
 def render_index(out: Path, *, entries: list[Entry] | None = None) -> Path:
     """``out/index.html``: every run under ``out`` (the newest MAX_RUNS), newest first;
     ``entries``: those runs, when the caller has read them already."""
-    from lab.history import MAX_RUNS, differences, runs_in, versions
+    from lab.report.history import MAX_RUNS, differences, runs_in, versions
 
     entries = runs_in(out) if entries is None else entries
     rows = []
@@ -1010,7 +1015,7 @@ def render_file(path: Path, *, output: Path | None = None, compare: Path | None 
         location = location if not location.startswith("..") else str(folder.resolve())
     except ValueError:
         location = str(folder.resolve())
-    from lab.history import history_of
+    from lab.report.history import history_of
 
     history = history_of(folder, results, entries) if path.is_dir() or path.name == "results.json" \
         else None

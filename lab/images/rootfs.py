@@ -21,8 +21,8 @@ from pathlib import Path
 
 from debian import debfile
 
-from lab.archive import Package, Selection, relations
 from lab.errors import BuildFailed
+from lab.images.debian import Package, Selection, relations
 
 # Top-level folders that become symlinks into /usr (debootstrap's merge_usr list).
 MERGED_DIRS = ("bin", "lib", "lib32", "lib64", "libo32", "libx32", "sbin")
@@ -45,7 +45,7 @@ def enter_script() -> str:
     mknods = "\n".join(f'mknod -m 666 "$T/dev/{n}" c {a} {b}' for n, a, b in DEVICES)
     nodes = " ".join(f'"$T/dev/{n}"' for n, _, _ in DEVICES)
     return f"""#!/bin/sh
-# The lab's bootstrap, second stage, outer part; written by lab/rootfs.py.
+# The lab's bootstrap, second stage, outer part; written by lab/images/rootfs.py.
 set -eu
 T={TARGET}
 echo "lab-bootstrap [$(date +%s.%N)]: copying the first stage to the volume"
@@ -271,7 +271,7 @@ def second_stage_script(selection: Selection, *, uid: int, user: str = "lab") ->
 
     lines = [
         "#!/bin/sh",
-        "# Second stage of the lab's Debian bootstrap; written by lab/rootfs.py.",
+        "# Second stage of the lab's Debian bootstrap; written by lab/images/rootfs.py.",
         "set -eu",
         "export DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C",
         "export PATH=/usr/sbin:/usr/bin:/sbin:/bin",

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from lab.records import Outcome
+from lab.results import Outcome
 
 PLAIN_EVERY_S = 15.0
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import ConfigError
-from lab.runner.scenarios import CATALOG, START_METHODS, USER_PACKAGE
+from lab.results import CHECK_METHODS, START_METHODS
+from lab.runner.scenarios import CATALOG, USER_PACKAGE
 
 KINDS = ("behaviour", "timing")
-CHECK_METHODS = ("default", *START_METHODS)
 MAX_DEADLINE_S = 3600.0
 MAX_COPY_BYTES = 64 * 1024 * 1024  # a checked program's folder in the container
 MAX_COPY_FILES = 5000

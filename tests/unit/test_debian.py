@@ -7,8 +7,9 @@ import threading
 
 import pytest
 
-from lab import archive
-from lab.archive import (
+from lab.errors import BuildFailed, ImageUnavailable
+from lab.images import debian as archive
+from lab.images.debian import (
     DebCache,
     Stopped,
     fetch_debs,
@@ -18,7 +19,6 @@ from lab.archive import (
     select_packages,
     verify_inrelease,
 )
-from lab.errors import BuildFailed, ImageUnavailable
 from tests.debian_fixtures import Stanza, clearsign, generated_key, packages_text, write_mirror
 
 UNIVERSE = [

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import ConfigError
-from lab.records import Outcome
-from lab.results import RunResults, load
+from lab.results import Outcome, RunResults, TargetStatus, load
 
 MAX_RUNS = 60  # the newest; an index of hundreds of runs would take seconds to make
 
@@ -70,7 +69,7 @@ def versions(run: RunResults) -> list[tuple[str, str]]:
 
 def differences(new: RunResults, old: RunResults) -> list[str]:
     """What differs between two runs, one short line each (empty: nothing)."""
-    from lab.report import compare_runs
+    from lab.report.page import compare_runs
 
     lines = []
     ids_new, ids_old = {t.id for t in new.targets}, {t.id for t in old.targets}
@@ -98,7 +97,7 @@ def history_of(run_dir: Path, run: RunResults,
                entries: list[Entry] | None = None) -> History | None:
     """``run`` among the runs beside it in its output folder (``entries``: those runs, when
     the caller has read them already); None when it has none."""
-    from lab.report import compare_runs, sanitize_results
+    from lab.report.page import compare_runs, sanitize_results
 
     entries = runs_in(run_dir.parent) if entries is None else entries
     names = [e.name for e in entries]
@@ -108,8 +107,8 @@ def history_of(run_dir: Path, run: RunResults,
     targets = []
     for t in run.targets:
         before = next((e for e in reversed(entries[:i])
-                       if any(x.id == t.id and x.status == "ok" for x in e.results.targets)),
-                      None)
+                       if any(x.id == t.id and x.status == TargetStatus.OK
+                              for x in e.results.targets)), None)
         if before is None:
             targets.append(TargetChange(target=t.id, previous=None, changes=[]))
             continue

@@ -33,7 +33,7 @@ def _version(text: str, default: tuple[int, int]) -> tuple[int, int]:
 
 @cache
 def facts() -> tuple[Fact, ...]:
-    data = tomllib.loads(resources.files("lab").joinpath("documented.toml").read_text())
+    data = tomllib.loads(resources.files("lab.report").joinpath("documented.toml").read_text())
     out = []
     for raw in data["fact"]:
         low, _, high = raw["versions"].partition("-")

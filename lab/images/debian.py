@@ -254,7 +254,7 @@ def pinned_keys() -> list[TrustedKey]:
     with _keys_lock:
         if _keys_cache is None:
             keys = []
-            folder = resources.files("lab").joinpath("keys")
+            folder = resources.files("lab.images").joinpath("keys")
             for entry in sorted(folder.iterdir(), key=lambda e: e.name):
                 if not entry.name.endswith(".asc"):
                     continue
@@ -294,7 +294,7 @@ def verify_inrelease(data: bytes, *, where: str,
         named = ", ".join(asked) or "no key at all"
         raise BuildFailed(
             f"{where}: signed by key {named}, which is not pinned (the lab trusts only "
-            f"{', '.join(k.fingerprint for k in keys)}: Debian's archive keys in lab/keys). "
+            f"{', '.join(k.fingerprint for k in keys)}: Debian's archive keys in lab/images/keys). "
             "Nothing was imported; use a Debian mirror."
         ) from exc
     sig = result.valid_sigs[0]
@@ -424,7 +424,7 @@ def resolve(path: Path, *, suite: str, arch: str, wanted: tuple[str, ...]) -> Se
 
 
 class Resolver:
-    """Resolves a base in a separate interpreter (``python -m lab.archive resolve``), so that
+    """Resolves a base in a separate interpreter (``python -m lab.images.debian resolve``), so that
     several suites parse at once instead of taking turns on one interpreter lock. A plain
     subprocess rather than multiprocessing: no fork of this multi-threaded process, and no
     re-import of whatever script imported the lab (spawn would run an unguarded one again)."""
@@ -436,7 +436,7 @@ class Resolver:
         import sys
 
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lab.archive", "resolve", str(path), suite, arch, *wanted],
+            [sys.executable, "-m", "lab.images.debian", "resolve", str(path), suite, arch, *wanted],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         try:
             while True:
@@ -475,13 +475,13 @@ def selection_from_json(data: dict[str, Any]) -> Selection:
 
 
 def _main(argv: list[str]) -> int:
-    """``python -m lab.archive resolve PACKAGES.xz SUITE ARCH PKG...``: the selection as JSON
+    """``python -m lab.images.debian resolve PACKAGES.xz SUITE ARCH PKG...``: the selection as JSON
     on stdout; a BuildFailed's message on stderr with exit code 3."""
     import json
     import sys
 
     if len(argv) < 4 or argv[0] != "resolve":
-        print("usage: python -m lab.archive resolve PACKAGES.xz SUITE ARCH PKG...",
+        print("usage: python -m lab.images.debian resolve PACKAGES.xz SUITE ARCH PKG...",
               file=sys.stderr)
         return 2
     _, path, suite, arch, *wanted = argv

@@ -13,14 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.records import Outcome
-from lab.results import Cell, RunResults, TargetResult
+from lab.report.verdicts import anchor
+from lab.results import CHECK_METHODS, Cell, Outcome, RunResults, TargetResult
 from lab.runner import measurements as M
-from lab.runner.scenarios import START_METHODS
-from lab.verdicts import anchor
 
 BREAKS, WORKS, UNKNOWN = "breaks", "works", "unknown"
-COLUMNS = ("default", *START_METHODS)
+COLUMNS = CHECK_METHODS
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,17 +33,16 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from lab.containers import JobContext, cells_only, run_job
 from lab.engine import Engine
-from lab.images import ImageBuilder, plan_image
+from lab.images.builder import ImageBuilder, plan_image
 from lab.matrix import load_matrix, select_targets
-from lab.records import Outcome
-from lab.results import Cell, RunResults
+from lab.report.verdicts import CONTENDED, contention, judge
+from lab.results import Cell, Outcome, RunResults
+from lab.run.containers import JobContext, cells_only, run_job
+from lab.run.runs import Run, RunOptions
+from lab.run.scheduler import Job, plan_runs
 from lab.runner import measurements as M
 from lab.runner.util import median_interval, quantile
-from lab.runs import Run, RunOptions
-from lab.scheduler import Job, plan_runs
-from lab.verdicts import CONTENDED, contention, judge
 
 GOAL_RATIO, GOAL_OVERHEAD, GOAL_SPREAD = 3.0, 0.10, 0.05
 
@@ -152,7 +151,7 @@ def bench_noise(targets: list[Any], work: Path) -> int:
         started = time.monotonic()
         try:
             results = Run(RunOptions(targets=targets, out=work / name, progress=False,
-                                     command=["lab.bench", "--noise", name])).go()
+                                     command=["bin/bench.py", "--noise", name])).go()
         finally:
             if load is not None:
                 load.terminate()
@@ -194,7 +193,7 @@ def bench_noise(targets: list[Any], work: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lab.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bin/bench.py", description=__doc__.splitlines()[0])
     parser.add_argument("--targets", default=None, help="comma-separated ids (default matrix)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--bases", action="store_true",
@@ -220,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     lab_results = Run(RunOptions(targets=targets, out=work / "lab", quick=args.quick,
-                                 progress=False, command=["lab.bench"])).go()
+                                 progress=False, command=["bin/bench.py"])).go()
     lab_wall = time.monotonic() - started
     print(f"lab:   {lab_wall:7.1f} s")
 

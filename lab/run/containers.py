@@ -26,11 +26,11 @@ from typing import Any, Protocol
 
 from lab.engine import MANAGED, ContainerSpec, Engine
 from lab.errors import EngineUnavailable, LabError
-from lab.images import stage_runner
+from lab.images.builder import stage_runner
 from lab.matrix import Target
-from lab.records import ArchiveTail, JsonlTail, Outcome, record_problem
-from lab.results import Cell
-from lab.scheduler import CellSpec, Job
+from lab.results import Cell, Outcome
+from lab.run.records import ArchiveTail, JsonlTail, record_problem
+from lab.run.scheduler import CellSpec, Job
 
 POLL_S = 0.25
 COPY_POLL_S = 1.0  # results read through an engine's API (engine.files == "copy")
@@ -201,17 +201,19 @@ def _cell_from_record(rec: dict[str, Any], spec: CellSpec, job: Job, ctx: JobCon
         v = rec.get(key)
         return float(v) if isinstance(v, int | float) else None
 
-    outcome = rec.get("outcome")
+    raw = rec.get("outcome")
     detail = rec.get("detail")
-    if outcome not in Outcome.values():
-        detail = f"runner reported an unknown outcome {outcome!r}"
+    if raw in Outcome.values():
+        outcome = Outcome(raw)
+    else:
+        detail = f"runner reported an unknown outcome {raw!r}"
         outcome = Outcome.ERROR
     code = rec.get("exit_code")
     cpus = rec.get("cpus")
     measurements = rec.get("measurements")
     return Cell(
         target=ctx.target.id, scenario=spec.scenario, start_method=spec.start_method,
-        outcome=str(outcome),
+        outcome=outcome,
         duration_s=num("duration_s"),
         measurements=measurements if isinstance(measurements, dict) else {},
         warnings=[w for w in rec.get("warnings") or [] if isinstance(w, dict)],
@@ -235,7 +237,7 @@ def _cell_from_record(rec: dict[str, Any], spec: CellSpec, job: Job, ctx: JobCon
     )
 
 
-def missing_cell(spec: CellSpec, job: Job, ctx: JobContext, *, outcome: str, detail: str,
+def missing_cell(spec: CellSpec, job: Job, ctx: JobContext, *, outcome: Outcome, detail: str,
                  output: str = "") -> Cell:
     return Cell(target=ctx.target.id, scenario=spec.scenario, start_method=spec.start_method,
                 outcome=outcome, detail=detail, output=output or None, kind=spec.kind,

@@ -32,9 +32,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from lab.documented import documented
-from lab.records import Outcome
-from lab.results import Cell, RunResults, TargetResult
+from lab.report.documented import documented
+from lab.results import START_METHODS, Cell, Outcome, RunResults, TargetResult, TargetStatus
 from lab.runner import measurements as M
 from lab.runner.util import quantile  # the statistics the runner summarizes with
 
@@ -176,7 +175,7 @@ class _Judge:
         (``work_speedup``: serial time over the span from the first child's work to the last
         one's end), else end to end; end to end, start-up included, says at which size it
         pays: a method slower than serial gets its break-even work size."""
-        cells = [c for m in ("fork", "spawn", "forkserver")
+        cells = [c for m in START_METHODS
                  if (c := self.cell(t, "countdown", m)) and c.outcome == Outcome.OK
                  and _speedup_stats(c)[0] is not None]
         if not cells:
@@ -274,12 +273,12 @@ class _Judge:
         if not isinstance(methods, list):
             return Verdict(status=NOT_OBSERVABLE, summary="the probe did not run")
         summary = f"offers {', '.join(methods)}; default {default}"
-        if set(methods) >= {"fork", "spawn", "forkserver"}:
+        if set(methods) >= set(START_METHODS):
             return Verdict(status=CONFIRMED, summary=summary, evidence=ev)
         return Verdict(status=REFUTED, summary=summary, evidence=ev)
 
     def claim4(self, t: TargetResult) -> Verdict:
-        cells = {m: self.cell(t, "process_startup", m) for m in ("fork", "spawn", "forkserver")}
+        cells = {m: self.cell(t, "process_startup", m) for m in START_METHODS}
         ok = {m: c for m, c in cells.items() if c and c.outcome == Outcome.OK}
         if "fork" not in ok or len(ok) < 2:
             return Verdict(status=NOT_OBSERVABLE,
@@ -352,7 +351,7 @@ class _Judge:
         return Verdict(status=INCONCLUSIVE, summary=summary, evidence=ev)
 
     def claim7(self, t: TargetResult) -> Verdict:
-        cells = [c for m in ("fork", "spawn", "forkserver")
+        cells = [c for m in START_METHODS
                  if (c := self.cell(t, "queue_iftry", m)) and c.outcome == Outcome.OK]
         if not cells:
             return Verdict(status=NOT_OBSERVABLE, summary="queue_iftry did not run")
@@ -363,14 +362,15 @@ class _Judge:
         for label, c in cases:
             key = "queue.Queue" if label == "queue.Queue" else "multiprocessing.Queue"
             m = c.measurements.get(key) or {}
-            if_s, try_s = m.get("empty_if_empty_ns"), m.get("empty_try_except_ns")
-            a, b = _num(_get(if_s, "median")), _num(_get(try_s, "median"))
+            if_s, try_s = m.get(M.iftry_ns("empty", M.IF_EMPTY)), m.get(
+                M.iftry_ns("empty", M.TRY_EXCEPT))
+            a, b = _num(_get(if_s, M.MEDIAN)), _num(_get(try_s, M.MEDIAN))
             if a is None or b is None:
                 continue
             parts.append(f"{label} empty: if {a:.0f} ns vs except {b:.0f} ns")
             directions.append(a < b)
             verdicts.append(_compare(if_s, try_s, 1 + (contention(c) or 0.0)))
-        late = _get(cells[0].measurements, M.EMPTY_AFTER_PUT, "fraction")
+        late = _get(cells[0].measurements, M.EMPTY_AFTER_PUT, M.FRACTION)
         summary = "; ".join(parts)
         if _num(late) is not None:
             summary += f"; empty() still True right after another process's put(): {late:.0%}"
@@ -385,7 +385,7 @@ class _Judge:
         return Verdict(status=INCONCLUSIVE, summary=summary + "; within noise", evidence=ev)
 
     def claim8(self, t: TargetResult) -> Verdict:
-        cells = [c for m in ("fork", "spawn", "forkserver")
+        cells = [c for m in START_METHODS
                  if (c := self.cell(t, "queue_growth", m)) and c.outcome == Outcome.OK]
         if not cells:
             return Verdict(status=NOT_OBSERVABLE, summary="queue_growth did not run")
@@ -415,7 +415,7 @@ class _Judge:
 
 def judge(results: RunResults) -> list[Claim]:
     j = _Judge(results)
-    targets = [t for t in results.targets if t.status == "ok"]
+    targets = [t for t in results.targets if t.status == TargetStatus.OK]
     claims = []
     for number, text in CLAIMS.items():
         method = getattr(j, f"claim{number}")
@@ -474,7 +474,7 @@ def _note_contended(results: RunResults, v: Verdict) -> Verdict:
 def _other_systems(results: RunResults) -> dict[str, Verdict]:
     out = {}
     for system, label in (("darwin", "macOS"), ("windows", "Windows")):
-        host = next((t for t in results.targets if t.kind == "host" and t.status == "ok"
+        host = next((t for t in results.targets if t.kind == "host" and t.status == TargetStatus.OK
                      and t.platform.lower().startswith(system)), None)
         fact = documented("default_start_method", implementation="cpython", version="3.14",
                           platform=system)

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from lab.archive import (
+from lab.engine import MANAGED, ContainerSpec, Engine
+from lab.errors import BuildFailed, DockerError, ImageUnavailable, LabError
+from lab.images.debian import (
     DebCache,
     Resolver,
     Unreachable,
@@ -38,18 +40,16 @@ from lab.archive import (
     fetch_release,
     mirror_url,
 )
-from lab.engine import MANAGED, ContainerSpec, Engine
-from lab.errors import BuildFailed, DockerError, ImageUnavailable, LabError
+from lab.images.pythons import ARCHIVES_HINT, MAX_ARCHIVE_BYTES, ArchiveSource, python_layer
+from lab.images.rootfs import ENTER, TARGET, first_stage, second_stage_script, stage_two_archive
 from lab.matrix import DEBIAN_ARCH, DebianBase, Target, native_platforms
-from lab.pythons import ARCHIVES_HINT, MAX_ARCHIVE_BYTES, ArchiveSource, python_layer
-from lab.rootfs import ENTER, TARGET, first_stage, second_stage_script, stage_two_archive
 
 Donor = tuple[str, Callable[[], Engine]]  # another engine's name, and how to reach it
 
 # 2: bases made by the lab's own bootstrap (signed archive, two stages), not debootstrap.
 RECIPE_VERSION = 2  # bump to force every image to be rebuilt
 LAB_UID = 10001
-RUNNER_DIR = Path(__file__).resolve().parent / "runner"
+RUNNER_DIR = Path(__file__).resolve().parents[1] / "runner"
 SECOND_STAGE_TIMEOUT_S = 900  # native; emulated second stages get four times as long
 
 # binfmt_misc handler names of qemu-user-static, per Debian architecture.
@@ -197,7 +197,7 @@ def plan_image(target: Target) -> ImagePlan:
     archive: ArchiveSource | None = None
     problem: str | None = None
     if target.archive is not None and target.base is not None:
-        from lab.pythons import resolve
+        from lab.images.pythons import resolve
 
         key: str | None = base_tag(target.base, target.arch)
         try:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lab.errors import LabError
-from lab.images import QEMU_BINFMT, cache_dir, emulation_problem
+from lab.images.builder import QEMU_BINFMT, cache_dir, emulation_problem
 from lab.matrix import (
     DEBIAN_ARCH,
     DEFAULT_ENGINE,
@@ -46,7 +46,7 @@ def check_archives(matrix_targets: Sequence[Target]) -> Check:
     and whether the first one to download can be reached (one HEAD request, nothing read)."""
     import requests
 
-    from lab.pythons import ARCHIVES_HINT, resolve
+    from lab.images.pythons import ARCHIVES_HINT, resolve
 
     targets = [t for t in matrix_targets if t.archive is not None and not t.emulated]
     if not targets:
@@ -74,7 +74,7 @@ def check_archives(matrix_targets: Sequence[Target]) -> Check:
             resp = requests.head(url, timeout=10, allow_redirects=True)
             ok, why = resp.status_code < 400, f"HTTP {resp.status_code}"
         except requests.RequestException as exc:
-            from lab.archive import _reach_error
+            from lab.images.debian import _reach_error
 
             ok, why = False, _reach_error(exc)
         ids = ", ".join(tid for tid, _ in remote)
@@ -119,7 +119,7 @@ def check_engine(spec: EngineSpec = DEFAULT_ENGINE) -> Check:
 
 def check_mirror(suite: str = "bookworm") -> Check:
     """Debian bases need the mirror's signed index: fetch one and verify it."""
-    from lab.archive import PINNED_KEYS, fetch_release, mirror_url
+    from lab.images.debian import PINNED_KEYS, fetch_release, mirror_url
 
     mirror = mirror_url(DEFAULT_MIRROR)
     try:

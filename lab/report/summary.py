@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.results import RunResults, TargetResult
-from lab.scheduler import Job, Plan
+from lab.results import RunResults, TargetResult, TargetStatus
+from lab.run.scheduler import Job, Plan
 
 BASE_BUILD_S = 45.0  # one Debian base from the mirror, several at once on 2 cores
 LAYER_BUILD_S = 2.0  # a target's runner layer
@@ -185,8 +185,8 @@ def plan_text(*, targets: list[str], scenarios: list[str], cells: int, container
 
 def hang_groups(results: RunResults) -> list[tuple[str, list[str]]]:
     """(scenario · method[ · container], targets where it hung), in cell order: the report's
-    deadlock groups (``lab.stacks``), as the terminal names them."""
-    from lab.stacks import hang_groups as groups
+    deadlock groups (``lab.report.stacks``), as the terminal names them."""
+    from lab.report.stacks import hang_groups as groups
 
     return [(f"{g.scenario} · {g.start_method or '-'}"
              + (f" · {g.container}" if g.container else ""), g.targets)
@@ -209,12 +209,12 @@ def findings_text(results: RunResults, html: Path, *, changes: Iterable[str] = (
     counts: dict[str, int] = defaultdict(int)
     for c in results.results:
         counts[c.outcome] += 1
-    ran = [t.id for t in results.targets if t.status == "ok"]
+    ran = [t.id for t in results.targets if t.status == TargetStatus.OK]
     lines = [f"findings: {len(results.results)} cells: "
              + ", ".join(f"{n} {o}" for o, n in sorted(counts.items(), key=lambda x: -x[1]))
              + ("" if results.run.complete else " (partial run: only what finished)")]
     for t in results.targets:
-        if t.status != "ok" and not t.left_out:
+        if t.status != TargetStatus.OK and not t.left_out:
             lines.append(f"  {t.id}: {t.status}: {_clip(first_line(t.reason))}")
     for g in absent_groups(results.targets):
         lines.append(f"  {', '.join(t.id for t in g.targets)}: not available here (optional, "

@@ -14,34 +14,13 @@ import os
 import stat
 import tarfile
 from collections.abc import Callable, Iterable
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from lab.runner import RECORD_VERSION
+from lab.runner.protocol import RECORD_KINDS, RECORD_VERSION
 
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # one cell record; larger is a broken channel
 MAX_RESULTS_BYTES = 64 * 1024 * 1024  # everything one job may send back
-KINDS = ("start", "wait", "cell", "done")
-
-
-class Outcome(StrEnum):
-    """What became of a cell (``results.json``'s ``outcome``)."""
-
-    OK = "ok"
-    HUNG = "hung"
-    CRASHED = "crashed"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    ERROR = "error"
-
-    @classmethod
-    def values(cls) -> tuple[str, ...]:
-        return tuple(o.value for o in cls)
-
-
-# Outcomes a reader must look at: hung is a finding, the others something went wrong.
-PROBLEMS = (Outcome.HUNG, Outcome.CRASHED, Outcome.FAILED, Outcome.ERROR)
 
 
 def record_problem(rec: dict[str, Any]) -> str | None:
@@ -51,7 +30,7 @@ def record_problem(rec: dict[str, Any]) -> str | None:
         return (f"a result record of version {version!r}; this lab reads version "
                 f"{RECORD_VERSION}: the image was made by another lab version (`lab clean`, "
                 "then run again)")
-    if rec.get("kind") not in KINDS:
+    if rec.get("kind") not in RECORD_KINDS:
         return f"a result record of an unknown kind {rec.get('kind')!r}"
     return None
 

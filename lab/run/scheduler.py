@@ -21,7 +21,8 @@ from typing import Any
 
 from lab.errors import ConfigError
 from lab.matrix import Target, native_platforms
-from lab.runner.scenarios import CATALOG, START_METHODS
+from lab.results import METHOD_ORDER, START_METHODS
+from lab.runner.scenarios import CATALOG
 
 EMULATION_SLOWDOWN = 8.0  # qemu-user: deadlines stretch, timings are not comparable
 CELL_PARALLEL = 4  # behaviour cells running side by side in one container
@@ -43,7 +44,6 @@ CONTAINERS: dict[str, dict[str, Any]] = {
 # The catalog as the host plans with it: the runner's CATALOG, plus scenario files and
 # `lab check` scripts (their ``start_methods`` may be a list, "default" included).
 Catalog = Mapping[str, Mapping[str, Any]]
-METHOD_ORDER: tuple[str | None, ...] = (None, "default", *START_METHODS)
 
 
 @dataclass(frozen=True, kw_only=True)

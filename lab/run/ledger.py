@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lab.records import Outcome
-from lab.results import Cell, CellSink, RunInfo, RunResults, TargetResult, now_iso
+from lab.results import Cell, CellSink, Outcome, RunInfo, RunResults, TargetResult, now_iso
 
 
 class Ledger:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from lab import __version__
-from lab.containers import JobContext, Note, missing_cell, run_job
 from lab.engine import MANAGED, Engine, EngineFacts
 from lab.errors import (
     BuildFailed,
@@ -36,22 +35,24 @@ from lab.errors import (
     Interrupted,
     LabError,
 )
-from lab.images import ImageBuilder, plan_image
-from lab.ledger import Ledger
+from lab.images.builder import ImageBuilder, plan_image
 from lab.matrix import DEFAULT_ENGINE, NATIVE, EngineSpec, Target, native_platforms
-from lab.progress import Progress
-from lab.records import Outcome
 from lab.results import (
     Cell,
     ImageRef,
+    Outcome,
     RunInfo,
     RunResults,
     TargetResult,
+    TargetStatus,
     now_iso,
     write_json,
 )
-from lab.scheduler import EngineSlot, Job, Plan, cell_order, plan_runs
-from lab.usercode import CheckSpec, ScenarioFile, catalog_with, stage_user_dir
+from lab.run.containers import JobContext, Note, missing_cell, run_job
+from lab.run.ledger import Ledger
+from lab.run.progress import Progress
+from lab.run.scheduler import EngineSlot, Job, Plan, cell_order, plan_runs
+from lab.run.usercode import CheckSpec, ScenarioFile, catalog_with, stage_user_dir
 
 REPORTS = Path("reports")
 BUILD_ALLOWANCE_S = 1800.0  # one cold bootstrap of the slowest base, emulated
@@ -245,7 +246,7 @@ class Run:
         emulated = self.plan.emulated or {}
         rows = [TargetResult(id=t.id, implementation=t.implementation, version=t.version,
                              platform=t.platform, python=t.python, kind=t.kind,
-                             emulated=emulated.get(t.id, t.emulated), status="error",
+                             emulated=emulated.get(t.id, t.emulated), status=TargetStatus.ERROR,
                              reason="not run",
                              engine=None if t.host_python else self.plan.engine_of(t.id),
                              optional=t.optional, freethreaded=t.freethreaded,
@@ -304,7 +305,7 @@ class Run:
         return needed, len(bases), layers, here
 
     def plan_text(self) -> str:
-        from lab.summary import estimate, history, plan_text
+        from lab.report.summary import estimate, history, plan_text
 
         needed, bases, layers, here = self.images_to_build()
         past_run, past = history(self.options.out, exclude=self.run_id,
@@ -340,13 +341,13 @@ class Run:
         on another (its timing lane) the row, which its behaviour cells earned, is left alone
         and the reason is kept in ``lane_problems`` for that job's cells. The others go on."""
         if target.host_python:
-            self.ledger.set_target(target.id, status="ok", reason=None)
+            self.ledger.set_target(target.id, status=TargetStatus.OK, reason=None)
             return True
         if engine_name in self.images_on[target.id]:
             return True
         home = engine_name == self.plan.engine_of(target.id)
 
-        def fail(status: str, reason: str, stage: str) -> bool:
+        def fail(status: TargetStatus, reason: str, stage: str) -> bool:
             if home:
                 self.ledger.set_target(target.id, status=status, reason=reason)
                 self.progress.stage(target.id, stage)
@@ -356,7 +357,7 @@ class Run:
             return False
 
         if engine_name in self.lost:
-            return fail("unavailable", f"engine {engine_name}: {self.lost[engine_name]}",
+            return fail(TargetStatus.UNAVAILABLE, f"engine {engine_name}: {self.lost[engine_name]}",
                         "engine unavailable")
         started = time.monotonic()
         self.progress.stage(target.id, "image")
@@ -368,21 +369,21 @@ class Run:
         try:
             image = builder.ensure(engine, plan_image(target), self.donors(engine_name))
         except ImageUnavailable as exc:
-            return fail("unavailable", str(exc), "unavailable")
+            return fail(TargetStatus.UNAVAILABLE, str(exc), "unavailable")
         except BuildFailed as exc:
             reason = str(exc) + (f"\n{exc.log_tail}" if exc.log_tail and home else "")
-            return fail("build_failed", reason, "build failed")
+            return fail(TargetStatus.BUILD_FAILED, reason, "build failed")
         except EngineUnavailable as exc:
             self.engine_lost(engine_name, exc)
             return self.prepare(target, builder, engine_name)
         except LabError as exc:
-            return fail("build_failed", str(exc), "build failed")
+            return fail(TargetStatus.BUILD_FAILED, str(exc), "build failed")
         finally:
             engine.close()
         self.images[target.id] = image.tag
         self.images_on[target.id].add(engine_name)
         if home:
-            self.ledger.set_target(target.id, status="ok", reason=None,
+            self.ledger.set_target(target.id, status=TargetStatus.OK, reason=None,
                             image=ImageRef(tag=image.tag, id=image.id),
                             base=image.base.to_json() if image.base else None,
                             archive=image.archive.to_json() if image.archive else None,
@@ -474,7 +475,7 @@ class Run:
             if self.stop.is_set():
                 return
             target = targets[job.target_id]
-            if self.ledger.row(target.id).status != "ok":
+            if self.ledger.row(target.id).status != TargetStatus.OK:
                 continue
             if not target.host_python and job.engine not in self.images_on[target.id]:
                 with self.build_slots[engine]:  # its timing lane is not where it was built
