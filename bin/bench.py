@@ -34,7 +34,8 @@ from statistics import median
 from typing import Any
 
 from lab.engine import Engine
-from lab.images.builder import ImageBuilder, plan_image
+from lab.images import ImagePhase
+from lab.images.plan import plan_image
 from lab.matrix import load_matrix, select_targets
 from lab.report.verdicts import CONTENDED, contention, judge
 from lab.results import Cell, Outcome, RunResults
@@ -86,25 +87,21 @@ def bench_bases(ids: str | None) -> int:
     def on_stage(tid: str, stage: str) -> None:
         stages.setdefault(tid, []).append((time.monotonic() - started, stage))
 
-    builder = ImageBuilder(log_dir=work, on_stage=on_stage)
-    builder.prefetch_bases(list(plans.values()), Engine.connect)  # as a run does
+    phase = ImagePhase(connect=lambda name: Engine.connect(), engines=["default"],
+                       log_dir=work, on_stage=on_stage)
+    chosen = [t for t in targets if t.id in plans]
+    phase.prefetch({"default": chosen})  # as a run does
     per: dict[str, float] = {}
-
-    def one(t) -> None:  # type: ignore[no-untyped-def]
-        e = Engine.connect()
-        try:
-            builder.ensure(e, plans[t.id])
-            per[t.id] = time.monotonic() - started
-        finally:
-            e.close()
-
-    with cf.ThreadPoolExecutor(max_workers=3) as pool:
-        list(pool.map(one, [t for t in targets if t.id in plans]))
+    for built in phase.build([(t, "default") for t in chosen], jobs=3):
+        if built.error is not None:
+            phase.close()
+            raise built.error
+        per[built.target] = time.monotonic() - started
     wall = time.monotonic() - started
-    builder.close()
+    phase.close()
     print(f"cold image phase: {len(plans)} targets on "
           f"{len({p.base_key for p in plans.values()})} bases, empty cache: {wall:.1f} s wall; "
-          f"downloaded {builder.cache.downloaded_bytes / 1e6:.0f} MB")
+          f"downloaded {phase.builder.cache.downloaded_bytes / 1e6:.0f} MB")
     for tid, done in per.items():
         print(f"  {tid}: ready at {done:.1f} s")
         for at, stage in stages.get(tid, []):
@@ -209,8 +206,11 @@ def main(argv: list[str] | None = None) -> int:
                if args.targets or not t.optional]  # optional targets may not be had here
     work = Path(tempfile.mkdtemp(prefix="lab-bench-"))
     engine = Engine.connect()
-    builder = ImageBuilder(log_dir=work)
-    images = {t.id: builder.ensure(engine, plan_image(t)).tag for t in targets}
+    phase = ImagePhase(connect=lambda name: Engine.connect(), engines=["default"], log_dir=work)
+    try:
+        images = {t.id: phase.ensure(t, "default").tag for t in targets}
+    finally:
+        phase.close()
     if args.noise:
         engine.close()
         return bench_noise(targets, work)

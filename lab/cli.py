@@ -11,8 +11,7 @@ import os
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -371,15 +370,11 @@ def _render_quietly(run_dir: Path) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    import concurrent.futures as cf
-    import functools
     import tempfile
-    import threading
 
     from lab.engine import Engine
-    from lab.images.builder import ImageBuilder, plan_image
-    from lab.run.runs import survey_engines
-    from lab.run.scheduler import plan_runs
+    from lab.images import ImagePhase
+    from lab.run import plan_runs, survey_engines
 
     chosen = _selection(args)
     targets = {t.id: t for t in chosen.container_targets}
@@ -390,60 +385,34 @@ def cmd_build(args: argparse.Namespace) -> int:
     wanted = sorted({(j.target_id, j.engine) for j in plan.jobs if j.target_id in targets},
                     key=lambda p: (list(specs).index(p[1]), p[0]))
     several = len(specs) > 1
-    log_dir = Path(tempfile.mkdtemp(prefix="lab-build-"))
-    stop = threading.Event()
-    builder = ImageBuilder(log_dir=log_dir, stop=stop,
-                           on_stage=lambda tid, st: print(f"{tid}: {st}", file=sys.stderr))
     failed = 0
     for tid, name in wanted:
         if name in survey.down:
             failed += 1
             print(f"{tid}: FAILED on {name}: {survey.down[name]}", file=sys.stderr)
-    up = [(tid, name) for tid, name in wanted if name not in survey.down]
-
-    def connect(name: str) -> Engine:
-        return Engine.connect(specs[name])
-
-    def donors(name: str) -> list[tuple[str, Callable[[], Engine]]]:
-        return [(n, functools.partial(connect, n)) for n in specs
-                if n != name and n not in survey.down]
-
-    def one(tid: str, name: str) -> str:
-        started = time.monotonic()
-        engine = connect(name)
-        try:
-            image = builder.ensure(engine, plan_image(targets[tid]), donors(name))
-            return (f"{tid}: {image.tag} ({image.id[7:19]}) in "
-                    f"{time.monotonic() - started:.1f}s" + (f" on {name}" if several else ""))
-        finally:
-            engine.close()
-
-    for name in specs:
-        mine = [plan_image(targets[t]) for t, n in up if n == name]
-        if mine:
-            builder.prefetch_bases(mine, functools.partial(connect, name), donors(name))
-    pool = cf.ThreadPoolExecutor(max_workers=max(1, args.jobs))
+    up = [(targets[tid], name) for tid, name in wanted if name not in survey.down]
+    log_dir = Path(tempfile.mkdtemp(prefix="lab-build-"))
+    phase = ImagePhase(connect=lambda name: Engine.connect(specs[name]), engines=specs,
+                       log_dir=log_dir, lost=lambda: survey.down,
+                       on_stage=lambda tid, st: print(f"{tid}: {st}", file=sys.stderr))
     try:
-        futures = {pool.submit(one, tid, name): (tid, name) for tid, name in up}
-        for fut in cf.as_completed(futures):
-            try:
-                print(fut.result())
-            except EngineUnavailable:
-                raise
-            except LabError as exc:
-                failed += 1
-                tid, name = futures[fut]
-                print(f"{tid}: FAILED{f' on {name}' if several else ''}: {exc}",
-                      file=sys.stderr)
+        phase.prefetch({name: [t for t, n in up if n == name] for name in specs})
+        for built in phase.build(up, jobs=args.jobs):
+            on = f" on {built.engine}" if several else ""
+            if built.image is not None:
+                print(f"{built.target}: {built.image.tag} ({built.image.id[7:19]}) in "
+                      f"{built.seconds:.1f}s{on}")
+                continue
+            if isinstance(built.error, EngineUnavailable):
+                raise built.error
+            failed += 1
+            print(f"{built.target}: FAILED{on}: {built.error}", file=sys.stderr)
     except KeyboardInterrupt:
-        # Every download and second stage notices within a fraction of a second, and each
-        # worker removes its own container and half-made image before it returns.
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        # Every download and second stage noticed within a fraction of a second, and each
+        # worker removed its own container and half-made image before it returned.
         raise Interrupted("interrupted; no partial image was kept") from None
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-        builder.close()
+        phase.close()
     print(f"build logs: {log_dir}", file=sys.stderr)
     return EXIT_PARTIAL if failed else 0
 
@@ -481,7 +450,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     from lab.engine import MANAGED, Engine
-    from lab.run.runs import remove_leftovers
+    from lab.run.engines import remove_leftovers
 
     specs = _matrix(args).select_engines(args.engines)
     several = len(specs) > 1

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lab.errors import LabError
-from lab.images.builder import QEMU_BINFMT, cache_dir, emulation_problem
+from lab.images.plan import QEMU_BINFMT, cache_dir, emulation_problem
 from lab.matrix import (
     DEBIAN_ARCH,
     DEFAULT_ENGINE,
@@ -74,7 +74,7 @@ def check_archives(matrix_targets: Sequence[Target]) -> Check:
             resp = requests.head(url, timeout=10, allow_redirects=True)
             ok, why = resp.status_code < 400, f"HTTP {resp.status_code}"
         except requests.RequestException as exc:
-            from lab.images.debian import _reach_error
+            from lab.images.download import _reach_error
 
             ok, why = False, _reach_error(exc)
         ids = ", ".join(tid for tid, _ in remote)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lab.errors import LabError
-from lab.images.builder import ImagePlan, emulation_problem, plan_image
+from lab.images.plan import ImagePlan, emulation_problem, plan_image
 from lab.matrix import Target
 
 
@@ -79,7 +79,7 @@ def availability(targets: Iterable[Target], engine: object | None,
 
 def _archive_availability(t: Target, plan: ImagePlan, need: str) -> Availability:
     """An archive target's: cached, local, or to be downloaded (not tried here)."""
-    from lab.images.builder import cache_dir
+    from lab.images.plan import cache_dir
 
     src = plan.archive
     if src is None:

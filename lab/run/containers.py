@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from lab.engine import MANAGED, ContainerSpec, Engine
 from lab.errors import EngineUnavailable, LabError
-from lab.images.builder import stage_runner
+from lab.images.plan import stage_runner
 from lab.matrix import Target
 from lab.results import Cell, Outcome
 from lab.run.records import ArchiveTail, JsonlTail, record_problem

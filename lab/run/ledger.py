@@ -7,13 +7,31 @@ share one ledger; every method is thread-safe. Deciding what runs where is not i
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
+import os
+import platform
+import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lab.results import Cell, CellSink, Outcome, RunInfo, RunResults, TargetResult, now_iso
+from lab import __version__
+from lab.matrix import Target
+from lab.results import (
+    Cell,
+    CellSink,
+    Outcome,
+    RunInfo,
+    RunResults,
+    TargetResult,
+    TargetStatus,
+    now_iso,
+)
+from lab.run.engines import Survey
+from lab.run.scheduler import Plan
 
 
 class Ledger:
@@ -72,3 +90,48 @@ class Ledger:
 
     def close(self) -> None:
         self._sink.close()
+
+
+def new_run_id() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 10000:04d}"
+
+
+def host_facts() -> dict[str, object]:
+    return {
+        "hostname": socket.gethostname(),
+        "system": platform.system(),
+        "release": platform.release(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+    }
+
+
+def run_head(run_id: str, targets: Iterable[Target], plan: Plan, survey: Survey, *,
+             command: Iterable[str], quick: bool,
+             scenarios: Mapping[str, Mapping[str, Any]]) -> tuple[RunInfo, list[TargetResult]]:
+    """What a run's ledger starts from: the run's facts (host, engines as found, command,
+    scenarios that are not built in) and a row per target, each ``error: not run`` until its
+    image is had."""
+    engines: dict[str, dict[str, Any]] = {
+        name: {**dataclasses.asdict(f), "where": survey.where[name],
+               "files": survey.files.get(name, "bind")}
+        for name, f in survey.facts.items()}
+    for name, why in survey.down.items():
+        engines[name] = {"reachable": False, "reason": why}
+    first = next(iter(survey.facts.values()), None)
+    info = RunInfo(id=run_id, started_at=now_iso(), lab_version=__version__,
+                   host=host_facts(), command=list(command),
+                   docker=dataclasses.asdict(first) if first else {}, engines=engines,
+                   quick=quick,
+                   scenarios={k: {x: v for x, v in meta.items() if x != "script"}
+                              for k, meta in scenarios.items()})
+    emulated = plan.emulated or {}
+    rows = [TargetResult(id=t.id, implementation=t.implementation, version=t.version,
+                         platform=t.platform, python=t.python, kind=t.kind,
+                         emulated=emulated.get(t.id, t.emulated), status=TargetStatus.ERROR,
+                         reason="not run", engine=None if t.host_python else plan.engine_of(t.id),
+                         optional=t.optional, freethreaded=t.freethreaded,
+                         python_gil=t.python_gil)
+            for t in targets]
+    return info, rows

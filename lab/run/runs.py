@@ -1,7 +1,9 @@
 """A run, end to end: its folder, its images, executing the plan, and its files.
 
 Thin on purpose: what runs when is decided by ``scheduler.plan_runs``; how one container runs
-is ``containers.run_job``, which yields cells. This module wires them with a thread pool (one
+is ``containers.run_job``, which yields cells; images come from the image phase
+(``lab.images.ImagePhase``); the ledger's first state is ``ledger.run_head`` and the plan as the
+terminal shows it is ``preview.plan_preview``. This module wires them with a thread pool (one
 Engine per thread), persists every cell as it arrives, stamped with what ran beside it on its
 engine, and on Ctrl-C or SIGTERM stops and removes every container it made on every engine,
 then writes and renders what finished, marked incomplete.
@@ -11,22 +13,15 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
-import datetime as dt
-import functools
 import os
-import platform
 import shutil
-import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from lab import __version__
-from lab.engine import MANAGED, Engine, EngineFacts
+from lab.engine import Engine
 from lab.errors import (
     BuildFailed,
     ConfigError,
@@ -35,21 +30,20 @@ from lab.errors import (
     Interrupted,
     LabError,
 )
-from lab.images.builder import ImageBuilder, plan_image
-from lab.matrix import DEFAULT_ENGINE, NATIVE, EngineSpec, Target, native_platforms
+from lab.images import ImagePhase
+from lab.matrix import DEFAULT_ENGINE, EngineSpec, Target, native_platforms
 from lab.results import (
     Cell,
     ImageRef,
     Outcome,
-    RunInfo,
     RunResults,
-    TargetResult,
     TargetStatus,
-    now_iso,
     write_json,
 )
 from lab.run.containers import JobContext, Note, missing_cell, run_job
-from lab.run.ledger import Ledger
+from lab.run.engines import Survey, remove_leftovers, survey_engines
+from lab.run.ledger import Ledger, new_run_id, run_head
+from lab.run.preview import plan_preview
 from lab.run.progress import Progress
 from lab.run.scheduler import EngineSlot, Job, Plan, cell_order, plan_runs
 from lab.run.usercode import CheckSpec, ScenarioFile, catalog_with, stage_user_dir
@@ -83,98 +77,6 @@ class RunOptions:
     scenario_files: list[ScenarioFile] = field(default_factory=list)
     check: CheckSpec | None = None  # `lab check`: the probe and this program, nothing else
     engines: tuple[EngineSpec, ...] = (DEFAULT_ENGINE,)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Survey:
-    """The engines of a run as found at its start."""
-
-    slots: list[EngineSlot]
-    facts: dict[str, EngineFacts]
-    where: dict[str, str]
-    down: dict[str, str]  # name -> why it could not be reached
-    files: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> bind or copy
-
-
-def survey_engines(specs: tuple[EngineSpec, ...],
-                   connect: Callable[[EngineSpec], Engine]) -> Survey:
-    """Reach every engine once: what it runs natively (lab.toml's word, else its
-    architecture), its CPUs, and which ones are down. Raises EngineUnavailable only when
-    none answers."""
-    slots, facts, where, down, files = [], {}, {}, {}, {}
-    for spec in specs:
-        try:
-            engine = connect(spec)
-        except EngineUnavailable as exc:
-            down[spec.name] = str(exc)
-            slots.append(EngineSlot(name=spec.name, timing=spec.timing,
-                                    platforms=frozenset(spec.platforms or native_platforms())))
-            continue
-        try:
-            found = engine.facts()
-        finally:
-            engine.close()
-        facts[spec.name], where[spec.name], files[spec.name] = found, engine.where, engine.files
-        native = spec.platforms or tuple(NATIVE.get(found.arch.lower(), ()))
-        slots.append(EngineSlot(name=spec.name, platforms=frozenset(native), cpus=found.cpus,
-                                timing=spec.timing))
-    if not facts:
-        raise EngineUnavailable(next(iter(down.values())) if len(down) == 1 else
-                                "no Docker engine reachable: " + "; ".join(
-                                    f"{n}: {r}" for n, r in down.items()))
-    return Survey(slots=slots, facts=facts, where=where, down=down, files=files)
-
-
-def new_run_id() -> str:
-    return dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 10000:04d}"
-
-
-def host_facts() -> dict[str, object]:
-    return {
-        "hostname": socket.gethostname(),
-        "system": platform.system(),
-        "release": platform.release(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
-    }
-
-
-def remove_leftovers(engine: Engine, *, run_id: str | None = None,
-                     everything: bool = False) -> list[str]:
-    """Remove lab containers and volumes (a bootstrap's): of ``run_id``; or all
-    (``everything``); or, by default, those whose harness on this host is gone (killed with
-    SIGKILL, say)."""
-    labels = {MANAGED: "true"}
-    if run_id:
-        labels["lab.run"] = run_id
-    me = socket.gethostname()
-
-    def doomed(found: dict[str, str]) -> bool:
-        if everything or run_id:
-            return True
-        pid = found.get("lab.pid", "")
-        return found.get("lab.host") == me and pid.isdigit() and not _alive(int(pid))
-
-    removed = []
-    for c in engine.containers(labels):
-        if doomed(c.labels):
-            engine.remove_container(c.id, quiet=True)
-            removed.append(c.name)
-    for name, found in engine.volumes(labels):  # after the containers that use them
-        if doomed(found):
-            engine.remove_volume(name)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Run:
@@ -230,28 +132,8 @@ class Run:
         self.active_lock = threading.Lock()
         self.progress = Progress({t.id: self.plan.cells_of(t.id) for t in options.targets},
                                  live=options.progress)
-        engines: dict[str, dict[str, Any]] = {
-            name: {**dataclasses.asdict(f), "where": self.survey.where[name],
-                   "files": self.survey.files.get(name, "bind")}
-            for name, f in self.survey.facts.items()}
-        for name, why in self.survey.down.items():
-            engines[name] = {"reachable": False, "reason": why}
-        first = next(iter(self.survey.facts.values()), None)
-        info = RunInfo(id=self.run_id, started_at=now_iso(), lab_version=__version__,
-                       host=host_facts(), command=list(options.command),
-                       docker=dataclasses.asdict(first) if first else {}, engines=engines,
-                       quick=options.quick,
-                       scenarios={k: {x: v for x, v in meta.items() if x != "script"}
-                                  for k, meta in extra.items()})
-        emulated = self.plan.emulated or {}
-        rows = [TargetResult(id=t.id, implementation=t.implementation, version=t.version,
-                             platform=t.platform, python=t.python, kind=t.kind,
-                             emulated=emulated.get(t.id, t.emulated), status=TargetStatus.ERROR,
-                             reason="not run",
-                             engine=None if t.host_python else self.plan.engine_of(t.id),
-                             optional=t.optional, freethreaded=t.freethreaded,
-                             python_gil=t.python_gil)
-                for t in options.targets]
+        info, rows = run_head(self.run_id, options.targets, self.plan, self.survey,
+                              command=options.command, quick=options.quick, scenarios=extra)
         self.ledger = Ledger(self.dir, info, rows,
                              order=cell_order([t.id for t in options.targets], self.catalog),
                              on_cell=lambda c: self.progress.cell(c.target, c.outcome))
@@ -260,65 +142,10 @@ class Run:
     def connect(self, engine: str) -> Engine:
         return self._connect(self.specs[engine])
 
-    def donors(self, engine: str) -> list[tuple[str, Callable[[], Engine]]]:
-        """The run's other reachable engines, which a missing base may be streamed from."""
-        return [(name, functools.partial(self.connect, name)) for name in self.plan.engines
-                if name != engine and name not in self.lost]
-
-    def images_to_build(self) -> tuple[list[str], int, int, set[str]]:
-        """(what must be built, bases, layers, targets whose image is here): asked of each
-        engine, nothing built."""
-        needed: list[str] = []
-        here: set[str] = set()
-        bases: set[tuple[str, str]] = set()
-        layers = 0
-        by_engine: dict[str, list[Target]] = {}
-        for t in self.options.targets:
-            if not t.host_python and self.plan.engine_of(t.id) not in self.lost:
-                by_engine.setdefault(self.plan.engine_of(t.id), []).append(t)
-        several = len(self.plan.engines) > 1
-        for name, targets in by_engine.items():
-            engine = self.connect(name)
-            on = f" on {name}" if several else ""
-            try:
-                for t in targets:
-                    plan = plan_image(t)
-                    if engine.image(plan.tag) is not None:
-                        here.add(t.id)
-                        continue
-                    layers += 1
-                    if t.archive is not None and plan.archive is None:
-                        needed.append(f"{t.id} (no archive: see its reason){on}")
-                        continue
-                    base_key = plan.base_key or plan.base_ref
-                    if t.base is not None and engine.image(base_key) is None:
-                        if (name, base_key) not in bases:
-                            needed.append(f"base {t.base.suite}/{t.arch}{on}")
-                        bases.add((name, base_key))
-                    if plan.archive is not None and engine.image(plan.base_ref) is None:
-                        needed.append(f"{t.id} from {plan.archive.filename}{on}")
-                    else:
-                        needed.append(f"{t.id} layer{on}" if t.base
-                                      else f"{t.id} (registry {t.image}){on}")
-            finally:
-                engine.close()
-        return needed, len(bases), layers, here
-
     def plan_text(self) -> str:
-        from lab.report.summary import estimate, history, plan_text
-
-        needed, bases, layers, here = self.images_to_build()
-        past_run, past = history(self.options.out, exclude=self.run_id,
-                                 quick=self.options.quick)
-        optional = {t.id for t in self.options.targets if t.optional}
-        est = estimate(self.plan, self.catalog, self.options.jobs, past, past_run,
-                       (bases, layers), quick=self.options.quick, leave_out=optional - here)
-        scenarios = sorted({c.scenario for j in self.plan.jobs for c in j.cells})
-        return plan_text(targets=[t.id for t in self.options.targets], scenarios=scenarios,
-                         cells=sum(len(j.cells) for j in self.plan.jobs), optional=optional,
-                         optional_cells=sum(len(j.cells) for j in self.plan.jobs
-                                            if j.target_id in optional),
-                         containers=len(self.plan.jobs), to_build=needed, est=est)
+        return plan_preview(self.options.targets, self.plan, self.catalog, out=self.options.out,
+                            run_id=self.run_id, jobs=self.options.jobs, quick=self.options.quick,
+                            connect=self.connect, lost=self.lost)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def running_others(self, me: str, engine: str) -> Callable[[], list[str]]:
@@ -336,7 +163,7 @@ class Run:
                 self.lost[engine] = " ".join(str(exc).split())
                 self.progress.note(f"engine {engine} lost: {self.lost[engine]}")
 
-    def prepare(self, target: Target, builder: ImageBuilder, engine_name: str) -> bool:
+    def prepare(self, target: Target, phase: ImagePhase, engine_name: str) -> bool:
         """Get the target's image on an engine. On its own engine a failure goes in its row;
         on another (its timing lane) the row, which its behaviour cells earned, is left alone
         and the reason is kept in ``lane_problems`` for that job's cells. The others go on."""
@@ -362,12 +189,7 @@ class Run:
         started = time.monotonic()
         self.progress.stage(target.id, "image")
         try:
-            engine = self.connect(engine_name)
-        except EngineUnavailable as exc:
-            self.engine_lost(engine_name, exc)
-            return self.prepare(target, builder, engine_name)
-        try:
-            image = builder.ensure(engine, plan_image(target), self.donors(engine_name))
+            image = phase.ensure(target, engine_name)
         except ImageUnavailable as exc:
             return fail(TargetStatus.UNAVAILABLE, str(exc), "unavailable")
         except BuildFailed as exc:
@@ -375,11 +197,9 @@ class Run:
             return fail(TargetStatus.BUILD_FAILED, reason, "build failed")
         except EngineUnavailable as exc:
             self.engine_lost(engine_name, exc)
-            return self.prepare(target, builder, engine_name)
+            return self.prepare(target, phase, engine_name)
         except LabError as exc:
             return fail(TargetStatus.BUILD_FAILED, str(exc), "build failed")
-        finally:
-            engine.close()
         self.images[target.id] = image.tag
         self.images_on[target.id].add(engine_name)
         if home:
@@ -446,12 +266,12 @@ class Run:
                           image_tag=self.images.get(target.id), stop=self.stop,
                           user_dir=self.user_dir)
 
-    def build_then_behaviour(self, target: Target, builder: ImageBuilder) -> None:
+    def build_then_behaviour(self, target: Target, phase: ImagePhase) -> None:
         # Builds take `jobs` slots of their engine (CPU and disk heavy); behaviour cells mostly
         # wait (hangs waiting out deadlines, sleeps), so every target's run side by side.
         where = self.plan.engine_of(target.id)
         with self.build_slots[where]:
-            if not self.prepare(target, builder, where):
+            if not self.prepare(target, phase, where):
                 return
         jobs = [job for job in self.plan.behaviour if job.target_id == target.id]
         # A target's container variants (cpu_limits) run beside its main behaviour job.
@@ -461,7 +281,7 @@ class Run:
                 done.result()
         self.progress.stage(target.id, "waiting for timing slot")
 
-    def timing_lane(self, engine: str, targets: dict[str, Target], builder: ImageBuilder,
+    def timing_lane(self, engine: str, targets: dict[str, Target], phase: ImagePhase,
                     behaviour: dict[str, cf.Future[None]]) -> None:
         """One engine's timing jobs, one at a time, once nothing else of the lab runs on that
         engine: its own targets' behaviour jobs (and, on the first engine, the host
@@ -479,7 +299,7 @@ class Run:
                 continue
             if not target.host_python and job.engine not in self.images_on[target.id]:
                 with self.build_slots[engine]:  # its timing lane is not where it was built
-                    if not self.prepare(target, builder, engine):
+                    if not self.prepare(target, phase, engine):
                         self.error_cells(job, target,
                                          self.lane_problems[(target.id, engine)])
                         continue
@@ -511,14 +331,14 @@ class Run:
                          f"unavailable ({why})")
         self.ledger.note(*notes)
         self.ledger.write_head(self.results(complete=False))
-        builder = ImageBuilder(log_dir=self.dir / "logs", on_stage=self.progress.stage,
-                               stop=self.stop, labels={"lab.run": self.run_id})
+        phase = ImagePhase(connect=self.connect, engines=self.plan.engines,
+                           log_dir=self.dir / "logs", on_stage=self.progress.stage,
+                           stop=self.stop, labels={"lab.run": self.run_id},
+                           lost=lambda: self.lost)
         targets = {t.id: t for t in self.options.targets}
-        for name in self.reachable():
-            plans = [plan_image(t) for t in self.options.targets
-                     if not t.host_python and self.plan.engine_of(t.id) == name]
-            builder.prefetch_bases(plans, functools.partial(self.connect, name),
-                                   self.donors(name))
+        phase.prefetch({name: [t for t in self.options.targets if not t.host_python
+                               and self.plan.engine_of(t.id) == name]
+                        for name in self.reachable()})
         budget = self.options.timeout_s or watchdog_budget(self.plan, self.options.jobs)
         expired = threading.Event()
 
@@ -540,10 +360,10 @@ class Run:
                                                       BEHAVIOUR_TARGETS)) + len(lanes),
             thread_name_prefix="lab")
         try:
-            behaviour = {t.id: pool.submit(self.build_then_behaviour, t, builder)
+            behaviour = {t.id: pool.submit(self.build_then_behaviour, t, phase)
                          for t in self.options.targets}
             submitted += behaviour.values()
-            submitted += [pool.submit(self.timing_lane, e, targets, builder, behaviour)
+            submitted += [pool.submit(self.timing_lane, e, targets, phase, behaviour)
                           for e in lanes]
             self._wait(submitted)
         except KeyboardInterrupt:
@@ -560,7 +380,7 @@ class Run:
                 self._cleanup_now()
         finally:
             pool.shutdown(wait=not interrupted, cancel_futures=True)
-            builder.close()
+            phase.close()
             self.progress.finish()
         if expired.is_set():
             self.ledger.note(f"stopped by the run watchdog after {budget:.0f} s; only "

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from lab.engine import MANAGED, Engine
-from lab.images.builder import ImageBuilder, plan_image
+from lab.images.builder import ImageBuilder
+from lab.images.plan import plan_image
 from lab.matrix import Target, load_matrix
 from lab.results import Cell
 from lab.run.containers import JobContext, cells_only, run_job

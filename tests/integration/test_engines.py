@@ -27,7 +27,7 @@ from docker.context import ContextAPI
 from lab.engine import MANAGED, Engine, endpoint
 from lab.errors import LabError
 from lab.matrix import EngineSpec
-from lab.run.runs import remove_leftovers
+from lab.run.engines import remove_leftovers
 from lab.runner.scenarios import CATALOG
 
 from .conftest import REPO, lab, lab_containers, load_results, only_run, wait_for

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from lab.run.runs import remove_leftovers
+from lab.run.engines import remove_leftovers
 
 from .conftest import LAB, REPO, lab, lab_containers, load_results, wait_for
 

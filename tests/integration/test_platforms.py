@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.images.builder import emulation_problem
+from lab.images.plan import emulation_problem
 
 from .conftest import lab, load_results, only_run
 

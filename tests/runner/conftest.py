@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lab.images.builder import stage_runner
+from lab.images.plan import stage_runner
 
 
 def run_plan(tmp: Path, cells: list[dict[str, Any]], *, parallel: int = 4,

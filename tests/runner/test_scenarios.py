@@ -315,7 +315,7 @@ def test_a_quiet_machine_measures_once(runner):
 def test_a_cells_deadline_starts_when_its_code_runs_not_when_its_interpreter_starts(tmp_path):
     """Every interpreter here takes 2 s to start (a sitecustomize that sleeps); a cell with a
     1 s deadline that needs 0.2 s is not hung."""
-    from lab.images.builder import stage_runner
+    from lab.images.plan import stage_runner
 
     from .conftest import run_plan
 

@@ -157,7 +157,7 @@ def test_the_hook_changes_nothing_without_the_lab(tmp_path):
     import subprocess
     import sys
 
-    from lab.images.builder import stage_runner
+    from lab.images.plan import stage_runner
 
     stage = stage_runner(tmp_path / "stage")
     out = subprocess.run([sys.executable, "-c", "import multiprocessing, json, sitecustomize; "

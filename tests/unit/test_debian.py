@@ -9,9 +9,8 @@ import pytest
 
 from lab.errors import BuildFailed, ImageUnavailable
 from lab.images import debian as archive
+from lab.images import download
 from lab.images.debian import (
-    DebCache,
-    Stopped,
     fetch_debs,
     fetch_release,
     parse_index,
@@ -19,6 +18,7 @@ from lab.images.debian import (
     select_packages,
     verify_inrelease,
 )
+from lab.images.download import DebCache, Stopped
 from tests.debian_fixtures import Stanza, clearsign, generated_key, packages_text, write_mirror
 
 UNIVERSE = [
@@ -232,7 +232,7 @@ def test_the_resolver_runs_in_its_own_interpreter_and_keeps_errors(mirror, tmp_p
 def test_a_name_that_does_not_exist_is_not_retried_but_a_hiccup_is(monkeypatch):
     import requests
 
-    monkeypatch.setattr(archive.time, "sleep", lambda s: None)
+    monkeypatch.setattr(download.time, "sleep", lambda s: None)
     calls = []
 
     def fails(errno: int, text: str):
@@ -243,10 +243,10 @@ def test_a_name_that_does_not_exist_is_not_retried_but_a_hiccup_is(monkeypatch):
                                            f"\"Failed to resolve 'x' ([Errno {errno}] {text})\"))")
         return attempt
 
-    with pytest.raises(archive.Unreachable) as info:
-        archive._retrying("https://x/a", None, fails(-2, "Name or service not known"))
+    with pytest.raises(download.Unreachable) as info:
+        download._retrying("https://x/a", None, fails(-2, "Name or service not known"))
     assert calls == [-2] and info.value.why == "[Errno -2] Name or service not known"
     calls.clear()
-    with pytest.raises(archive.Unreachable):
-        archive._retrying("https://x/a", None, fails(-3, "Temporary failure in name resolution"))
-    assert calls == [-3] * archive.ATTEMPTS
+    with pytest.raises(download.Unreachable):
+        download._retrying("https://x/a", None, fails(-3, "Temporary failure in name resolution"))
+    assert calls == [-3] * download.ATTEMPTS

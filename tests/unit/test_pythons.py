@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import BuildFailed, ConfigError, ImageUnavailable
-from lab.images.debian import DebCache
+from lab.images.download import DebCache
 from lab.images.pythons import ArchiveSource, python_layer, resolve
 from lab.matrix import ArchiveSpec, load_matrix, with_local_archives
 

@@ -9,7 +9,8 @@ import pytest
 
 from lab.engine import ContainerInfo
 from lab.matrix import load_matrix, select_targets
-from lab.run.runs import Run, RunOptions, remove_leftovers, watchdog_budget
+from lab.run.engines import remove_leftovers
+from lab.run.runs import Run, RunOptions, watchdog_budget
 from lab.run.scheduler import plan_runs
 
 DEAD_PID = "999999999"

@@ -5,14 +5,8 @@ import tarfile
 
 import pytest
 
-from lab.images import builder as images
-from lab.images.builder import (
-    base_tag,
-    emulation_problem,
-    plan_image,
-    runner_archive,
-    runner_changes,
-)
+from lab.images import plan as images
+from lab.images.plan import base_tag, emulation_problem, plan_image, runner_archive, runner_changes
 from lab.matrix import load_matrix
 
 
@@ -95,7 +89,8 @@ def test_emulation_problem_explains_what_to_do(tmp_path, monkeypatch):
 def test_a_base_is_bootstrapped_once_for_all_its_targets_and_its_failure_is_shared(
         monkeypatch, tmp_path):
     from lab.errors import BuildFailed
-    from lab.images.builder import BaseProvenance, ImageBuilder
+    from lab.images.builder import ImageBuilder
+    from lab.images.plan import BaseProvenance
 
     monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
     calls: list[str] = []
@@ -212,7 +207,8 @@ def test_an_archive_target_is_fetched_and_verified_before_its_base_is_made(
     import tarfile
 
     from lab.errors import BuildFailed, ImageUnavailable
-    from lab.images.builder import BaseProvenance, ImageBuilder
+    from lab.images.builder import ImageBuilder
+    from lab.images.plan import BaseProvenance
     from lab.matrix import ArchiveSpec
     from tests.unit.test_pythons import GOOD, tree
 
