@@ -35,7 +35,7 @@ test-unit: $(STAMP) ## only the fast tests that need no Docker
 	$(BIN)/pytest -n 4 -m "not docker and not browser" $(TEST_ARGS)
 
 lint: $(STAMP) ## ruff (host code and, for 3.9, the in-container runner) and mypy
-	$(BIN)/ruff check lab tests
+	$(BIN)/ruff check lab tests bin
 	$(BIN)/ruff check --target-version py39 lab/runner
 	$(BIN)/mypy
 

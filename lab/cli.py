@@ -22,7 +22,7 @@ from lab.results import CHECK_METHODS, Outcome, TargetStatus
 
 if TYPE_CHECKING:
     from lab.results import RunResults
-    from lab.run.runs import Run
+    from lab.run import Run
 
 EXIT_PARTIAL = 1
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -257,13 +257,12 @@ def _selection(args: argparse.Namespace, matrix: Matrix | None = None) -> Select
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from lab.run.runs import Run, RunOptions
+    from lab.run import Run, RunOptions
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}.")
     chosen = _selection(args)
-    from lab.run.scheduler import select_scenarios
-    from lab.run.usercode import load_scenario_files
+    from lab.run import load_scenario_files, select_scenarios
 
     scenarios = select_scenarios(args.scenarios) if args.scenarios else None
     scenario_files = load_scenario_files(args.scenario_file)
@@ -276,9 +275,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_and_report(run: Run, out: Path) -> int:
-    from lab.report.page import claim_lines, render_run, version_changes
-    from lab.report.summary import findings_text
-    from lab.run.runs import point_latest
+    from lab.report import claim_lines, findings_text, render_run, version_changes
+    from lab.run import point_latest
 
     print(run.plan_text(), flush=True)
     print(f"run {run.run_id} -> {run.dir}", file=sys.stderr, flush=True)
@@ -332,8 +330,7 @@ def _check_summary(results: RunResults, scenario: str) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from lab.run.runs import Run, RunOptions
-    from lab.run.usercode import check_spec
+    from lab.run import Run, RunOptions, check_spec
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}.")
@@ -347,8 +344,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _index_quietly(out: Path, run_dir: Path) -> None:
     """reports/index.html lists every run; the run before this one gains its "next" link."""
-    from lab.report.history import runs_in
-    from lab.report.page import render_index, render_run
+    from lab.report import render_index, render_run, runs_in
 
     try:
         entries = runs_in(out)  # read once for both pages
@@ -361,7 +357,7 @@ def _index_quietly(out: Path, run_dir: Path) -> None:
 
 
 def _render_quietly(run_dir: Path) -> None:
-    from lab.report.page import render_run
+    from lab.report import render_run
 
     try:
         render_run(run_dir)
@@ -421,7 +417,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from lab.engine import Engine
-    from lab.images.listing import availability, print_list
+    from lab.images import availability, print_list
     from lab.runner.scenarios import CATALOG
 
     matrix = _matrix(args)
@@ -450,7 +446,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     from lab.engine import MANAGED, Engine
-    from lab.run.engines import remove_leftovers
+    from lab.run import remove_leftovers
 
     specs = _matrix(args).select_engines(args.engines)
     several = len(specs) > 1
@@ -483,7 +479,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from lab.images.doctor import run_checks
+    from lab.images import run_checks
 
     matrix = _matrix(args)
     engines = matrix.select_engines(args.engines)
@@ -496,7 +492,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from lab.report.page import render_file
+    from lab.report import render_file
 
     out = render_file(args.results, output=args.output, compare=args.compare)
     print(f"report: {out}")

@@ -259,7 +259,8 @@ class Engine:
         DOCKER_CERT_PATH, else the local socket)."""
         where, base_url, tls = _address(spec)
         if spec is None or base_url is None:
-            hint = "Start Docker (see ../shared/PLATFORM.md or `lab doctor`), or set DOCKER_HOST."
+            hint = ("Start Docker (`lab doctor` says what it finds; docs/engines.md), or set "
+                    "DOCKER_HOST.")
         else:
             hint = f"Start it, or fix [engine.{spec.name}] in lab.toml (`lab doctor` checks it)."
         problem = _unix_socket_problem(base_url or endpoint(), ping_timeout)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import ConfigError
+from lab.report.compare import compare_runs
+from lab.report.sanitize import sanitize_results
 from lab.results import Outcome, RunResults, TargetStatus, load
 
 MAX_RUNS = 60  # the newest; an index of hundreds of runs would take seconds to make
@@ -69,7 +71,6 @@ def versions(run: RunResults) -> list[tuple[str, str]]:
 
 def differences(new: RunResults, old: RunResults) -> list[str]:
     """What differs between two runs, one short line each (empty: nothing)."""
-    from lab.report.page import compare_runs
 
     lines = []
     ids_new, ids_old = {t.id for t in new.targets}, {t.id for t in old.targets}
@@ -97,7 +98,6 @@ def history_of(run_dir: Path, run: RunResults,
                entries: list[Entry] | None = None) -> History | None:
     """``run`` among the runs beside it in its output folder (``entries``: those runs, when
     the caller has read them already); None when it has none."""
-    from lab.report.page import compare_runs, sanitize_results
 
     entries = runs_in(run_dir.parent) if entries is None else entries
     names = [e.name for e in entries]

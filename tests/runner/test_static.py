@@ -52,3 +52,18 @@ def test_no_syntax_newer_than_39_sneaks_in_via_annotations():
             if isinstance(node, ast.FunctionDef):
                 assert node.returns is None, f"{path.name}:{node.lineno} has an annotation"
                 assert all(a.annotation is None for a in node.args.args), path.name
+
+
+def test_the_code_lints_clean():
+    """ruff (with the banned-API rule that keeps the docker SDK in lab/engine.py) and mypy, as
+    `make lint` runs them: a boundary broken in a commit fails the tests, not only the lint."""
+    import subprocess
+
+    root = RUNNER.parents[1]
+    venv_bin = Path(sys.executable).parent
+    for argv in ([venv_bin / "ruff", "check", "lab", "tests", "bin"],
+                 [venv_bin / "ruff", "check", "--target-version", "py39", "lab/runner"],
+                 [venv_bin / "mypy"]):
+        proc = subprocess.run([str(a) for a in argv], cwd=root, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, f"{' '.join(map(str, argv[1:]))}:\n{proc.stdout[-3000:]}"

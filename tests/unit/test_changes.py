@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 from lab.report.changes import BREAKS, WORKS, hazards, summaries
-from lab.report.page import column_order, render_html
+from lab.report.page import render_html
+from lab.report.view import column_order
 from lab.results import from_dict, load
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"

@@ -10,8 +10,9 @@ import dataclasses
 from pathlib import Path
 
 from lab.report.documented import documented
-from lab.report.page import column_order, findings, probe_rows, render_html
+from lab.report.page import render_html
 from lab.report.verdicts import CONFIRMED, REFUTED, judge
+from lab.report.view import column_order, findings, probe_rows
 from lab.results import RunResults, load
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-cp39-cp315-quick.json"

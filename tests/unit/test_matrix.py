@@ -173,10 +173,16 @@ def test_a_bad_engine_table_is_one_clear_error(tmp_path: Path, text: str, needle
         load_matrix(search_dir=tmp_path)
 
 
-def test_one_function_chooses_a_command_s_targets_and_engines(tmp_path: Path):
+def test_one_function_chooses_a_command_s_targets_and_engines(tmp_path: Path, monkeypatch):
+    import subprocess
     import sys
 
     from lab.matrix import select
+
+    def host_python_answers(argv, **kwargs):  # what host_target asks the interpreter
+        return subprocess.CompletedProcess(argv, 0, stdout="cpython 3.11 linux x86_64\n")
+
+    monkeypatch.setattr("lab.matrix.subprocess.run", host_python_answers)
 
     (tmp_path / "lab.toml").write_text(ENGINES)
     m = load_matrix(search_dir=tmp_path)

@@ -9,15 +9,10 @@ from pathlib import Path
 import pytest
 
 from lab.cli import main
-from lab.report.page import (
-    column_order,
-    compare_runs,
-    inert,
-    probe_rows,
-    render_html,
-    render_junit,
-    render_stacks_html,
-)
+from lab.report.compare import compare_runs
+from lab.report.page import render_html, render_junit, render_stacks_html
+from lab.report.sanitize import inert
+from lab.report.view import column_order, probe_rows
 from lab.results import from_dict, load, to_dict
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-cp39-cp315-quick.json"
@@ -265,7 +260,7 @@ def test_no_raw_markdown_and_a_rerender_hint_that_works_from_here(tmp_path, monk
 
 
 def test_timings_say_how_they_were_protected_from_a_busy_machine():
-    from lab.report.page import _retries
+    from lab.report.charts import _retries
     from lab.results import Cell
 
     c = Cell(target="cp311", scenario="countdown", start_method="fork", outcome="ok",
@@ -278,7 +273,7 @@ def test_timings_say_how_they_were_protected_from_a_busy_machine():
 
 
 def test_timings_of_different_engines_are_shown_apart_under_their_engine():
-    from lab.report.page import timing_charts
+    from lab.report.charts import timing_charts
 
     run = load(GOLDEN)
     ids = [t.id for t in run.targets]
@@ -337,7 +332,7 @@ def test_findings_show_what_was_observed_not_what_is_documented():
 
 
 def test_the_hazard_matrix_holds_behaviour_cells_and_says_what_they_measured():
-    from lab.report.page import hazard_rows
+    from lab.report.view import hazard_rows
 
     full = load(Path(__file__).resolve().parents[1] / "golden" / "run-default-six-targets-v3.json")
     cols = column_order(full.targets)
@@ -377,7 +372,7 @@ def test_colours_say_finding_not_failure_and_charts_have_axes_with_units():
 
 
 def test_a_sampled_race_that_did_not_hang_says_what_its_trials_could_see():
-    from lab.report.page import cell_note
+    from lab.report.view import cell_note
     from lab.results import Cell
 
     ok = Cell(target="cp311", scenario="fork_held_io", start_method="fork", outcome="ok",

@@ -71,7 +71,8 @@ def test_an_unwritable_runs_folder_is_one_clear_error(tmp_path):
     from lab.run.runs import Run, RunOptions
 
     with pytest.raises(ConfigError, match=r"cannot create the run folder /proc/nope/.*--out"):
-        Run(RunOptions(targets=[load_matrix().get("cp39")], out=Path("/proc/nope")))
+        Run(RunOptions(targets=[load_matrix().get("cp39")], out=Path("/proc/nope")),
+            connect=lambda spec: FactsEngine())
 
 
 class FactsEngine:

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 from lab.matrix import load_matrix, select_targets
-from lab.report.page import claim_lines, version_changes
 from lab.report.summary import findings_text, hang_groups
+from lab.report.view import claim_lines, version_changes
 from lab.results import load
 from lab.run.preview import duration, estimate, history, plan_text
 from lab.run.scheduler import plan_runs
