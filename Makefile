@@ -42,7 +42,7 @@ lint: $(STAMP) ## ruff (host code and, for 3.9, the in-container runner) and myp
 bench: $(STAMP) ## the lab versus a naive loop; BENCH_ARGS=--bases times the cold image phase
 	$(BIN)/python bin/bench.py $(BENCH_ARGS)
 
-docs: $(STAMP) ## regenerate README's CLI reference and its report picture (docs/report.png)
+docs: $(STAMP) ## regenerate the CLI reference (docs/cli.md) and the report picture (docs/report.png)
 	$(BIN)/python bin/clidoc.py
 	$(BIN)/pytest -q tests/browser -k readme_picture
 

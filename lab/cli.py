@@ -145,7 +145,7 @@ def _command(sub: argparse._SubParsersAction[LabParser], name: str, summary: str
 def build_parser() -> LabParser:
     parser = LabParser(prog="lab", description=DESCRIPTION,
                        epilog="`lab COMMAND --help` shows a command's options, examples and "
-                              "exit codes. README.md has the rest.")
+                              "exit codes. README.md and docs/ have the rest.")
     parser.add_argument("--version", action="version", version=f"lab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=LabParser)
@@ -161,7 +161,7 @@ def build_parser() -> LabParser:
     run.add_argument("--scenarios", type=_csv, metavar="IDS",
                      help="comma-separated scenario ids (default: all; see `lab list`)")
     run.add_argument("--scenario-file", action="append", default=[], type=Path, metavar="PATH",
-                     help="also run this scenario file (repeatable; README: Check your own code)")
+                     help="also run this scenario file (repeatable; docs/your-code.md)")
     run.add_argument("--quick", action="store_true", help=QUICK_HELP)
     run.add_argument("--jobs", type=int, default=3, metavar="N",
                      help=JOBS_HELP)

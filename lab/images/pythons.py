@@ -39,7 +39,7 @@ MAX_ARCHIVE_BYTES = 512 << 20  # install_only archives are 20-80 MB
 MAX_UNPACKED_BYTES = 2 << 30
 MAX_MEMBERS = 50_000
 ARCHIVES_HINT = (f"Put the archive and its SHA256SUMS in a folder named by {ARCHIVES_ENV} "
-                 "(README: Python versions Debian does not ship).")
+                 "(docs/matrix.md: Python versions Debian does not ship).")
 _NAME = re.compile(
     r"cpython-(?P<version>\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?)\+(?P<build>\d{8})-"
     r"(?P<arch>[a-z0-9_]+)-unknown-linux-gnu-(?P<ft>freethreaded-)?"

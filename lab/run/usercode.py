@@ -106,7 +106,7 @@ def load_scenario_file(path: Path) -> ScenarioFile:
                           "file.")
     if not any(isinstance(n, ast.FunctionDef) and n.name == "run" for n in tree.body):
         raise ConfigError(f"scenario file {path} defines no `run(ctx)` function at module "
-                          "level. Add one (see README, Scenario files).")
+                          "level. Add one (see docs/your-code.md, Scenario files).")
     kind = _literal(path, tree, "KIND")
     if kind not in KINDS:
         raise ConfigError(f"scenario file {path}: KIND must be one of {', '.join(KINDS)}, "

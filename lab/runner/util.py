@@ -224,7 +224,7 @@ def cpu_facts():
 
 class CellContext:
     """What a scenario's ``run(ctx)`` sees: the whole API, for built-in scenarios and scenario
-    files alike (README, "Scenario files").
+    files alike (docs/your-code.md, "Scenario files").
 
     - ``ctx.mp``: the multiprocessing context of the cell's start method (the module itself
       when the cell has none); ``ctx.start_method``: its name or None.
