@@ -288,26 +288,50 @@ def test_sigint_to_the_pid_during_the_second_stage_leaves_no_container_or_image(
     assert not second_stage()
 
 
+def readable_lab(dest: Path) -> str:
+    """The lab and the packages of this virtualenv, copied into ``dest`` (made readable by
+    all), as a PYTHONPATH: the checkout and its virtualenv may live under a private home
+    folder (mode 0700, like root's) that the unprivileged user cannot enter."""
+    dest.mkdir(parents=True)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "lab", dest / "src" / "lab", ignore=skip)
+    shutil.copytree(site.getsitepackages()[0], dest / "site", ignore=skip, symlinks=True)
+    for root, dirs, files in os.walk(dest):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o755)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o444)
+    os.chmod(dest, 0o755)
+    return os.pathsep.join([str(dest / "src"), str(dest / "site")])
+
+
 def interpreter_for(kw: dict[str, object], env: dict[str, str]) -> str:
-    """A Python 3.11+ the unprivileged user can execute (this venv's may live under /root),
-    with the lab and its dependencies on PYTHONPATH."""
-    path = os.pathsep.join([str(REPO), site.getsitepackages()[0]])
-    for cand in (os.path.realpath(sys.executable), "/usr/bin/python3", "/usr/local/bin/python3"):
+    """A Python of this virtualenv's version that the unprivileged user can execute (this
+    venv's may live under /root, or a pyenv there), able to import the lab from
+    ``env["PYTHONPATH"]``."""
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for cand in (os.path.realpath(sys.executable), f"/usr/bin/python{version}",
+                 f"/usr/local/bin/python{version}", "/usr/bin/python3"):
         try:
             probe = subprocess.run(
-                [cand, "-c", "import sys, lab.images.debian; assert sys.version_info >= (3, 11)"],
-                env={**env, "PYTHONPATH": path}, capture_output=True, timeout=60,
+                [cand, "-c", "import sys, lab.images.debian; "
+                             f"assert sys.version_info[:2] == {sys.version_info[:2]!r}"],
+                env=env, capture_output=True, timeout=60, cwd="/",
                 **kw)  # type: ignore[call-overload]
         except OSError:
             continue
         if probe.returncode == 0:
             return cand
-    raise AssertionError("no Python >= 3.11 that a non-root user can run: install python3")
+    raise AssertionError(f"no Python {version} that a non-root user can run: install "
+                         f"python{version}")
 
 
 def test_a_base_builds_as_a_non_root_user_in_the_docker_group(engine, tmp_path):
     """No root on the host: the unprivileged user builds a base it never had, end to end."""
     home = Path(tempfile.mkdtemp(prefix="lab-nonroot-"))
+    code: Path | None = None
     try:
         cfg, name = config(home, UPSTREAM)
         env = {**env_with_cache(home / "cache"), "HOME": str(home)}
@@ -321,14 +345,17 @@ def test_a_base_builds_as_a_non_root_user_in_the_docker_group(engine, tmp_path):
             os.chmod(home, 0o700)
             cfg.chmod(0o644)
             kw.update(user=uid, group=uid, extra_groups=[docker_gid])
+            code = Path(tempfile.mkdtemp(prefix="lab-code-"))
+            os.chmod(code, 0o755)
+            env["PYTHONPATH"] = readable_lab(code / "lab")
             python = interpreter_for(kw, env)
-            env["PYTHONPATH"] = os.pathsep.join([str(REPO), site.getsitepackages()[0]])
         else:
             python = sys.executable
         out = home / "runs"
+        # From the user's own folder: the checkout may be one the user cannot enter.
         proc = subprocess.run([python, "-m", "lab", "run", "--config", str(cfg), "--targets", name,
                                "--scenarios", "probe", "--out", str(out), "--no-progress"],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+                              cwd=home, env=env, capture_output=True, text=True, timeout=900,
                               **kw)  # type: ignore[call-overload]
         assert proc.returncode == 0, proc.stderr[-3000:]
         data = load_results(only_run(out))
@@ -342,7 +369,7 @@ def test_a_base_builds_as_a_non_root_user_in_the_docker_group(engine, tmp_path):
         assert labels["lab.packages"].startswith("python3.11=")
         # The user can delete their own runs, although the container wrote as uid 10001.
         rm = subprocess.run([python, "-c", "import shutil, sys; shutil.rmtree(sys.argv[1])",
-                             str(out)], capture_output=True, text=True, timeout=60,
+                             str(out)], capture_output=True, text=True, timeout=60, cwd=home,
                             **kw)  # type: ignore[call-overload]
         assert rm.returncode == 0, rm.stderr[-2000:]
         assert not out.exists()
@@ -351,3 +378,5 @@ def test_a_base_builds_as_a_non_root_user_in_the_docker_group(engine, tmp_path):
             if any(name in t for t in i.tags):
                 engine.remove_image(i.id)
         shutil.rmtree(home, ignore_errors=True)
+        if code is not None:
+            shutil.rmtree(code, ignore_errors=True)
