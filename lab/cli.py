@@ -17,12 +17,16 @@ from typing import TYPE_CHECKING, NoReturn
 
 from lab import __version__
 from lab.errors import ConfigError, EngineUnavailable, Interrupted, LabError
+from lab.images.requirements import Requirements
 from lab.matrix import GROUPS, Matrix, Selection, load_matrix, select, select_targets
 from lab.results import CHECK_METHODS, Outcome, TargetStatus
 
 if TYPE_CHECKING:
     from lab.results import RunResults
     from lab.run import Run
+
+if TYPE_CHECKING:
+    from lab.images.requirements import Requirements
 
 EXIT_PARTIAL = 1
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -41,6 +45,9 @@ EXIT_CODES = {
               ("1", "a run hung, crashed, failed or could not run"),
               ("2", "bad input"), ("3", "no Docker engine"), ("4", "a Docker operation failed"),
               ("130", "interrupted"), ("143", "terminated by SIGTERM, handled like Ctrl-C")],
+    "deps": [("0", "every target's packages were written"),
+             ("1", "a target's could not be had (the line says which package and why)"),
+             ("2", "bad input"), ("3", "no Docker engine"), ("130", "interrupted")],
     "build": [("0", "every image is there"), ("1", "an image could not be built"),
               ("2", "bad input"), ("3", "no Docker engine"), ("130", "interrupted"),
               ("143", "terminated by SIGTERM, handled like Ctrl-C")],
@@ -54,7 +61,10 @@ EXAMPLES = {
     "run": ["lab run", "lab run --targets 3.11,3.14 --quick",
             "lab run --scenarios fork_held_lock,main_guard --scenario-file mine.py"],
     "check": ["lab check my_program.py --input data.csv",
-              "lab check --targets cp311,cp314 --timeout 30 --file ../data.csv my_program.py"],
+              "lab check --targets cp311,cp314 --timeout 30 --file ../data.csv my_program.py",
+              "lab check --requirements requirements.txt --env OMP_NUM_THREADS=1 app.py"],
+    "deps": ["lab deps export wheels/ --requirements requirements.txt",
+             "lab check --wheelhouse wheels/ --requirements requirements.txt app.py"],
     "build": ["lab build", "lab build --targets pypy3.11"],
     "list": ["lab list", "lab list --platforms emulated"],
     "clean": ["lab clean", "lab clean --all"],
@@ -116,6 +126,32 @@ class LabParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}{hint}\n")
 
 
+def _add_requirements(p: argparse.ArgumentParser, *, full: bool = True) -> None:
+    """What a run installs for each target, by the target's own interpreter."""
+    if full:
+        p.add_argument("--requirements", "-r", action="append", default=[], type=Path,
+                       metavar="FILE", help="install these for every target: a requirements "
+                       "file or a pylock.toml (repeatable)")
+        p.add_argument("--with", action="append", default=[], dest="with_", metavar="SPEC",
+                       help="install this requirement too, such as 'numpy>=2' (repeatable)")
+        p.add_argument("--project", metavar="DIR",
+                       help="install this project as `pip install DIR` would; DIR[extra,...] "
+                       "for its extras")
+    p.add_argument("--wheelhouse", type=Path, metavar="DIR",
+                   help="install from this folder only, with no network (`lab deps export` "
+                   "writes one)")
+
+
+def _requirements(args: argparse.Namespace,
+                  also: list[str] | tuple[str, ...] = ()) -> Requirements:
+    from lab.images.requirements import read_requirements
+
+    return read_requirements(getattr(args, "requirements", []),
+                             specs=[*getattr(args, "with_", []), *also],
+                             project=getattr(args, "project", None),
+                             wheelhouse=getattr(args, "wheelhouse", None))
+
+
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
@@ -173,6 +209,7 @@ def build_parser() -> LabParser:
                      help="stop the whole run after this long (default: from the plan)")
     run.add_argument("--no-progress", action="store_true",
                      help="no live progress display (plain lines)")
+    _add_requirements(run, full=False)
 
     check = _command(
         sub, "check", "run your program in every target, per start method",
@@ -196,6 +233,10 @@ def build_parser() -> LabParser:
                        help="folder for run folders (default reports)")
     check.add_argument("--no-progress", action="store_true",
                        help="no live progress display (plain lines)")
+    _add_requirements(check)
+    check.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                       help="set this in every run of the program (repeatable), such as "
+                       "OMP_NUM_THREADS=1")
     check.add_argument("script", type=Path, metavar="SCRIPT", help="the program to run")
     check.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                        help="its arguments")
@@ -209,6 +250,17 @@ def build_parser() -> LabParser:
     _add_engines(build, "to build on, each target where a run would place it")
     build.add_argument("--jobs", type=int, default=3, metavar="N",
                        help="targets built at once (default 3)")
+
+    deps = _command(sub, "deps", "export the packages a set of targets needs, for offline use",
+                    "export DIR: download (install nothing) what the requirements need for "
+                    "each selected target, by that target's own interpreter, with a pip wheel it "
+                    "can run, into one folder: carry it to a machine without a network and "
+                    "give it to --wheelhouse there.")
+    deps.add_argument("action", choices=["export"], metavar="ACTION", help="export")
+    deps.add_argument("dest", type=Path, metavar="DIR", help="the folder to write the wheels to")
+    _add_selection(deps)
+    _add_engines(deps, "to export on, each target where a run would place it")
+    _add_requirements(deps)
 
     lst = _command(sub, "list", "list targets (what each needs, whether it runs here) and "
                    "scenarios")
@@ -266,11 +318,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     scenarios = select_scenarios(args.scenarios) if args.scenarios else None
     scenario_files = load_scenario_files(args.scenario_file)
+    reqs = _requirements(args, also=[r for sf in scenario_files for r in sf.requires])
     # Run() reaches every engine before it makes the run folder: none is one line, exit 3.
     options = RunOptions(targets=list(chosen.targets), out=args.out, jobs=args.jobs,
                          scenarios=scenarios, quick=args.quick, command=["lab", *sys.argv[1:]],
                          progress=not args.no_progress, timeout_s=args.timeout,
-                         scenario_files=scenario_files, engines=chosen.engines)
+                         scenario_files=scenario_files, engines=chosen.engines,
+                         requirements=reqs)
     return _run_and_report(Run(options), args.out)
 
 
@@ -307,25 +361,11 @@ def _run_and_report(run: Run, out: Path) -> int:
 
 
 def _check_summary(results: RunResults, scenario: str) -> int:
-    """`lab check`: one line per target, each run's outcome; 1 unless every run ended ok."""
-    methods = list(CHECK_METHODS)
-    width = max([len(t.id) for t in results.targets] + [6])
-    print(f"{'target':<{width}}  " + "  ".join(f"{m:<10}" for m in methods))
-    clean = results.run.complete
-    for t in results.targets:
-        if t.status != TargetStatus.OK:
-            print(f"{t.id:<{width}}  {t.status}")
-            clean = False
-            continue
-        row = []
-        for m in methods:
-            c = results.cell(t.id, scenario, m)
-            row.append(f"{c.outcome if c else '-':<10}")
-            if c and c.outcome != Outcome.OK:
-                clean = False
-        print(f"{t.id:<{width}}  " + "  ".join(row))
-    if not any(c.scenario == scenario for c in results.results):
-        clean = False
+    """`lab check`: its table and why runs failed; 1 unless every run ended ok."""
+    from lab.report.summary import check_table
+
+    text, clean = check_table(results, scenario)
+    print(text)
     return 0 if clean else EXIT_PARTIAL
 
 
@@ -334,11 +374,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}.")
-    spec = check_spec(args.script, args.args, args.files, args.start_methods, args.timeout)
+    spec = check_spec(args.script, args.args, args.files, args.start_methods, args.timeout,
+                      env=args.env)
+    reqs = _requirements(args)
     chosen = _selection(args)
     options = RunOptions(targets=list(chosen.targets), out=args.out, jobs=args.jobs,
                          command=["lab", *sys.argv[1:]], progress=not args.no_progress,
-                         check=spec, engines=chosen.engines)
+                         check=spec, engines=chosen.engines, requirements=reqs)
     return _run_and_report(Run(options), args.out)
 
 
@@ -365,51 +407,26 @@ def _render_quietly(run_dir: Path) -> None:
         pass
 
 
+def _err(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def cmd_build(args: argparse.Namespace) -> int:
-    import tempfile
+    from lab.run.prebuild import build_images
 
-    from lab.engine import Engine
-    from lab.images import ImagePhase
-    from lab.run import plan_runs, survey_engines
+    failed = build_images(_selection(args), jobs=args.jobs, say=print, say_err=_err)
+    return EXIT_PARTIAL if failed else 0
 
-    chosen = _selection(args)
-    targets = {t.id: t for t in chosen.container_targets}
-    specs = {e.name: e for e in chosen.engines}
-    survey = survey_engines(chosen.engines, Engine.connect)  # none reachable: exit 3
-    plan = plan_runs(targets.values(), engines=survey.slots)
-    # Where a run would need each image: its engine, and its timing lane's if elsewhere.
-    wanted = sorted({(j.target_id, j.engine) for j in plan.jobs if j.target_id in targets},
-                    key=lambda p: (list(specs).index(p[1]), p[0]))
-    several = len(specs) > 1
-    failed = 0
-    for tid, name in wanted:
-        if name in survey.down:
-            failed += 1
-            print(f"{tid}: FAILED on {name}: {survey.down[name]}", file=sys.stderr)
-    up = [(targets[tid], name) for tid, name in wanted if name not in survey.down]
-    log_dir = Path(tempfile.mkdtemp(prefix="lab-build-"))
-    phase = ImagePhase(connect=lambda name: Engine.connect(specs[name]), engines=specs,
-                       log_dir=log_dir, lost=lambda: survey.down,
-                       on_stage=lambda tid, st: print(f"{tid}: {st}", file=sys.stderr))
-    try:
-        phase.prefetch({name: [t for t, n in up if n == name] for name in specs})
-        for built in phase.build(up, jobs=args.jobs):
-            on = f" on {built.engine}" if several else ""
-            if built.image is not None:
-                print(f"{built.target}: {built.image.tag} ({built.image.id[7:19]}) in "
-                      f"{built.seconds:.1f}s{on}")
-                continue
-            if isinstance(built.error, EngineUnavailable):
-                raise built.error
-            failed += 1
-            print(f"{built.target}: FAILED{on}: {built.error}", file=sys.stderr)
-    except KeyboardInterrupt:
-        # Every download and second stage noticed within a fraction of a second, and each
-        # worker removed its own container and half-made image before it returned.
-        raise Interrupted("interrupted; no partial image was kept") from None
-    finally:
-        phase.close()
-    print(f"build logs: {log_dir}", file=sys.stderr)
+
+def cmd_deps(args: argparse.Namespace) -> int:
+    """`lab deps export DIR`: each target's wheels, downloaded by its own interpreter."""
+    from lab.run.prebuild import export_wheels
+
+    reqs = _requirements(args)
+    if not reqs:
+        raise ConfigError("lab deps export needs something to export: --requirements FILE, "
+                          "--with SPEC or --project DIR.")
+    failed = export_wheels(_selection(args), reqs, args.dest, say=print, say_err=_err)
     return EXIT_PARTIAL if failed else 0
 
 
@@ -499,8 +516,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "build": cmd_build, "list": cmd_list,
-            "clean": cmd_clean, "doctor": cmd_doctor, "report": cmd_report}
+COMMANDS = {"run": cmd_run, "check": cmd_check, "build": cmd_build, "deps": cmd_deps,
+            "list": cmd_list, "clean": cmd_clean, "doctor": cmd_doctor, "report": cmd_report}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

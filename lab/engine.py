@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import docker.errors
+import docker.types
 import requests.exceptions
 
 import docker
@@ -82,6 +83,20 @@ class ContainerSpec:
     # (still no network): it writes the root filesystem and needs the default capabilities.
     read_only: bool = True
     drop_capabilities: bool = True
+    # "none" for every cell. The dependencies step alone has a network ("bridge", else "host"
+    # where the engine has no working bridge, or for an index on this machine's loopback).
+    network: str = "none"
+    # More tmpfs mounts (container path -> size), e.g. where pip installs: capped in memory,
+    # never on the engine's disk. They vanish when the container stops.
+    tmpfs: dict[str, str] = field(default_factory=dict)
+    # RLIMIT_FSIZE of every process: no file it writes grows past this (the results channel
+    # stays bounded on the host's disk); None: unlimited.
+    max_file_bytes: int | None = None
+
+
+# What a container may write to the engine's log of its stdout and stderr (json-file): the
+# runner writes little there, and anything more is cut, not kept on the engine's disk.
+LOG_CONFIG = {"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -414,10 +429,19 @@ class Engine:
             raise DockerError(f"committed {repository}:{tag} but the engine does not list it")
         return info.id
 
-    def create_volume(self, *, labels: dict[str, str]) -> str:
-        """A new named volume (on the engine's own disk); returns its name."""
+    def create_volume(self, *, labels: dict[str, str], tmpfs_size: str | None = None,
+                      owner: str | None = None) -> str:
+        """A new named volume; returns its name. On the engine's own disk, or with
+        ``tmpfs_size`` in its memory, capped at that size (``owner`` "uid:gid" owns its root):
+        unlike a container's tmpfs mount, the archive API reads it while the container runs."""
+        opts = None
+        if tmpfs_size is not None:
+            uid, _, gid = (owner or "0:0").partition(":")
+            opts = {"type": "tmpfs", "device": "tmpfs",
+                    "o": f"size={tmpfs_size},uid={uid},gid={gid or uid},mode=0755"}
         with self._converted("create a volume"):
-            return str(self._client.api.create_volume(labels=labels)["Name"])
+            return str(self._client.api.create_volume(driver="local", driver_opts=opts,
+                                                      labels=labels)["Name"])
 
     def remove_volume(self, name: str) -> None:
         try:
@@ -464,11 +488,16 @@ class Engine:
         (a path inside a volume lands in the volume)."""
         host_config = self._client.api.create_host_config(
             init=True,
-            network_mode="none",
+            network_mode=spec.network,
             cap_drop=["ALL"] if spec.drop_capabilities else None,
             security_opt=["no-new-privileges"],
             read_only=spec.read_only,
-            tmpfs={"/tmp": f"rw,nosuid,nodev,size={spec.tmpfs_size},mode=1777"},
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={spec.tmpfs_size},mode=1777",
+                   **{path: f"rw,nosuid,nodev,size={size},mode=1777"
+                      for path, size in spec.tmpfs.items()}},
+            ulimits=None if spec.max_file_bytes is None else [docker.types.Ulimit(
+                name="fsize", soft=spec.max_file_bytes, hard=spec.max_file_bytes)],
+            log_config=docker.types.LogConfig(**LOG_CONFIG),
             pids_limit=spec.pids_limit,
             mem_limit=spec.mem_limit,
             memswap_limit=spec.mem_limit,
@@ -483,7 +512,7 @@ class Engine:
                 spec.image, command=spec.command, name=spec.name, labels=spec.labels,
                 environment=spec.environment, working_dir=spec.working_dir, user=spec.user,
                 volumes=list(spec.volumes) or None, host_config=host_config,
-                network_disabled=True, platform=spec.platform,
+                network_disabled=spec.network == "none", platform=spec.platform,
             )
         cid = created["Id"]
         try:

@@ -18,6 +18,11 @@ Format history (``schema_version``; the reader ignores keys it does not know):
       full version), targets[].freethreaded (the matrix's word: a free-threaded build),
       targets[].python_gil (PYTHON_GIL set in its containers), results[].gil_enabled (the GIL
       state each cell ran with). Older files read fine.
+  6 - a user's dependencies: targets[].dependencies (what was requested and where from, each
+      package pip installed for that target with its version, wheel tags and SHA256, the deps
+      image, whether it was reused, the network the step used); run.scenarios[].env and
+      run.scenarios[].requires (NAME=VALUE set in the cells of a `lab check` program or a
+      scenario file, and what the file declared it needs). Older files read fine.
 The JSON Schema is ``lab/schema/results.schema.json``. The report reads only these files, so any
 old run can be re-rendered; ``cells.jsonl`` is appended as each cell finishes, so a run that
 died keeps what finished.
@@ -38,7 +43,7 @@ from typing import Any, TypeVar
 from lab.errors import ConfigError
 from lab.runner import protocol
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class Outcome(StrEnum):
@@ -147,6 +152,9 @@ class TargetResult:
     archive: dict[str, Any] | None = None
     freethreaded: bool = False  # the matrix's word; the probe says what the build is
     python_gil: str | None = None  # PYTHON_GIL set in its containers by the matrix
+    # A user's requirements as installed for this target (lab.images.deps.DepsImage.to_json);
+    # None when the run asked for none.
+    dependencies: dict[str, Any] | None = None
 
     @property
     def flavour_version(self) -> str:

@@ -19,7 +19,9 @@ from pathlib import Path
 from lab.engine import Engine
 from lab.errors import LabError
 from lab.images.builder import Donor, ImageBuilder
+from lab.images.deps import DepsImage, Inputs, ensure_deps, export
 from lab.images.plan import TargetImage, plan_image
+from lab.images.requirements import Requirements
 from lab.matrix import Target
 
 
@@ -71,6 +73,28 @@ class ImagePhase:
         connected = self.connect(engine)
         try:
             return self.builder.ensure(connected, plan_image(target), self.donors(engine))
+        finally:
+            connected.close()
+
+    def ensure_deps(self, target: Target, engine: str, image: TargetImage, reqs: Requirements,
+                    inputs: Inputs) -> DepsImage:
+        """``image`` with the run's requirements installed by the target's own interpreter,
+        made if missing; raises DependencyUnavailable (this target cannot have them)."""
+        connected = self.connect(engine)
+        try:
+            return ensure_deps(connected, target, image, reqs, inputs, labels=self.builder.labels,
+                               stop=self.stop.is_set,
+                               on_stage=lambda stage: self.builder.on_stage(target.id, stage))
+        finally:
+            connected.close()
+
+    def export_deps(self, target: Target, engine: str, image: TargetImage, reqs: Requirements,
+                    inputs: Inputs, dest: Path) -> list[str]:
+        """What ``target`` needs downloaded into ``dest`` (``lab deps export``)."""
+        connected = self.connect(engine)
+        try:
+            return export(connected, target, image, reqs, inputs, dest,
+                          labels=self.builder.labels)
         finally:
             connected.close()
 

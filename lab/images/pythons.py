@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import tarfile
-import tempfile
 import threading
 import urllib.parse
 import warnings
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from lab.errors import BuildFailed, ImageUnavailable
+from lab.images.layers import repack
 from lab.matrix import ARCHIVE_PREFIX, ARCHIVES_ENV, PBS, Target
 
 # python-build-standalone's architecture names (pbs-installer's ``arch``), per platform.
@@ -223,89 +223,15 @@ def python_layer(archive: Path, *, python: str, label: str) -> IO[bytes]:
     layer: an open temporary file at its start (the caller closes it). Raises BuildFailed,
     naming the member, for anything that is not a plain tree of files, folders and links
     inside ``python/``, or when ``python`` (the target's interpreter path) is not in it."""
-    prefix = ARCHIVE_PREFIX.strip("/")
-    out = tempfile.TemporaryFile(prefix="lab-python-layer-")
-    total = count = 0
-    names: set[str] = set()
     try:
-        with tarfile.open(archive, "r:gz") as src, tarfile.open(fileobj=out, mode="w") as dst:
-            for parent in _parents(prefix):
-                dst.addfile(_dir(parent))
-            for member in src:
-                count += 1
-                if count > MAX_MEMBERS:
-                    raise BuildFailed(f"{label} has more than {MAX_MEMBERS} members")
-                name = _inside(member.name, label)
-                if name is None:
-                    continue  # python/ itself
-                info = tarfile.TarInfo(f"{prefix}/{name}")
-                info.mtime, info.uid, info.gid, info.uname, info.gname = (
-                    member.mtime, 0, 0, "root", "root")
-                info.mode = member.mode & 0o755
-                if member.isdir():
-                    info.type = tarfile.DIRTYPE
-                    dst.addfile(info)
-                elif member.issym():
-                    info.type, info.linkname = tarfile.SYMTYPE, member.linkname
-                    _symlink_inside(name, member.linkname, label)
-                    dst.addfile(info)
-                elif member.islnk():
-                    target = _inside(member.linkname, label)
-                    if target is None:
-                        raise BuildFailed(f"{label}: {member.name} is a hard link to python/")
-                    info.type, info.linkname = tarfile.LNKTYPE, f"{prefix}/{target}"
-                    dst.addfile(info)
-                elif member.isreg():
-                    total += member.size
-                    if total > MAX_UNPACKED_BYTES:
-                        raise BuildFailed(f"{label} unpacks to more than "
-                                          f"{MAX_UNPACKED_BYTES >> 20} MB")
-                    info.size = member.size
-                    dst.addfile(info, src.extractfile(member))
-                else:
-                    raise BuildFailed(f"{label}: {member.name} is a device, fifo or other "
-                                      "special file; an install_only archive has none")
-                names.add(f"/{prefix}/{name}")
+        with tarfile.open(archive, "r:gz") as src:
+            out, names = repack(src, root="python", prefix=ARCHIVE_PREFIX, label=label,
+                                max_bytes=MAX_UNPACKED_BYTES, max_members=MAX_MEMBERS,
+                                what="an install_only archive")
     except (tarfile.TarError, EOFError, OSError) as exc:
-        out.close()
         raise BuildFailed(f"{label} is not a readable .tar.gz ({exc})") from exc
-    except BaseException:
-        out.close()
-        raise
     if python not in names:
         out.close()
         raise BuildFailed(f"{label} has no {python[len(ARCHIVE_PREFIX) + 1:]} under python/: "
                           f"not a {PBS} install_only archive for this target's `python`")
-    out.seek(0)
     return out
-
-
-def _parents(path: str) -> list[str]:
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
-
-
-def _dir(name: str) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.mode = tarfile.DIRTYPE, 0o755
-    return info
-
-
-def _inside(name: str, label: str) -> str | None:
-    """``name`` relative to ``python/`` (None for python/ itself); BuildFailed if outside."""
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if name.startswith("/") or ".." in parts or not parts or parts[0] != "python":
-        raise BuildFailed(f"{label}: member {name!r} is not under python/; an install_only "
-                          "archive holds one python/ tree")
-    return "/".join(parts[1:]) or None
-
-
-def _symlink_inside(name: str, linkname: str, label: str) -> None:
-    """A symlink's target must resolve inside the tree (python3 -> python3.13, ../lib/...)."""
-    if linkname.startswith("/"):
-        raise BuildFailed(f"{label}: python/{name} links to the absolute path {linkname!r}")
-    depth = len(name.split("/")) - 1
-    for part in linkname.split("/"):
-        depth += -1 if part == ".." else 0 if part in ("", ".") else 1
-        if depth < 0:
-            raise BuildFailed(f"{label}: python/{name} links outside python/ ({linkname!r})")

@@ -63,7 +63,9 @@ def sanitize_results(r: RunResults) -> RunResults:
     ) for c in r.results]
     targets = [dataclasses.replace(t, probe=sanitize(t.probe),
                                    reason=inert(t.reason, BLOCK_LIMIT) if t.reason else t.reason,
-                                   base=sanitize(t.base) if isinstance(t.base, dict) else None)
+                                   base=sanitize(t.base) if isinstance(t.base, dict) else None,
+                                   dependencies=sanitize(t.dependencies)
+                                   if isinstance(t.dependencies, dict) else None)
                for t in r.targets]
     run = dataclasses.replace(r.run, scenarios=sanitize(r.run.scenarios))
     return RunResults(run=run, targets=targets, results=cells, schema_version=r.schema_version)

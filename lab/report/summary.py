@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.results import RunResults, TargetResult, TargetStatus
+from lab.results import CHECK_METHODS, Outcome, RunResults, TargetResult, TargetStatus
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,3 +104,33 @@ def findings_text(results: RunResults, html: Path, *, changes: Iterable[str] = (
         lines += [f"  {c}" for c in claims]
     lines.append(f"report: {html.resolve().as_uri()}")
     return "\n".join(lines)
+
+
+def check_table(results: RunResults, scenario: str) -> tuple[str, bool]:
+    """`lab check`'s table: one line per target, each run's outcome, then why each run that
+    failed, crashed or could not run did (its first error line; a hung run's stacks are in
+    the findings and the report). Returns the text and whether every run ended ok."""
+    methods = list(CHECK_METHODS)
+    width = max([len(t.id) for t in results.targets] + [6])
+    lines = [f"{'target':<{width}}  " + "  ".join(f"{m:<10}" for m in methods)]
+    clean = results.run.complete
+    why: list[str] = []
+    for t in results.targets:
+        if t.status != TargetStatus.OK:
+            lines.append(f"{t.id:<{width}}  {t.status}")
+            why.append(f"  {t.id}: {t.status}: {first_line(t.reason)}")
+            clean = False
+            continue
+        row = []
+        for m in methods:
+            c = results.cell(t.id, scenario, m)
+            row.append(f"{c.outcome if c else '-':<10}")
+            if c and c.outcome != Outcome.OK:
+                clean = False
+                if c.outcome not in (Outcome.SKIPPED, Outcome.HUNG):
+                    why.append(f"  {t.id} {m}: {c.outcome}: {first_line(c.detail)}")
+        lines.append(f"{t.id:<{width}}  " + "  ".join(row))
+    lines += [line[:300] for line in why]
+    if not any(c.scenario == scenario for c in results.results):
+        clean = False
+    return "\n".join(lines), clean

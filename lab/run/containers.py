@@ -29,10 +29,14 @@ from lab.errors import EngineUnavailable, LabError
 from lab.images.plan import stage_runner
 from lab.matrix import Target
 from lab.results import Cell, Outcome
-from lab.run.records import ArchiveTail, JsonlTail, record_problem
+from lab.run.records import MAX_RESULTS_BYTES, ArchiveTail, JsonlTail, record_problem
 from lab.run.scheduler import CellSpec, Job
 
 POLL_S = 0.25
+# No file a cell container writes grows past this (RLIMIT_FSIZE): the results channel, the one
+# file it writes on the host, stays bounded on the host's disk. The host reads MAX_RESULTS_BYTES
+# of it at most; the rest is the margin a last record may need.
+MAX_CHANNEL_BYTES = MAX_RESULTS_BYTES + (1 << 20)
 COPY_POLL_S = 1.0  # results read through an engine's API (engine.files == "copy")
 INNER_ROOT = "/lab"  # in "copy" mode a volume, holding both folders below
 INNER_OUT = "/lab/out"
@@ -141,7 +145,7 @@ class HostProcess:
 
 def job_files(out_dir: Path, user_dir: Path | None) -> bytes:
     """A tar of what a container reads, for an engine that cannot see this machine's folders:
-    ``out/`` (the plan; open to the container's user, as the bind-mounted folder is) and
+    ``out/`` (the plan, and the results channel, the one file the container may write) and
     ``user/`` (the user's files, owned by root: read-only to the runner). Only regular files
     and folders are copied; the folders are the lab's own copies."""
     buffer = io.BytesIO()
@@ -157,8 +161,9 @@ def job_files(out_dir: Path, user_dir: Path | None) -> bytes:
             tar.addfile(info, io.BytesIO(data))
 
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        add("out", 0o1777)
+        add("out", 0o755)  # as on the host: one file to write, none to make
         add("out/plan.json", 0o644, (out_dir / "plan.json").read_bytes())
+        add("out/results.jsonl", 0o666, b"")
         if user_dir is not None:
             add("user", 0o755)
             for folder, dirs, files in os.walk(user_dir):
@@ -255,7 +260,13 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> Iterator[Cell |
     os.chmod(work, 0o700)  # below it, folders the container must write to are open to all
     out_dir = work / job.name
     out_dir.mkdir(exist_ok=True)
-    os.chmod(out_dir, 0o1777)  # the container's unprivileged user writes here
+    # The container may write one file here, the results channel, and make none: a cell cannot
+    # swap the channel for a link or fill the folder with others, and the channel itself
+    # stops growing at MAX_CHANNEL_BYTES (the container's RLIMIT_FSIZE).
+    os.chmod(out_dir, 0o755)
+    channel = out_dir / "results.jsonl"
+    channel.touch()
+    os.chmod(channel, 0o666)
     plan = job.to_plan()
     if not ctx.target.host_python:
         plan["scratch"] = INNER_SCRATCH
@@ -325,6 +336,7 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> Iterator[Cell |
                 # where the matrix sets it, is in the environment every child inherits.
                 environment={"LAB_IN_CONTAINER": "1", **(
                     {"PYTHON_GIL": ctx.target.python_gil} if ctx.target.python_gil else {})},
+                max_file_bytes=MAX_CHANNEL_BYTES,
             )
             if copying:  # the engine cannot see out_dir: files in and results out by its API
                 spec = replace(spec, volumes=(INNER_ROOT,))

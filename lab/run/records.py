@@ -8,7 +8,6 @@ problem reported on the cells, never guessed at.
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import stat
@@ -17,6 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from lab.images.layers import ChunkReader
 from lab.runner.protocol import RECORD_KINDS, RECORD_VERSION
 
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # one cell record; larger is a broken channel
@@ -142,7 +142,7 @@ class ArchiveTail(_Channel):
         if stream is None:
             return b""
         try:
-            with tarfile.open(fileobj=_IterReader(stream), mode="r|") as tar:
+            with tarfile.open(fileobj=ChunkReader(stream), mode="r|") as tar:
                 member = tar.next()
                 if member is None:
                     return b""
@@ -159,28 +159,6 @@ class ArchiveTail(_Channel):
                 return f.read(min(budget, member.size - self.offset))
         except tarfile.TarError as exc:
             raise _Refused(f"{self.name} came back as a broken archive ({exc})") from exc
-
-
-class _IterReader(io.RawIOBase):
-    """A file-like reader over an iterator of byte chunks (tarfile's stream mode reads it)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._rest = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._rest:
-            try:
-                self._rest = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._rest))
-        buffer[:n] = self._rest[:n]
-        self._rest = self._rest[n:]
-        return n
 
 
 class _Refused(Exception):

@@ -31,6 +31,8 @@ from lab.errors import (
     LabError,
 )
 from lab.images import ImagePhase
+from lab.images.deps import prepare as prepare_deps
+from lab.images.requirements import PipSettings, Requirements
 from lab.matrix import DEFAULT_ENGINE, EngineSpec, Target, native_platforms
 from lab.results import (
     Cell,
@@ -77,6 +79,9 @@ class RunOptions:
     scenario_files: list[ScenarioFile] = field(default_factory=list)
     check: CheckSpec | None = None  # `lab check`: the probe and this program, nothing else
     engines: tuple[EngineSpec, ...] = (DEFAULT_ENGINE,)
+    # A user's dependencies, installed for each target by its own interpreter (lab check's
+    # --requirements, --with, --project; scenario files' REQUIRES).
+    requirements: Requirements = field(default_factory=Requirements)
 
 
 class Run:
@@ -104,6 +109,10 @@ class Run:
         self.plan: Plan = plan_runs(options.targets, engines=self.survey.slots,
                                     scenarios=scenarios, quick=options.quick,
                                     catalog=self.catalog)
+        # The host's pip settings and the step's inputs, read once for every target, before
+        # the run folder exists: a bad project is one line and leaves nothing.
+        self.deps_inputs = (prepare_deps(options.requirements, PipSettings.of_host())
+                            if options.requirements else None)
         self.run_id = options.run_id or new_run_id()
         self.dir = options.out / self.run_id
         try:
@@ -188,8 +197,12 @@ class Run:
                         "engine unavailable")
         started = time.monotonic()
         self.progress.stage(target.id, "image")
+        deps = None
         try:
             image = phase.ensure(target, engine_name)
+            if self.deps_inputs is not None:
+                deps = phase.ensure_deps(target, engine_name, image, self.options.requirements,
+                                         self.deps_inputs)
         except ImageUnavailable as exc:
             return fail(TargetStatus.UNAVAILABLE, str(exc), "unavailable")
         except BuildFailed as exc:
@@ -200,14 +213,16 @@ class Run:
             return self.prepare(target, phase, engine_name)
         except LabError as exc:
             return fail(TargetStatus.BUILD_FAILED, str(exc), "build failed")
-        self.images[target.id] = image.tag
+        self.images[target.id] = deps.tag if deps is not None else image.tag
         self.images_on[target.id].add(engine_name)
         if home:
-            self.ledger.set_target(target.id, status=TargetStatus.OK, reason=None,
-                            image=ImageRef(tag=image.tag, id=image.id),
-                            base=image.base.to_json() if image.base else None,
-                            archive=image.archive.to_json() if image.archive else None,
-                            build_seconds=round(time.monotonic() - started, 1))
+            self.ledger.set_target(
+                target.id, status=TargetStatus.OK, reason=None,
+                image=ImageRef(tag=image.tag, id=image.id),
+                base=image.base.to_json() if image.base else None,
+                archive=image.archive.to_json() if image.archive else None,
+                dependencies=deps.to_json(self.options.requirements) if deps else None,
+                build_seconds=round(time.monotonic() - started, 1))
         return True
 
     def error_cells(self, job: Job, target: Target, why: str,

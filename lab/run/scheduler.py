@@ -55,12 +55,15 @@ class CellSpec:
     params: Mapping[str, Any]
     container: str | None = None  # a CONTAINERS variant; None: the target's usual container
     script: Mapping[str, Any] | None = None  # `lab check`: run this program as the cell
+    env: Mapping[str, str] | None = None  # --env, a scenario file's ENV: set in the cell
 
     def to_plan(self) -> dict[str, Any]:
         plan = {"scenario": self.scenario, "start_method": self.start_method,
                 "deadline_s": self.deadline_s, "params": dict(self.params)}
         if self.script is not None:
             plan["script"] = dict(self.script)
+        if self.env:
+            plan["env"] = dict(self.env)
         return plan
 
 
@@ -206,7 +209,8 @@ def plan_cells(scenarios: Iterable[str], *, quick: bool = False,
             for method in start_methods_of(name, catalog=catalog):
                 cells.append(CellSpec(scenario=name, start_method=method, kind=str(meta["kind"]),
                                       deadline_s=float(deadline), params={**params, **extra},
-                                      container=container, script=meta.get("script")))
+                                      container=container, script=meta.get("script"),
+                                      env=meta.get("env")))
     return cells
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import keyword
 import os
+import re
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import ConfigError
+from lab.images.requirements import SKIPPED_DIRS
 from lab.results import CHECK_METHODS, START_METHODS
 from lab.runner.scenarios import CATALOG, USER_PACKAGE
 
@@ -27,8 +29,6 @@ KINDS = ("behaviour", "timing")
 MAX_DEADLINE_S = 3600.0
 MAX_COPY_BYTES = 64 * 1024 * 1024  # a checked program's folder in the container
 MAX_COPY_FILES = 5000
-SKIPPED_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".mypy_cache",
-                ".pytest_cache", ".ruff_cache", "node_modules"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,12 +40,15 @@ class ScenarioFile:
     deadline_s: float
     title: str
     claim: str | None
+    requires: tuple[str, ...] = ()  # REQUIRES: what the file needs installed, pip's words
+    env: tuple[tuple[str, str], ...] = ()  # ENV: set in its cells
 
     def meta(self) -> dict[str, Any]:
         """Its catalog entry, as the scheduler plans with it and the report shows it."""
         return {"kind": self.kind, "start_methods": list(self.start_methods),
                 "deadline_s": self.deadline_s, "title": self.title, "claim": self.claim,
-                "source": str(self.path)}
+                "source": str(self.path), "requires": list(self.requires),
+                "env": dict(self.env)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +60,7 @@ class CheckSpec:
     start_methods: tuple[str, ...] = CHECK_METHODS
     timeout_s: float = 60.0
     extra: tuple[tuple[Path, str], ...] = ()  # --file paths from elsewhere: (source, dest)
+    env: tuple[tuple[str, str], ...] = ()  # --env NAME=VALUE, set in every run
 
     @property
     def id(self) -> str:
@@ -66,7 +70,8 @@ class CheckSpec:
         return {"kind": "behaviour", "start_methods": list(self.start_methods),
                 "deadline_s": self.timeout_s, "title": f"python {self.script.name} "
                 + " ".join(self.args), "claim": None, "source": str(self.script),
-                "script": {"path": f"script/{self.script.name}", "args": list(self.args)}}
+                "script": {"path": f"script/{self.script.name}", "args": list(self.args)},
+                "env": dict(self.env)}
 
 
 def _literal(path: Path, tree: ast.Module, name: str) -> Any:
@@ -128,9 +133,19 @@ def load_scenario_file(path: Path) -> ScenarioFile:
     if title is not None and not isinstance(title, str):
         raise ConfigError(f"scenario file {path}: TITLE must be a string. Fix it.")
     title = title or (claim.splitlines()[0] if claim else sid)
+    requires = _literal(path, tree, "REQUIRES") or []
+    if not isinstance(requires, list | tuple) or not all(isinstance(r, str) for r in requires):
+        raise ConfigError(f"scenario file {path}: REQUIRES must be a list of requirement "
+                          f"strings (such as [\"numpy>=2\"]), got {requires!r}. Fix it.")
+    env = _literal(path, tree, "ENV") or {}
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise ConfigError(f"scenario file {path}: ENV must be a dict of strings (such as "
+                          f"{{\"OMP_NUM_THREADS\": \"1\"}}), got {env!r}. Fix it.")
     return ScenarioFile(id=sid, path=Path(path).resolve(), kind=kind,
                         start_methods=tuple(methods), deadline_s=float(deadline),
-                        title=title, claim=claim)
+                        title=title, claim=claim, requires=tuple(requires),
+                        env=parse_env((f"{k}={v}" for k, v in env.items()),
+                                      where=f"scenario file {path}: ENV"))
 
 
 def load_scenario_files(paths: Iterable[Path]) -> list[ScenarioFile]:
@@ -143,8 +158,29 @@ def load_scenario_files(paths: Iterable[Path]) -> list[ScenarioFile]:
     return files
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Set by the lab itself in every cell: a user's value would break the cell, not configure it.
+RESERVED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "LAB_")
+
+
+def parse_env(items: Iterable[str], *, where: str = "--env") -> tuple[tuple[str, str], ...]:
+    """``NAME=VALUE`` pairs (``OMP_NUM_THREADS=1``); a problem is one ConfigError line."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, eq, value = str(item).partition("=")
+        if not eq or not _ENV_NAME.fullmatch(name):
+            raise ConfigError(f"{where} {item!r} is not NAME=VALUE (a variable name, '=', its "
+                              "value), such as OMP_NUM_THREADS=1.")
+        if name.startswith(RESERVED_ENV):
+            raise ConfigError(f"{where} {name}: the lab sets it in every cell itself. Choose "
+                              "another variable.")
+        out[name] = value
+    return tuple(out.items())
+
+
 def check_spec(script: Path, args: Iterable[str], files: Iterable[Path],
-               start_methods: Iterable[str], timeout_s: float) -> CheckSpec:
+               start_methods: Iterable[str], timeout_s: float,
+               env: Iterable[str] = ()) -> CheckSpec:
     """Validate `lab check`'s input; a problem is one ConfigError line."""
     script = Path(script)
     if not script.is_file():
@@ -172,7 +208,7 @@ def check_spec(script: Path, args: Iterable[str], files: Iterable[Path],
                               "Give each file once.")
         extra.append((real, dest))
     return CheckSpec(script=script.resolve(), args=tuple(args), start_methods=tuple(methods),
-                     timeout_s=float(timeout_s), extra=tuple(extra))
+                     timeout_s=float(timeout_s), extra=tuple(extra), env=parse_env(env))
 
 
 def _copy(src: Path, dest: Path, budget: list[int], outside: Path) -> None:

@@ -200,7 +200,8 @@ def script_command(cell, user_dir, cell_dir, env):
     script = cell["script"]
     path = os.path.join(user_dir, script["path"])
     env.pop(USER_SCENARIOS_ENV, None)
-    env["PYTHONPATH"] = HOOK_DIR  # the hook only: the program does not see the runner
+    # The hook only (the program does not see the runner), then the run's dependencies.
+    env["PYTHONPATH"] = HOOK_DIR + (os.pathsep + env["LAB_DEPS"] if env.get("LAB_DEPS") else "")
     env["LAB_CHECK_DIR"] = cell_dir
     env["LAB_CHECK_MAIN"] = "1"
     method = cell.get("start_method")
@@ -228,6 +229,7 @@ class RunningCell:
         self.hung = False
         self.processes = {}
         env = dict(os.environ)
+        env.update(cell.get("env") or {})  # --env, a scenario file's ENV (checked on the host)
         env[STACKS_ENV] = self.stacks_dir
         env["LAB_RUNNER_PID"] = str(os.getpid())
         env["LAB_RUNNER_OUT"] = out_dir
@@ -598,11 +600,22 @@ def run_plan(plan, out_dir):
 
     signal.signal(signal.SIGTERM, on_term)
     with open(results_path, "a") as sink:
+        full = []
 
         def emit(record):
-            sink.write(json.dumps(record, default=repr) + "\n")
-            sink.flush()
-            os.fsync(sink.fileno())
+            # The channel stops at the container's file-size limit (RLIMIT_FSIZE; Python
+            # ignores SIGXFSZ, so a write past it fails with EFBIG): then nothing more can be
+            # reported, and the host turns the cells left into errors that say so.
+            if full:
+                return
+            try:
+                sink.write(json.dumps(record, default=repr) + "\n")
+                sink.flush()
+                os.fsync(sink.fileno())
+            except OSError as exc:
+                full.append(exc)
+                sys.stderr.write(f"labrunner: the results channel is full ({exc}); no more "
+                                 "records\n")
 
         emit({"kind": "start", "record_version": P.RECORD_VERSION, "cells": len(cells),
               "pid": os.getpid(), "cpus": affinity()})

@@ -87,14 +87,38 @@ def test_crashed_cell_shows_the_signal(engine, image_of, tmp_path, unique_run_id
     assert cell.outcome == "crashed" and cell.signal == "SIGSEGV"
 
 
-def test_a_results_symlink_to_a_host_file_is_an_error_and_never_followed(
+def test_a_cell_cannot_swap_its_results_channel_for_a_link_to_a_host_file(
         engine, image_of, tmp_path, unique_run_id):
+    """The channel's folder is not the container's to write: the one file it may write is the
+    channel, so a link in its place cannot be made, and the host file is never read."""
     secret = tmp_path / "host-secret.jsonl"
     secret.write_text('{"kind": "cell", "index": 1, "outcome": "ok", "detail": "HOST-SECRET"}\n')
     cells = run_cells(engine, image_of("cp311"), CP311, tmp_path / "job",
                       [selftest("symlink_results", target=str(secret)), scenario("probe")],
                       parallel=1, run_id=unique_run_id)
-    assert [c.outcome for c in cells] == ["error", "error"]
-    assert all("symbolic link" in (c.detail or "") for c in cells)
+    assert [c.outcome for c in cells] == ["failed", "ok"], cells
+    assert "PermissionError" in (cells[0].detail or ""), cells[0].detail
     assert not any("HOST-SECRET" in repr(c) for c in cells)  # the target was never read
+    assert lab_containers(engine, **{"lab.run": unique_run_id}) == []
+
+
+def test_a_cell_that_writes_without_limit_to_its_channel_is_cut_off_at_the_cap(
+        engine, image_of, tmp_path, unique_run_id):
+    """A hostile cell writes 256 MiB into the results channel: the container's file-size limit
+    stops it at MAX_CHANNEL_BYTES, it can make no other file beside it, the job ends with every
+    cell accounted for, and the run folder stays under the bound (the channel, plus what the
+    host wrote from at most MAX_RESULTS_BYTES of it)."""
+    from lab.run.containers import MAX_CHANNEL_BYTES
+    from lab.run.records import MAX_RESULTS_BYTES
+
+    run_dir = tmp_path / "job"
+    cells = run_cells(engine, image_of("cp311"), CP311, run_dir,
+                      [selftest("flood_channel", deadline=60, mib=256), scenario("probe")],
+                      parallel=1, run_id=unique_run_id)
+    assert len(cells) == 2 and all(c.outcome == "error" for c in cells), cells
+    channels = list(run_dir.rglob("results.jsonl"))
+    assert len(channels) == 1 and channels[0].stat().st_size <= MAX_CHANNEL_BYTES
+    assert not list(run_dir.rglob("other.jsonl"))
+    total = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())
+    assert total <= MAX_CHANNEL_BYTES + MAX_RESULTS_BYTES + (1 << 20), total
     assert lab_containers(engine, **{"lab.run": unique_run_id}) == []

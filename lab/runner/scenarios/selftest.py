@@ -117,6 +117,28 @@ def symlink_results(ctx):
     time.sleep(5)
 
 
+def flood_channel(ctx):
+    """A hostile cell: makes another file beside the results channel, then writes without
+    limit into the channel itself (params "mib"); records what it managed."""
+    out = os.environ["LAB_RUNNER_OUT"]
+    try:
+        open(os.path.join(out, "other.jsonl"), "w").close()
+        ctx.record("made_other_file", True)
+    except OSError as exc:
+        ctx.record("made_other_file", repr(exc))
+    written, error, chunk = 0, None, b"x" * (1 << 20)
+    try:
+        with open(os.path.join(out, "results.jsonl"), "ab") as fh:
+            for _ in range(int(ctx.params.get("mib", 256))):
+                fh.write(chunk)
+                fh.flush()
+                written += len(chunk)
+    except OSError as exc:
+        error = repr(exc)
+    ctx.record("written", written)
+    ctx.record("error", error)
+
+
 class Shim:
     def __init__(self, fn):
         self.run = fn
