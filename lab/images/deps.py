@@ -22,7 +22,6 @@ the target's tags and what the index offers; that target is unavailable, the oth
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -40,7 +39,7 @@ from typing import IO, Any
 
 from lab.engine import MANAGED, ContainerSpec, Engine
 from lab.errors import BuildFailed, ConfigError, DockerError, ImageUnavailable
-from lab.images.layers import ChunkReader, repack
+from lab.images.layers import ChunkReader, repack, tar_of
 from lab.images.plan import RUNNER_HOME, TargetImage, cache_dir
 from lab.images.requirements import SKIPPED_DIRS, PipSettings, Requirements, loopback
 from lab.matrix import Target
@@ -256,25 +255,6 @@ def deps_tag(target: Target, image: TargetImage, inputs: Inputs) -> str:
     return f"lab-deps:{target.id}-{key}"
 
 
-def _tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        folders: set[str] = set()
-        for name, data in sorted(files.items()):
-            parts = name.split("/")[:-1]
-            for i in range(1, len(parts) + 1):
-                d = "/".join(parts[:i])
-                if d not in folders:
-                    folders.add(d)
-                    info = tarfile.TarInfo(d)
-                    info.type, info.mode = tarfile.DIRTYPE, 0o755
-                    tar.addfile(info)
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def run_step(engine: Engine, target: Target, image: TargetImage, inputs: Inputs, *,
              pip: Path, args: list[str], labels: dict[str, str], network: str,
              stop: Callable[[], bool] = lambda: False,
@@ -301,7 +281,7 @@ def run_step(engine: Engine, target: Target, image: TargetImage, inputs: Inputs,
             working_dir="/tmp", network=network, tmpfs_size="1g", mem_limit="6g",
             pids_limit=1024, environment={"LAB_IN_CONTAINER": "1", **(
                 {"PYTHON_GIL": target.python_gil} if target.python_gil else {})})
-        cid = engine.start(spec, files=[_tar(files)], files_at=INNER_IN)
+        cid = engine.start(spec, files=[tar_of(files)], files_at=INNER_IN)
         try:
             done = _wait_done(engine, cid, stop)
             log = _read(engine, cid, f"{INNER_OUT}/pip.log", MAX_LOG_BYTES, tail=True)

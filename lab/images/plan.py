@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import os
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lab.errors import BuildFailed, ImageUnavailable
 from lab.images.debian import mirror_url
+from lab.images.layers import tar_of
 from lab.images.pythons import ArchiveSource
 from lab.matrix import DebianBase, Target
 
@@ -202,23 +201,8 @@ def plan_image(target: Target) -> ImagePlan:
 
 def runner_archive() -> bytes:
     """The runner layer's files: ``opt/lab/labrunner/...``, owned by root, read-only to all."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        dirs: set[str] = set()
-        for rel, content in runner_files():
-            name = f"{RUNNER_HOME.lstrip('/')}/labrunner/{rel}"
-            parts = name.split("/")[:-1]
-            for i in range(1, len(parts) + 1):
-                d = "/".join(parts[:i])
-                if d not in dirs:
-                    dirs.add(d)
-                    info = tarfile.TarInfo(d)
-                    info.type, info.mode = tarfile.DIRTYPE, 0o755
-                    tar.addfile(info)
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(content), 0o644
-            tar.addfile(info, io.BytesIO(content))
-    return buf.getvalue()
+    return tar_of({f"{RUNNER_HOME.lstrip('/')}/labrunner/{rel}": content
+                   for rel, content in runner_files()})
 
 
 def stage_runner(dest: Path) -> Path:
