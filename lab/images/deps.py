@@ -47,6 +47,7 @@ from lab.matrix import Target
 DEPS_HOME = "/opt/deps"  # in the deps image; on PYTHONPATH after the runner
 INNER_IN = "/lab-in"  # the step's inputs, copied in through the API (a volume)
 INNER_OUT = "/lab-out"  # tmpfs: tags.json, pip.log, report.json, done.json
+PROJECT_COPY = "/tmp/project"  # a project is built from a writable copy of it
 STEP_TIMEOUT_S = 900.0
 POLL_S = 1.0
 MAX_TREE_BYTES = 2 << 30  # what pip may install for one target (torch's CUDA wheels do not fit)
@@ -263,7 +264,9 @@ def run_step(engine: Engine, target: Target, image: TargetImage, inputs: Inputs,
     (done.json, pip.log's tail, tags.json, the installed tree re-packed at DEPS_HOME or None
     when pip failed). The container is removed whatever happens."""
     step = {"out": INNER_OUT, "pip": f"{INNER_IN}/{pip.name}", "args": args,
-            "env": inputs.env, "linger_s": STEP_TIMEOUT_S, "cwd": "/tmp"}
+            "env": inputs.env, "linger_s": STEP_TIMEOUT_S, "cwd": "/tmp",
+            "copy": [[f"{INNER_IN}/project", PROJECT_COPY]]
+            if any(name.startswith("project/") for name in inputs.files) else []}
     files = {**inputs.files, pip.name: pip.read_bytes(),
              "step.json": json.dumps(step).encode()}
     # Where pip installs and the step reports: volumes in the engine's memory, capped in size
@@ -471,7 +474,7 @@ def ensure_deps(engine: Engine, target: Target, image: TargetImage, reqs: Requir
         args += ["-c", f"{INNER_IN}/constraints.txt"]
     if reqs.project is not None:
         extras = f"[{','.join(reqs.extras)}]" if reqs.extras else ""
-        args.append(f"{INNER_IN}/project{extras}")
+        args.append(f"{PROJECT_COPY}{extras}")
     done: dict[str, Any] = {}
     for network in _networks(inputs):
         on_stage(f"installing dependencies ({network} network)")
@@ -543,7 +546,7 @@ def export(engine: Engine, target: Target, image: TargetImage, reqs: Requirement
         args += ["-c", f"{INNER_IN}/constraints.txt"]
     if reqs.project is not None:
         extras = f"[{','.join(reqs.extras)}]" if reqs.extras else ""
-        args.append(f"{INNER_IN}/project{extras}")
+        args.append(f"{PROJECT_COPY}{extras}")
     for network in _networks(inputs):
         try:
             done, log, tags, tree = run_step(engine, target, image, inputs, pip=pip, args=args,

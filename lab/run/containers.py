@@ -260,13 +260,7 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> Iterator[Cell |
     os.chmod(work, 0o700)  # below it, folders the container must write to are open to all
     out_dir = work / job.name
     out_dir.mkdir(exist_ok=True)
-    # The container may write one file here, the results channel, and make none: a cell cannot
-    # swap the channel for a link or fill the folder with others, and the channel itself
-    # stops growing at MAX_CHANNEL_BYTES (the container's RLIMIT_FSIZE).
     os.chmod(out_dir, 0o755)
-    channel = out_dir / "results.jsonl"
-    channel.touch()
-    os.chmod(channel, 0o666)
     plan = job.to_plan()
     if not ctx.target.host_python:
         plan["scratch"] = INNER_SCRATCH
@@ -275,6 +269,14 @@ def run_job(engine: Engine | None, job: Job, ctx: JobContext) -> Iterator[Cell |
     (out_dir / "plan.json").write_text(json.dumps(plan, indent=1))
     os.chmod(out_dir / "plan.json", 0o644)  # the container's user reads it, whatever the umask
     copying = engine is not None and engine.files == "copy" and not ctx.target.host_python
+    if not copying:
+        # The container may write one file here, the results channel, and make none: a cell
+        # cannot swap the channel for a link or fill the folder with others, and the channel
+        # stops growing at MAX_CHANNEL_BYTES (the container's RLIMIT_FSIZE). Copied in
+        # instead (job_files) where the engine cannot see this folder.
+        channel = out_dir / "results.jsonl"
+        channel.touch()
+        os.chmod(channel, 0o666)
     tail: JsonlTail | ArchiveTail = JsonlTail(out_dir / "results.jsonl")
     reported: dict[int, Cell] = {}
     problems: list[str] = []

@@ -12,6 +12,7 @@ file-size limits, and the host trusts none of it beyond its parsed, capped field
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -64,6 +65,10 @@ def main(argv):
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["PIP_NO_INPUT"] = "1"
     env.pop("PYTHONPATH", None)  # pip sees no runner code, and the target dir only as output
+    for src, dest in step.get("copy") or []:
+        # A project is built where pip can write (setuptools puts its egg-info and build/
+        # beside the sources): a copy on the tmpfs, not the read-only inputs.
+        shutil.copytree(src, dest)
     argv = [sys.executable, "-c", BOOT, os.path.join(step["pip"], "pip")] + list(step["args"])
     started = time.time()
     with open(os.path.join(out, "pip.log"), "wb") as log:

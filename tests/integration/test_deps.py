@@ -267,3 +267,75 @@ def test_a_local_index_is_used_through_the_host_s_pip_settings_and_exported(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_project_with_extras_and_a_scenario_file_that_requires_a_package(tmp_path_factory):
+    """--project DIR[extra] builds and installs the project as pip install would (its build
+    backend fetched by pip), with the extra's requirement; a scenario file's REQUIRES is
+    installed for lab run the same way, and its ENV reaches its cells."""
+    proj = tmp_path_factory.mktemp("proj")
+    (proj / "pyproject.toml").write_text(textwrap.dedent('''
+        [build-system]
+        requires = ["setuptools>=61"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "labproj"
+        version = "0.3"
+
+        [project.optional-dependencies]
+        fast = ["attrs"]
+    '''))
+    (proj / "labproj").mkdir()
+    (proj / "labproj" / "__init__.py").write_text("def twice(x):\n    return 2 * x\n")
+    app = program(tmp_path_factory, "import attr, labproj\nprint('twice', labproj.twice(21))\n")
+    out = tmp_path_factory.mktemp("runs")
+    proc = lab("check", "--targets", "cp311", "--start-methods", "default,spawn", "--out",
+               str(out), "--no-progress", "--project", f"{proj}[fast]", str(app))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = load_results(only_run(out))
+    deps = targets_of(data)["cp311"]["dependencies"]
+    got = {p["name"]: p for p in deps["installed"]}
+    assert got["labproj"]["version"] == "0.3" and got["labproj"]["tags"] == "a folder, built here"
+    assert "attrs" in got, got
+    assert deps["requested"] == [f"{proj.name}[fast] (project)"]
+    assert all("twice 42" in c["output"] for c in data["results"]
+               if c["scenario"] == "check:app.py")
+
+    scenario = tmp_path_factory.mktemp("scen") / "needs_attrs.py"
+    scenario.write_text(textwrap.dedent('''
+        """attrs is importable in every child, under every start method."""
+        import os
+
+        KIND = "behaviour"
+        START_METHODS = "each"
+        DEADLINE_S = 60
+        REQUIRES = ["attrs"]
+        ENV = {"TEST_GREETING": "hello"}
+
+
+        def report(conn):
+            import attr
+            conn.send((attr.__version__, os.environ.get("TEST_GREETING")))
+
+
+        def run(ctx):
+            recv, send = ctx.mp.Pipe(duplex=False)
+            child = ctx.start_child(report, send)
+            version, greeting = recv.recv()
+            child.join()
+            ctx.record("attrs", version)
+            ctx.record("greeting", greeting)
+    '''))
+    out = tmp_path_factory.mktemp("runs")
+    proc = lab("run", "--targets", "cp311", "--scenarios", "probe", "--scenario-file",
+               str(scenario), "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = load_results(only_run(out))
+    cells = [c for c in data["results"] if c["scenario"] == "needs_attrs"]
+    assert len(cells) == 3 and all(c["outcome"] == "ok" for c in cells), cells
+    installed = {p["name"]: p["version"] for p in
+                 targets_of(data)["cp311"]["dependencies"]["installed"]}
+    assert all(c["measurements"]["attrs"] == installed["attrs"] for c in cells)
+    assert all(c["measurements"]["greeting"] == "hello" for c in cells)
+    assert data["run"]["scenarios"]["needs_attrs"]["requires"] == ["attrs"]
