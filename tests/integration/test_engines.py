@@ -40,6 +40,10 @@ BY_CHANCE = {"fork_held_io"}
 HANGING = "fork_held_lock,queue_join_before_drain,fork_warning"
 
 
+# An administrator's tool: a non-root user's PATH on Debian has no /usr/sbin.
+DOCKERD = shutil.which("dockerd") or shutil.which("dockerd", path="/usr/sbin:/sbin")
+
+
 class SecondEngine:
     """A dockerd of the tests' own: start(), stop() (SIGTERM, as systemd would) and start()
     again on the same data root."""
@@ -55,7 +59,7 @@ class SecondEngine:
 
     def start(self) -> None:
         (self.root / "daemon.json").write_text("{}")  # not the machine's /etc/docker one
-        cmd = ["dockerd", "--config-file", str(self.root / "daemon.json"),
+        cmd = [DOCKERD or "dockerd", "--config-file", str(self.root / "daemon.json"),
                "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
                "--pidfile", str(self.root / "docker.pid"), "-H", self.url, "-H", self.tcp,
                "--bridge=none", "--iptables=false", "--ip-masq=false",
@@ -94,7 +98,7 @@ class SecondEngine:
 
 @pytest.fixture(scope="module")
 def second(engine: Engine) -> Iterator[SecondEngine]:
-    if shutil.which("dockerd") is None:
+    if DOCKERD is None:
         pytest.fail("dockerd is needed to start a second engine: apt-get install docker.io "
                     "(.ci/setup test does)")
     if os.geteuid() != 0 and subprocess.run(["sudo", "-n", "true"],
