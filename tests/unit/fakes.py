@@ -57,7 +57,9 @@ class FakeEngine:
             assert not spec.binds and files_at in spec.volumes
             root = self.roots[cid] = Path(tempfile.mkdtemp(prefix="fake-container-"))
             with tarfile.open(fileobj=io.BytesIO(b"".join(files))) as tar:
-                tar.extractall(root / files_at.lstrip("/"), filter="fully_trusted")
+                # tarfile's filters came in 3.11.4; the lab runs on any 3.11 (Debian's 3.11.2)
+                trusted = {"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(root / files_at.lstrip("/"), **trusted)
             out = root / "lab" / "out"
         else:
             out = Path(next(iter(spec.binds)))
