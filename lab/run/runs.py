@@ -48,7 +48,13 @@ from lab.run.ledger import Ledger, new_run_id, run_head
 from lab.run.preview import plan_preview
 from lab.run.progress import Progress
 from lab.run.scheduler import EngineSlot, Job, Plan, cell_order, plan_runs
-from lab.run.usercode import CheckSpec, ScenarioFile, catalog_with, stage_user_dir
+from lab.run.usercode import (
+    CheckSpec,
+    ScenarioFile,
+    SuiteSpec,
+    catalog_with,
+    stage_user_dir,
+)
 
 REPORTS = Path("reports")
 BUILD_ALLOWANCE_S = 1800.0  # one cold bootstrap of the slowest base, emulated
@@ -77,7 +83,8 @@ class RunOptions:
     run_id: str | None = None
     timeout_s: float | None = None  # the run-level watchdog; None: computed from the plan
     scenario_files: list[ScenarioFile] = field(default_factory=list)
-    check: CheckSpec | None = None  # `lab check`: the probe and this program, nothing else
+    # `lab check` / `lab test`: the probe and this program or suite, nothing else
+    check: CheckSpec | SuiteSpec | None = None
     engines: tuple[EngineSpec, ...] = (DEFAULT_ENGINE,)
     # A user's dependencies, installed for each target by its own interpreter (lab check's
     # --requirements, --with, --project; scenario files' REQUIRES).

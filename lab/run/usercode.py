@@ -1,11 +1,12 @@
-"""The user's own code: scenario files (``lab run --scenario-file``) and programs
-(``lab check SCRIPT``), checked on the host and copied into the run folder.
+"""The user's own code: scenario files (``lab run --scenario-file``), programs
+(``lab check SCRIPT``) and test suites (``lab test PATH``), checked on the host and copied into
+the run folder.
 
 The host never executes a scenario file: it reads its declarations (``KIND``,
 ``START_METHODS``, ``DEADLINE_S``, ``TITLE``, the docstring, ``run``) with :mod:`ast`. Copies go
 to ``work/user`` in the run folder, which containers mount read-only at ``/lab/user``:
 ``lab_scenarios/<id>.py`` for scenario files, ``script/`` for a checked program's folder and
-its ``--file``\\s.
+its ``--file``\\s, or for a tested project's folder.
 """
 
 from __future__ import annotations
@@ -66,12 +67,80 @@ class CheckSpec:
     def id(self) -> str:
         return f"check:{self.script.name}"
 
+    @property
+    def home(self) -> Path:
+        """The folder copied into the container, as the program sees it."""
+        return self.script.parent
+
     def meta(self) -> dict[str, Any]:
         return {"kind": "behaviour", "start_methods": list(self.start_methods),
                 "deadline_s": self.timeout_s, "title": f"python {self.script.name} "
                 + " ".join(self.args), "claim": None, "source": str(self.script),
                 "script": {"path": f"script/{self.script.name}", "args": list(self.args)},
                 "env": dict(self.env)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SuiteSpec:
+    """`lab test`: a project's pytest suite, run from its folder's copy with these arguments."""
+
+    project: Path
+    args: tuple[str, ...] = ()  # pytest's own, after `--`
+    start_methods: tuple[str, ...] = CHECK_METHODS
+    timeout_s: float = 900.0  # the whole suite's, in one run
+    test_timeout_s: float = 60.0  # one test's: past it the test is hung and the suite goes on
+    env: tuple[tuple[str, str], ...] = ()
+    extra: tuple[tuple[Path, str], ...] = ()
+
+    @property
+    def id(self) -> str:
+        return f"test:{self.project.name}"
+
+    @property
+    def home(self) -> Path:
+        return self.project
+
+    def meta(self) -> dict[str, Any]:
+        return {"kind": "behaviour", "start_methods": list(self.start_methods),
+                "deadline_s": self.timeout_s,
+                "title": " ".join(["pytest", *self.args]), "claim": None,
+                "source": str(self.project),
+                "script": {"path": "script", "args": list(self.args),
+                           "suite": {"test_timeout_s": self.test_timeout_s}},
+                "env": dict(self.env)}
+
+
+def suite_spec(path: Path, args: Iterable[str], start_methods: Iterable[str], *,
+              timeout_s: float, test_timeout_s: float, env: Iterable[str] = ()) -> SuiteSpec:
+    """Validate `lab test`'s input: PATH is the project's folder (or a test file or folder in
+    it, which becomes pytest's first argument); a problem is one ConfigError line."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such folder. Give your project's folder (where you "
+                          "would run pytest), or a test file in it.")
+    real = path.resolve()
+    args = [str(a) for a in args]
+    if args[:1] == ["--"]:
+        args = args[1:]
+    if real.is_file():
+        real, args = real.parent, [real.name, *args]
+    methods = _methods(start_methods)
+    for name, value in (("--timeout", timeout_s), ("--test-timeout", test_timeout_s)):
+        if not 0 < value <= MAX_DEADLINE_S:
+            raise ConfigError(f"{name} must be between 0 and {MAX_DEADLINE_S:.0f} seconds, "
+                              f"got {value:g}.")
+    return SuiteSpec(project=real, args=tuple(args), start_methods=tuple(methods),
+                    timeout_s=float(timeout_s), test_timeout_s=float(test_timeout_s),
+                    env=parse_env(env))
+
+
+def _methods(start_methods: Iterable[str]) -> list[str]:
+    methods = list(start_methods)
+    bad = [m for m in methods if m not in CHECK_METHODS]
+    if bad or not methods or len(set(methods)) != len(methods):
+        raise ConfigError(f"--start-methods: {', '.join(bad) or 'empty or repeated'} is not "
+                          f"valid; use a list drawn from {', '.join(CHECK_METHODS)}.")
+    return methods
 
 
 def _literal(path: Path, tree: ast.Module, name: str) -> Any:
@@ -187,11 +256,7 @@ def check_spec(script: Path, args: Iterable[str], files: Iterable[Path],
         raise ConfigError(f"{script}: no such file. Give the path of a Python program.")
     if not os.access(script, os.R_OK):
         raise ConfigError(f"{script} is not readable. Check its permissions.")
-    methods = list(start_methods)
-    bad = [m for m in methods if m not in CHECK_METHODS]
-    if bad or not methods or len(set(methods)) != len(methods):
-        raise ConfigError(f"--start-methods: {', '.join(bad) or 'empty or repeated'} is not "
-                          f"valid; use a list drawn from {', '.join(CHECK_METHODS)}.")
+    methods = _methods(start_methods)
     if not 0 < timeout_s <= MAX_DEADLINE_S:
         raise ConfigError(f"--timeout must be between 0 and {MAX_DEADLINE_S:.0f} seconds, got "
                           f"{timeout_s:g}.")
@@ -232,7 +297,7 @@ def _copy(src: Path, dest: Path, budget: list[int], outside: Path) -> None:
     budget[0] -= src.stat().st_size
     budget[1] -= 1
     if budget[0] < 0 or budget[1] < 0:
-        raise ConfigError(f"the files to copy for the check pass {MAX_COPY_BYTES // 2**20} MB "
+        raise ConfigError(f"the files to copy for the run pass {MAX_COPY_BYTES // 2**20} MB "
                           f"or {MAX_COPY_FILES} files (at {src}). Put the program in a folder "
                           "of its own and name what it needs with --file.")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -241,7 +306,7 @@ def _copy(src: Path, dest: Path, budget: list[int], outside: Path) -> None:
 
 
 def stage_user_dir(folder: Path, scenarios: Iterable[ScenarioFile],
-                   check: CheckSpec | None) -> Path | None:
+                   check: CheckSpec | SuiteSpec | None) -> Path | None:
     """Copy the user's code into ``folder`` (read-only in containers); None if there is none."""
     scenarios = list(scenarios)
     if not scenarios and check is None:
@@ -259,7 +324,7 @@ def stage_user_dir(folder: Path, scenarios: Iterable[ScenarioFile],
             _copy(sf.path, pkg / f"{sf.id}.py", budget, folder.resolve())
     if check is not None:
         home = folder / "script"
-        _copy(check.script.parent, home, budget, folder.resolve())  # as the program sees it
+        _copy(check.home, home, budget, folder.resolve())  # as the program sees it
         for src, dest in check.extra:
             if not (home / dest).exists():  # inside the folder: already there
                 _copy(src, home / dest, budget, folder.resolve())

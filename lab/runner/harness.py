@@ -217,6 +217,8 @@ class RunningCell:
                  attempt=0):
         self.index = index
         self.cell = cell
+        self.out_dir = out_dir
+        self.user_dir = user_dir
         name = f"{index:03d}" + (f"-{attempt}" if attempt else "")
         self.dir = os.path.join(scratch or out_dir, "cells", name)
         self.stacks_dir = os.path.join(self.dir, "stacks")
@@ -224,49 +226,52 @@ class RunningCell:
         self.result_path = os.path.join(self.dir, "result.json")
         self.output_path = os.path.join(self.dir, "output.txt")
         self.deadline_s = float(cell.get("deadline_s", 30)) * deadline_scale
-        self.phase = "run"
-        self.phase_started = None
-        self.hung = False
-        self.processes = {}
-        env = dict(os.environ)
-        env.update(cell.get("env") or {})  # --env, a scenario file's ENV (checked on the host)
-        env[STACKS_ENV] = self.stacks_dir
-        env["LAB_RUNNER_PID"] = str(os.getpid())
-        env["LAB_RUNNER_OUT"] = out_dir
-        env["PYTHONPATH"] = package_root() + (
-            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
-        )
-        if user_dir:  # scenario files, importable as lab_scenarios.<id> in every child
-            env[USER_SCENARIOS_ENV] = user_dir
-            env["PYTHONPATH"] = user_dir + os.pathsep + env["PYTHONPATH"]
         self.is_script = bool(cell.get("script"))
-        cwd = None
-        args = [
-            sys.executable,
-            "-m",
-            __package__,
-            "cell",
-            "--scenario",
-            cell["scenario"],
-            "--result",
-            self.result_path,
-            "--params",
-            json.dumps(cell.get("params") or {}),
-        ]
-        if cell.get("start_method"):
-            args += ["--start-method", cell["start_method"]]
-        if self.is_script:
-            args, cwd = script_command(cell, user_dir or "", self.dir, env)
         self.quiet = None  # what the wait for a quiet machine found before this attempt
-        # A cell's deadline runs from when its code starts (it writes its result file first
-        # thing), not from when its interpreter was launched: PyPy beside three other cells on
-        # a loaded machine once took 6 s just to start, and a deadline that short called it hung.
-        self.ran_from = None
         self.output = open(self.output_path, "wb")
         self.rusage = None
         self.cpu_start = host_cpu_jiffies()
         self.own_start = own_cpu_seconds()
         self.started = time.monotonic()
+        self.launch()
+
+    def environment(self):
+        env = dict(os.environ)
+        env.update(self.cell.get("env") or {})  # --env, a scenario file's ENV (host-checked)
+        env[STACKS_ENV] = self.stacks_dir
+        env["LAB_RUNNER_PID"] = str(os.getpid())
+        env["LAB_RUNNER_OUT"] = self.out_dir
+        env["PYTHONPATH"] = package_root() + (
+            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+        )
+        if self.user_dir:  # scenario files, importable as lab_scenarios.<id> in every child
+            env[USER_SCENARIOS_ENV] = self.user_dir
+            env["PYTHONPATH"] = self.user_dir + os.pathsep + env["PYTHONPATH"]
+        return env
+
+    def command(self, env):
+        """The cell's command line and its folder (None: the runner's)."""
+        if self.is_script:
+            return script_command(self.cell, self.user_dir or "", self.dir, env)
+        args = [sys.executable, "-m", __package__, "cell", "--scenario", self.cell["scenario"],
+                "--result", self.result_path, "--params",
+                json.dumps(self.cell.get("params") or {})]
+        if self.cell.get("start_method"):
+            args += ["--start-method", self.cell["start_method"]]
+        return args, None
+
+    def launch(self):
+        """Start the cell's process (again, for a suite that goes on after a hang)."""
+        self.phase = "run"
+        self.phase_started = None
+        self.hung = False
+        self.processes = {}
+        env = self.environment()
+        args, cwd = self.command(env)
+        # A cell's deadline runs from when its code starts (it writes its result file first
+        # thing), not from when its interpreter was launched: PyPy beside three other cells on
+        # a loaded machine once took 6 s just to start, and a deadline that short called it hung.
+        self.ran_from = None
         self.proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -295,12 +300,7 @@ class RunningCell:
             late = (now - self.ran_from >= self.deadline_s if self.ran_from is not None
                     else now - self.started >= self.deadline_s + STARTUP_ALLOWANCE_S)
             if late:
-                self.hung = True
-                self.finished = now
-                for pid in group_members(self.proc.pid):
-                    self.processes[pid] = describe_process(pid)
-                self.killpg(STACK_SIGNAL)
-                self.phase, self.phase_started = "dump", now
+                self.hang(now)
             return False
         if self.phase == "dump":
             if now - self.phase_started >= DUMP_GRACE_S:
@@ -316,6 +316,15 @@ class RunningCell:
             self.killpg(signal.SIGKILL)
             return True
         return False
+
+    def hang(self, now):
+        """Past its deadline: note its processes, ask each for its stacks, then end it."""
+        self.hung = True
+        self.finished = now
+        for pid in group_members(self.proc.pid):
+            self.processes[pid] = describe_process(pid)
+        self.killpg(STACK_SIGNAL)
+        self.phase, self.phase_started = "dump", now
 
     def reap(self):
         """Reap the cell process with wait4, keeping its rusage (which includes the children
@@ -395,6 +404,16 @@ class RunningCell:
             result["measurements"].update(noted)
         result["measurements"]["argv"] = [self.cell["script"]["path"]] + list(
             self.cell["script"].get("args") or [])
+        choices = []
+        for line in read_bounded(os.path.join(self.dir, "choices.jsonl"),
+                                 16 * 1024, 0).splitlines()[:20]:
+            try:
+                choice = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(choice, dict):
+                choices.append(choice)
+        result["measurements"]["start_method_choices"] = choices
         for line in read_bounded(os.path.join(self.dir, "warnings.jsonl"),
                                  64 * 1024, 0).splitlines()[:100]:
             try:
@@ -571,6 +590,8 @@ def run_plan(plan, out_dir):
     Each cell's own files (its output, stacks, result) go to ``plan["scratch"]`` when given:
     in a container, a size-capped tmpfs, so a program that prints without end fills that, not
     the host's disk. Only ``results.jsonl``, with capped fields, goes to ``out_dir``."""
+    from .suite import SuiteCell, is_suite  # it builds on RunningCell
+
     cells = plan["cells"]
     parallel = max(1, int(plan.get("parallel", 1)))
     scale = float(plan.get("deadline_scale", 1.0))
@@ -644,8 +665,9 @@ def run_plan(plan, out_dir):
                 if stopping:
                     break
                 try:
-                    rc = RunningCell(index, cell, out_dir, scale, user_dir, scratch,
-                                     attempt=len(tries.get(index, [])))
+                    kind = SuiteCell if is_suite(cell) else RunningCell
+                    rc = kind(index, cell, out_dir, scale, user_dir, scratch,
+                              attempt=len(tries.get(index, [])))
                     rc.quiet = before
                     running.append(rc)
                 except Exception as exc:  # harness fault: this cell only

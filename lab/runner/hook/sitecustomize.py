@@ -10,8 +10,10 @@ ships one - is run right after.) It does three things and changes nothing else:
 - in the program's own process only, makes the start method the run asks for the default
   (``LAB_START_METHOD``; unset for the ``default`` run) without choosing it, then removes the
   variable so children do not see it;
-- notes each warning shown (the program's output is unchanged) and, at exit, the start method
-  in effect.
+- notes each warning shown (the program's output is unchanged), each explicit choice of a start
+  method the program makes (``set_start_method`` or ``get_context`` with a method named, and
+  where), as it is made, and at exit the start method in effect: a suite that forces its own
+  method is seen, even when it later hangs.
 """
 
 import os
@@ -66,10 +68,52 @@ def _at_exit():
     method = mp.get_start_method(allow_none=True) if mp is not None else None
     try:
         with open(os.path.join(_CELL, "hook.json"), "w") as out:
-            json.dump({"start_method_in_effect": method,
-                       "multiprocessing_imported": mp is not None}, out)
+            json.dump({"start_method_in_effect": method, "start_method_asked": _ASKED[0]}, out)
     except OSError:
         pass
+
+
+_ASKED = [None]
+MAX_CHOICES = 20
+
+
+def _note_choices(multiprocessing):
+    """Wrap ``multiprocessing.set_start_method`` and ``get_context`` so that each call that
+    names a method is noted in ``choices.jsonl``, with its caller's file and line, before it
+    takes effect. Nothing else about the call changes."""
+    import json
+    import sys
+
+    path = os.path.join(_CELL, "choices.jsonl")
+    budget = [MAX_CHOICES]
+
+    def note(call, method, force):
+        if method is None or budget[0] <= 0:
+            return
+        budget[0] -= 1
+        frame = sys._getframe(2)
+        try:
+            with open(path, "a") as out:
+                where = f"{frame.f_code.co_filename[-200:]}:{frame.f_lineno}"
+                out.write(json.dumps({"call": call, "method": str(method)[:40],
+                                      "force": bool(force), "pid": os.getpid(),
+                                      "where": where}) + "\n")
+        except OSError:
+            pass
+
+    set_start_method = multiprocessing.set_start_method
+    get_context = multiprocessing.get_context
+
+    def set_start_method_noted(method, force=False):
+        note("set_start_method", method, force)
+        return set_start_method(method, force=force)
+
+    def get_context_noted(method=None):
+        note("get_context", method, False)
+        return get_context(method)
+
+    multiprocessing.set_start_method = set_start_method_noted
+    multiprocessing.get_context = get_context_noted
 
 
 def _make_default(method):
@@ -94,6 +138,12 @@ def _main_process():
     method = os.environ.pop("LAB_START_METHOD", None)
     if method:
         _make_default(method)
+    import multiprocessing
+    from multiprocessing import context
+
+    default = getattr(context, "_default_context", None)
+    _ASKED[0] = getattr(getattr(default, "_default_context", None), "_name", None)
+    _note_choices(multiprocessing)
     import atexit
 
     atexit.register(_at_exit)
