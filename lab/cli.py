@@ -45,6 +45,11 @@ EXIT_CODES = {
               ("1", "a run hung, crashed, failed or could not run"),
               ("2", "bad input"), ("3", "no Docker engine"), ("4", "a Docker operation failed"),
               ("130", "interrupted"), ("143", "terminated by SIGTERM, handled like Ctrl-C")],
+    "test": [("0", "every test passed (or was skipped or xfail) in every run counted by "
+              "--fail-on"),
+             ("1", "a test failed, errored or hung, or a run could not run"),
+             ("2", "bad input"), ("3", "no Docker engine"), ("4", "a Docker operation failed"),
+             ("130", "interrupted"), ("143", "terminated by SIGTERM, handled like Ctrl-C")],
     "deps": [("0", "every target's packages were written"),
              ("1", "a target's could not be had (the line says which package and why)"),
              ("2", "bad input"), ("3", "no Docker engine"), ("130", "interrupted")],
@@ -63,6 +68,9 @@ EXAMPLES = {
     "check": ["lab check my_program.py --input data.csv",
               "lab check --targets cp311,cp314 --timeout 30 --file ../data.csv my_program.py",
               "lab check --requirements requirements.txt --env OMP_NUM_THREADS=1 app.py"],
+    "test": ["lab test", "lab test tests/ -- -k pool -x",
+             "lab test --requirements requirements.txt --targets cp313,cp314 .",
+             "lab test --project . --fail-on default --test-timeout 30"],
     "deps": ["lab deps export wheels/ --requirements requirements.txt",
              "lab check --wheelhouse wheels/ --requirements requirements.txt app.py"],
     "build": ["lab build", "lab build --targets pypy3.11"],
@@ -241,6 +249,40 @@ def build_parser() -> LabParser:
     check.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                        help="its arguments")
 
+    test = _command(
+        sub, "test", "run your pytest suite in every target, per start method",
+        "Run a project's pytest suite in every selected target, once per start method and "
+        "once with the interpreter's default, each run as its own cell (isolated, with a "
+        "deadline and the stacks of every process). PATH is the project's folder (default: "
+        "here), copied read-only; pytest's own arguments go after `--`. Each test's outcome "
+        "is recorded per run; a test past --test-timeout is hung, named with its stacks, and "
+        "the rest of the suite runs without it. pytest is installed for every target unless "
+        "the requirements name it.")
+    _add_selection(test)
+    _add_engines(test)
+    test.add_argument("--start-methods", type=_csv, default=list(CHECK_METHODS),
+                      metavar="LIST", help="comma-separated, from "
+                      f"{','.join(CHECK_METHODS)} (default: all four)")
+    test.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
+                      help="deadline of each run of the whole suite (default 900)")
+    test.add_argument("--test-timeout", type=float, default=60.0, metavar="SECONDS",
+                      help="deadline of one test: past it, the test is hung, its stacks are "
+                      "kept and the suite goes on without it (default 60)")
+    test.add_argument("--fail-on", type=_csv, default=list(CHECK_METHODS), metavar="LIST",
+                      help="which runs' failures set the exit code, from "
+                      f"{','.join(CHECK_METHODS)} (default: all; 'default' alone asks only "
+                      "what each interpreter does by default)")
+    test.add_argument("--jobs", type=int, default=3, metavar="N", help=JOBS_HELP)
+    test.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR",
+                      help="folder for run folders (default reports)")
+    test.add_argument("--no-progress", action="store_true",
+                      help="no live progress display (plain lines)")
+    _add_requirements(test)
+    test.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                      help="set this in every run of the suite (repeatable)")
+    test.add_argument("path", type=Path, nargs="?", default=Path("."), metavar="PATH",
+                      help="the project's folder, or a test file or folder in it (default .)")
+
     build = _command(sub, "build", "build (or reuse) the target images only",
                      "Build the images of the selected targets that are missing; reuse the "
                      "others. A cold base takes about 20-60 s; a target layer about 1 s. With "
@@ -328,7 +370,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_and_report(Run(options), args.out)
 
 
-def _run_and_report(run: Run, out: Path) -> int:
+def _run_and_report(run: Run, out: Path, fail_on: list[str] | None = None) -> int:
     from lab.report import claim_lines, findings_text, render_run, version_changes
     from lab.run import point_latest
 
@@ -355,6 +397,8 @@ def _run_and_report(run: Run, out: Path) -> int:
     errors = [c for c in results.results if c.outcome == Outcome.ERROR]
     if errors:
         print(f"  {len(errors)} cell(s) ended in error (see the report)", file=sys.stderr)
+    if run.options.check is not None and fail_on is not None:
+        return _suite_summary(results, run.options.check.id, fail_on)
     if run.options.check is not None:
         return _check_summary(results, run.options.check.id)
     return EXIT_PARTIAL if bad or errors or not results.run.complete else 0
@@ -367,6 +411,40 @@ def _check_summary(results: RunResults, scenario: str) -> int:
     text, clean = check_table(results, scenario)
     print(text)
     return 0 if clean else EXIT_PARTIAL
+
+
+def _suite_summary(results: RunResults, scenario: str, fail_on: list[str]) -> int:
+    """`lab test`: the differing tests, grouped; 1 if a test failed, errored or hung, or a
+    run could not run, in the runs ``--fail-on`` counts."""
+    from lab.report.suites import failing, suite_text, suite_view
+
+    ok = [t for t in results.targets if t.status == TargetStatus.OK]
+    view = suite_view(results, scenario, ok)
+    print("\n".join(suite_text(view)))
+    bad = [t for t in results.targets if t.status != TargetStatus.OK and not t.left_out]
+    return EXIT_PARTIAL if (bad or not view.ran or not results.run.complete
+                            or failing(view, fail_on)) else 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from lab.run import Run, RunOptions, suite_spec
+
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}.")
+    spec = suite_spec(args.path, args.pytest_args, args.start_methods, timeout_s=args.timeout,
+                      test_timeout_s=args.test_timeout, env=args.env)
+    bad = [m for m in args.fail_on if m not in spec.start_methods]
+    if bad or not args.fail_on:
+        raise ConfigError(f"--fail-on: {', '.join(bad) or 'empty'} is not a run of this "
+                          f"suite; use a list drawn from {', '.join(spec.start_methods)}.")
+    reqs = _requirements(args)
+    if not reqs.names("pytest"):
+        reqs = _requirements(args, also=["pytest"])
+    chosen = _selection(args)
+    options = RunOptions(targets=list(chosen.targets), out=args.out, jobs=args.jobs,
+                         command=["lab", *sys.argv[1:]], progress=not args.no_progress,
+                         check=spec, engines=chosen.engines, requirements=reqs)
+    return _run_and_report(Run(options), args.out, fail_on=list(args.fail_on))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -516,7 +594,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "build": cmd_build, "deps": cmd_deps,
+COMMANDS = {"run": cmd_run, "check": cmd_check, "test": cmd_test, "build": cmd_build,
+            "deps": cmd_deps,
             "list": cmd_list, "clean": cmd_clean, "doctor": cmd_doctor, "report": cmd_report}
 
 
@@ -524,10 +603,20 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse like ``parse_args``, but an unknown option is reported by the command it was
     given to, which knows its options and can suggest the one that was meant."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    pytest_args: list[str] = []
+    if command == "test" and "--" in argv:  # lab test [PATH] -- PYTEST-ARGS
+        cut = argv.index("--")
+        argv, pytest_args = argv[:cut], argv[cut + 1:]
     args, extras = parser.parse_known_args(argv)
     if extras:
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extras)}")
+        hint = (" (pytest's own options go after `--`: lab test PATH -- -k NAME)"
+                if args.command == "test" else "")
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+    if args.command == "test":
+        args.pytest_args = pytest_args
     return args
 
 

@@ -47,6 +47,15 @@ class Requirements:
     def __bool__(self) -> bool:
         return bool(self.lines or self.project)
 
+    def names(self, name: str) -> bool:
+        """Whether a requirement line asks for ``name`` (compared as PEP 503 normalizes)."""
+        want = re.sub(r"[-_.]+", "-", name).lower()
+        for line in self.lines:
+            m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+            if m and re.sub(r"[-_.]+", "-", m.group(1)).lower() == want:
+                return True
+        return False
+
     def requested(self) -> list[str]:
         """What was asked for, as a user would write it."""
         asked = [ln for ln in self.lines if not ln.startswith("-")]

@@ -167,9 +167,10 @@ def hazards(r: RunResults, columns: list[TargetResult]) -> list[Hazard]:
     out = []
     rows: list[tuple[str, str, str | None, str, str, Callable[[Cell], Effect]]] = list(HAZARDS)
     for sid, meta in r.run.scenarios.items():
-        if sid.startswith("check:"):
-            rows.append((sid, sid, None, f"Your program: {meta.get('title') or sid}",
-                         "from lab check", _check))
+        if sid.startswith(("check:", "test:")):
+            what = "Your program" if sid.startswith("check:") else "Your test suite"
+            rows.append((sid, sid, None, f"{what}: {meta.get('title') or sid}",
+                         f"from lab {sid.split(':')[0]}", _check))
     for hid, scenario, container, title, explain, judge in rows:
         effects: dict[str, dict[str, Effect]] = {}
         for t in columns:
@@ -178,7 +179,8 @@ def hazards(r: RunResults, columns: list[TargetResult]) -> list[Hazard]:
                 cell = r.cell(t.id, scenario, method, container)
                 if cell is None:
                     continue
-                if cell.outcome in (Outcome.OK, Outcome.HUNG) or scenario.startswith("check:"):
+                if cell.outcome in (Outcome.OK, Outcome.HUNG) or scenario.startswith(("check:",
+                                                                                      "test:")):
                     e = judge(cell)
                 elif cell.outcome == Outcome.SKIPPED:
                     e = Effect(status=UNKNOWN, text=f"not offered: {_first_line(cell.detail)}")

@@ -24,6 +24,7 @@ from lab.report.history import Entry, History
 from lab.report.sanitize import sanitize_results
 from lab.report.stacks import hang_groups as stack_groups
 from lab.report.stacks import stuck_frame
+from lab.report.suites import tests_of, user_code
 from lab.report.summary import absent_groups
 from lab.report.verdicts import anchor, judge
 from lab.report.view import (
@@ -38,6 +39,7 @@ from lab.report.view import (
 from lab.results import (
     CHECK_METHODS,
     PROBLEMS,
+    Cell,
     Outcome,
     RunResults,
     TargetStatus,
@@ -81,6 +83,7 @@ def render_html(results: RunResults, *, compare: RunResults | None = None,
     charts = timing_charts(r, ok_columns)
     return environment().get_template("report.html.j2").render(
         location=location or f"reports/{r.run.id}", your_code=changes,
+        user=user_code(r, ok_columns),
         your_code_summaries=change_summaries(changes, ok_columns),
         r=r, columns=columns, probe_rows=rows, ok_columns=ok_columns,
         left_out=absent_groups(columns),
@@ -101,7 +104,8 @@ def render_stacks_html(results: RunResults) -> str:
 
 
 def render_junit(results: RunResults) -> str:
-    """One test case per cell: hung and crashed are failures, failed/error are errors."""
+    """One test case per cell (hung and crashed are failures, failed/error are errors), and
+    for `lab test` one per test of each run."""
     r = sanitize_results(results)
     suites = ET.Element("testsuites", name=f"concurrency-lab {r.run.id}")
     for t in r.targets:
@@ -112,6 +116,8 @@ def render_junit(results: RunResults) -> str:
             ET.SubElement(case, "error", message=f"{t.status}: {(t.reason or '')[:200]}")
             continue
         for c in cells:
+            if c.scenario.startswith("test:") and _junit_tests(suite, t.id, c):
+                continue
             case = ET.SubElement(suite, "testcase", classname=t.id,
                                  name=f"{c.scenario}[{c.start_method or '-'}"
                                       f"{',' + c.container if c.container else ''}]",
@@ -126,6 +132,24 @@ def render_junit(results: RunResults) -> str:
             elif c.outcome == Outcome.SKIPPED:
                 ET.SubElement(case, "skipped", message=c.detail or "")
     return ET.tostring(suites, encoding="unicode", xml_declaration=True)
+
+
+def _junit_tests(suite: ET.Element, target: str, c: Cell) -> bool:
+    """`lab test`: each test of a run as its own case, named with its target and start method
+    (``test_x.py::test_y [cp311 fork]``, class ``cp311.fork``); False if the run has none."""
+    found = tests_of(c)
+    method = c.start_method or "default"
+    for nodeid, (outcome, line) in found.items():
+        case = ET.SubElement(suite, "testcase", classname=f"{target}.{method}",
+                             name=f"{nodeid} [{target} {method}]")
+        if outcome in ("failed", "hung"):
+            ET.SubElement(case, "failure", message=f"{outcome}: {line}"[:300], type=outcome)
+        elif outcome == "error":
+            ET.SubElement(case, "error", message=line[:300], type=outcome)
+        elif outcome in ("skipped", "xfail"):
+            ET.SubElement(case, "skipped", message=f"{outcome}: {line}"[:300])
+    suite.set("tests", str(int(suite.get("tests") or 0) + max(0, len(found) - 1)))
+    return bool(found)
 
 
 def render_run(run_dir: Path, *, entries: list[Entry] | None = None) -> Path:

@@ -43,6 +43,7 @@ class SuiteCell(RunningCell):
         self.read_bytes = 0
         self.log_offset = 0
         self.given_up = None
+        self.hung_after = None
         super().__init__(*args, **kwargs)
         suite = self.cell["script"].get("suite") or {}
         self.test_deadline_s = float(suite.get("test_timeout_s") or self.deadline_s)
@@ -130,6 +131,8 @@ class SuiteCell(RunningCell):
             self.hang(now)
         elif self.current is not None and now - self.current[1] >= self.test_deadline_s:
             self.hang(now)
+        if self.phase != "run" and self.current is not None:
+            self.hung_after = round(now - self.current[1], 2)
         return False
 
     def after_attempt(self, now):
@@ -137,7 +140,7 @@ class SuiteCell(RunningCell):
         self.read_log(now)
         nodeid = self.current[0] if self.current else None
         self.hangs.append({"nodeid": nodeid,
-                           "after_s": round(now - self.current[1], 2) if self.current else None,
+                           "after_s": self.hung_after if self.current else None,
                            "stacks": self.collect_stacks()})
         if nodeid is None:
             self.given_up = self.given_up or "pytest hung outside any test (collecting?)"
