@@ -24,7 +24,7 @@ from lab.report.history import Entry, History
 from lab.report.sanitize import sanitize_results
 from lab.report.stacks import hang_groups as stack_groups
 from lab.report.stacks import stuck_frame
-from lab.report.suites import tests_of, user_code
+from lab.report.suites import outcomes_of, user_code
 from lab.report.summary import absent_groups
 from lab.report.verdicts import anchor, judge
 from lab.report.view import (
@@ -137,7 +137,7 @@ def render_junit(results: RunResults) -> str:
 def _junit_tests(suite: ET.Element, target: str, c: Cell) -> bool:
     """`lab test`: each test of a run as its own case, named with its target and start method
     (``test_x.py::test_y [cp311 fork]``, class ``cp311.fork``); False if the run has none."""
-    found = tests_of(c)
+    found = outcomes_of(c)
     method = c.start_method or "default"
     for nodeid, (outcome, line) in found.items():
         case = ET.SubElement(suite, "testcase", classname=f"{target}.{method}",

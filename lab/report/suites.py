@@ -34,7 +34,7 @@ def user_scenario(r: RunResults) -> str | None:
     return next((s for s in r.run.scenarios if is_user_code(s)), None)
 
 
-def tests_of(cell: Cell) -> dict[str, tuple[str, str]]:
+def outcomes_of(cell: Cell) -> dict[str, tuple[str, str]]:
     """node id -> (outcome, first error line), from a suite cell's measurements."""
     out: dict[str, tuple[str, str]] = {}
     raw = cell.measurements.get("tests")
@@ -159,7 +159,7 @@ def suite_view(r: RunResults, scenario: str, targets: list[TargetResult]) -> Sui
     evidence: dict[tuple[str, str], str] = {}
     for t, m in grid:
         cell = r.cell(t, scenario, m)
-        found = tests_of(cell) if cell is not None else {}
+        found = outcomes_of(cell) if cell is not None else {}
         if cell is not None and (f := _forced(cell)) is not None:
             forced.append(f)
         if not found:
@@ -203,7 +203,8 @@ def suite_view(r: RunResults, scenario: str, targets: list[TargetResult]) -> Sui
             groups[key] = Difference(tests=[nodeid], where=where, line=line, worst=worst,
                                      evidence=f"{page}#{evidence.get(first, '')}",
                                      outcomes=outcomes)
-    diffs = sorted(groups.values(), key=lambda d: (not d.failing, d.tests[0]))
+    diffs = sorted(groups.values(), key=lambda d: (
+        FAILING.index(d.worst) if d.worst in FAILING else len(FAILING), d.tests[0]))
     return SuiteView(scenario=scenario, title=str(meta.get("title") or scenario),
                      columns=grid, ran=ran, tests=len(per_test), passing=passing, quiet=quiet,
                      differences=diffs, forced=forced, unrun=unrun)
@@ -272,5 +273,5 @@ def user_code(r: RunResults, targets: list[TargetResult]) -> dict[str, Any] | No
 
 
 __all__ = ["Difference", "Forced", "Outcome", "SuiteView", "check_rows", "failing",
-           "grouped_forced", "is_user_code", "suite_text", "suite_view", "tests_of",
+           "grouped_forced", "is_user_code", "suite_text", "suite_view", "outcomes_of",
            "user_code", "user_scenario", "where_phrase"]

@@ -166,3 +166,43 @@ def test_every_evidence_link_lands_on_something_shown(tmp_path):
         chrome.quit()
     count, bad = hidden
     assert count > 50 and bad == [], bad[:10]
+
+
+SUITE_RUN = FULL_RUN.with_name("test-workers-six-targets.json")
+
+
+def test_a_lab_test_run_s_first_screen_is_the_suite_s_differing_tests(tmp_path):
+    """`lab test` on the six default targets, at 1366x900 without scrolling: the tests that
+    differ, where they differ and their first error line, each with its evidence; no claim
+    line (the claims are one link away)."""
+    html = render_file(SUITE_RUN, output=tmp_path / "index.html")
+    chrome = open_page(html.as_uri())
+    try:
+        chrome.save_screenshot(str(tmp_path / "lab-test-1366.png"))
+        on_screen = chrome.execute_script("""
+            const seen = [];
+            for (const el of document.querySelectorAll('body *')) {
+                if (el.children.length) continue;
+                const r = el.getBoundingClientRect();
+                if (r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight)
+                    seen.push(el.innerText);
+            }
+            return seen.join('\\n');""")
+        assert "test_workers.py::test_lambda_target" in on_screen
+        assert "fails under spawn and forkserver on every target and under default on cp314, " \
+               "cp315" in on_screen
+        assert "test_workers.py::test_lock_held_by_a_thread_at_fork" in on_screen
+        assert "hangs under fork on every target" in on_screen
+        assert "3" in on_screen and "pass in every run" in on_screen
+        assert "confirmed on" not in on_screen and "not observable" not in on_screen
+        assert not chrome.find_elements("css selector", "#findings ul.claims")
+        evidence = [a.get_attribute("href") for a in
+                    chrome.find_elements("css selector", "#user-code ul.diffs a")]
+        assert len(evidence) == 2
+        for href in evidence:
+            page_, _, anchor_ = href.partition("#")
+            chrome.get(page_ + "#" + anchor_)
+            assert chrome.execute_script(
+                "return !!document.getElementById(arguments[0])", anchor_), href
+    finally:
+        chrome.quit()
