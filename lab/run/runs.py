@@ -301,7 +301,16 @@ class Run:
                                    thread_name_prefix=f"lab-{target.id}") as pool:
             for done in [pool.submit(self.execute, job, target) for job in jobs]:
                 done.result()
-        self.progress.stage(target.id, "waiting for timing slot")
+        if any(j.target_id == target.id for j in self.plan.timing):
+            self.progress.stage(target.id, "waiting for timing slot")
+            return
+        check = self.options.check
+        if check is not None:  # lab check / lab test: how each of its runs ended
+            runs = {c.start_method: c for c in self.ledger.cells
+                    if c.target == target.id and c.scenario == check.id}
+            self.progress.note(f"{target.id}: " + ", ".join(
+                f"{m} {runs[m].outcome}" for m in check.start_methods if m in runs))
+        self.progress.stage(target.id, "done")
 
     def timing_lane(self, engine: str, targets: dict[str, Target], phase: ImagePhase,
                     behaviour: dict[str, cf.Future[None]]) -> None:
