@@ -182,7 +182,6 @@ def test_a_lab_test_run_s_first_screen_is_the_suite_s_differing_tests(tmp_path):
         on_screen = chrome.execute_script("""
             const seen = [];
             for (const el of document.querySelectorAll('body *')) {
-                if (el.children.length) continue;
                 const r = el.getBoundingClientRect();
                 if (r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight)
                     seen.push(el.innerText);
