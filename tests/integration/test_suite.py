@@ -25,7 +25,9 @@ LAMBDA = "test_workers.py::test_lambda_target"
 PASS_EVERYWHERE = ("test_workers.py::test_pool_squares", "test_workers.py::test_after_the_hang",
                    "test_uses_attrs.py::test_attrs_from_the_requirements")
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# alone: 24 pytest runs at once load the machine enough to push other tests' runs past
+# their deadlines, and this one's own 8 s test deadline is an observation too.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.alone]
 
 
 def run_suite(tmp_path_factory, *args: str, conftest: str | None = None,

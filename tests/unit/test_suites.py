@@ -144,3 +144,13 @@ def test_pytest_is_added_unless_the_requirements_name_it():
     assert Requirements(lines=("PyTest==8.3",)).names("pytest")
     assert Requirements(lines=("pytest-xdist", "attrs")).names("pytest") is False
     assert Requirements(lines=("pytest[testing]>=8",)).names("pytest")
+
+
+def test_a_lab_check_run_s_page_leads_with_the_program_s_runs():
+    r = load(GOLDEN.with_name("check-lambda-cp314.json"))
+    html = render_html(r)
+    first, summary = html.index('id="user-code"'), html.index('id="summary"')
+    assert first < summary
+    section = html[first:summary]
+    assert "Your program" in section and section.count('class="b ') >= 4
+    assert 'class="claims"' not in html[summary:html.index('id="defaults"')]
