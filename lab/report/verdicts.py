@@ -22,8 +22,11 @@ end-to-end speedup, start-up included, says under which condition the claim pays
 method slower than serial at the measured size gets "start-up costs more than the work saves at
 this size" and the size at which it breaks even (serial work x (2 / speedup - 1)). Latency and
 per-call comparisons are decided when one interquartile range lies beyond the other stretched by
-``1 + c`` (what c CPUs of contention could add). Where cells of one target point in opposite
-directions, no cell decides alone: the verdict is ``inconclusive`` and says so.
+``1 + c`` (what c CPUs of contention could add), except where the two were interleaved round by
+round: then the per-round ratio's confidence interval decides, with no stretch (contention
+cancels in a ratio of two halves of one round; see ``_iftry_case``). Where cells of one target
+point in opposite directions, no cell decides alone: the verdict is ``inconclusive`` and says
+so.
 """
 
 from __future__ import annotations
@@ -351,36 +354,49 @@ class _Judge:
         return Verdict(status=INCONCLUSIVE, summary=summary, evidence=ev)
 
     def claim7(self, t: TargetResult) -> Verdict:
+        """Decided per queue type, start method and queue state on the interleaved per-round
+        ratio if/except (see ``_iftry_case``); the claim is about polling an empty queue, so
+        the empty cases decide it, and the cases with items say where it stops holding. One
+        case that ties is a tie for that case only."""
         cells = [c for m in START_METHODS
                  if (c := self.cell(t, "queue_iftry", m)) and c.outcome == Outcome.OK]
         if not cells:
             return Verdict(status=NOT_OBSERVABLE, summary="queue_iftry did not run")
         ev = tuple(anchor(c) for c in cells)
         cases = [("queue.Queue", cells[0])] + [(f"mp.Queue/{c.start_method}", c) for c in cells]
-        parts, verdicts = [], []
-        directions: list[bool] = []
+        found: dict[str, list[tuple[str, str, str]]] = {s: [] for s in M.QUEUE_STATES}
+        directions: set[bool] = set()  # of the empty cases' medians, decided or not
         for label, c in cases:
             key = "queue.Queue" if label == "queue.Queue" else "multiprocessing.Queue"
             m = c.measurements.get(key) or {}
-            if_s, try_s = m.get(M.iftry_ns("empty", M.IF_EMPTY)), m.get(
-                M.iftry_ns("empty", M.TRY_EXCEPT))
-            a, b = _num(_get(if_s, M.MEDIAN)), _num(_get(try_s, M.MEDIAN))
-            if a is None or b is None:
-                continue
-            parts.append(f"{label} empty: if {a:.0f} ns vs except {b:.0f} ns")
-            directions.append(a < b)
-            verdicts.append(_compare(if_s, try_s, 1 + (contention(c) or 0.0)))
+            for state in M.QUEUE_STATES:
+                decided = _iftry_case(m, state, contention(c) or 0.0)
+                if decided is not None:
+                    found[state].append((label, decided[0], decided[1]))
+                    if state == "empty":
+                        directions.add(decided[2])
+        empty = [d for _, d, _ in found["empty"]]
+        held = [d for _, d, _ in found["nonempty"]]
+        lead = [w for w, yes in (("confirmed when the queue is empty", CONFIRMED in empty
+                                  and REFUTED not in empty),
+                                 ("refuted when it holds items", REFUTED in held
+                                  and CONFIRMED not in held),
+                                 ("confirmed when it holds items too", CONFIRMED in held
+                                  and REFUTED not in held)) if yes]
+        parts = [_iftry_words(state, found[state]) for state in M.QUEUE_STATES if found[state]]
+        summary = ("; ".join(lead) + " — " if lead else "") + "; ".join(parts)
         late = _get(cells[0].measurements, M.EMPTY_AFTER_PUT, M.FRACTION)
-        summary = "; ".join(parts)
         if _num(late) is not None:
-            summary += f"; empty() still True right after another process's put(): {late:.0%}"
-        if len(set(directions)) > 1:
+            summary += (f"; empty() still True right after another process's put(): "
+                        f"{late:.0%} of trials (a race: it depends on the scheduler, and swings "
+                        "from run to run)")
+        if len(directions) > 1 and (CONFIRMED in empty or REFUTED in empty):
             return Verdict(status=INCONCLUSIVE, evidence=ev, summary=(
-                summary + "; the cells disagree on which is cheaper, so none decides (under a "
-                "JIT a block of samples can carry a state its spread does not show)"))
-        if verdicts and all(v == CONFIRMED for v in verdicts):
+                summary + "; the empty cases disagree on which is cheaper, so none decides "
+                "(under a JIT a block of samples can carry a state its spread does not show)"))
+        if CONFIRMED in empty:
             return Verdict(status=CONFIRMED, summary=summary, evidence=ev)
-        if verdicts and all(v == REFUTED for v in verdicts):
+        if REFUTED in empty:
             return Verdict(status=REFUTED, summary=summary, evidence=ev)
         return Verdict(status=INCONCLUSIVE, summary=summary + "; within noise", evidence=ev)
 
@@ -458,6 +474,51 @@ def _compare(lower: Any, higher: Any, stretch: float) -> str:
     if hi_q3 * stretch < lo_q1:
         return REFUTED
     return INCONCLUSIVE
+
+
+PAIRED_MARGIN = 0.05
+
+
+def _iftry_case(m: dict[str, Any], state: str,
+                others: float) -> tuple[str, str, bool] | None:
+    """One case of claim 7: (verdict, the ratio in words, whether its median says `if` is
+    cheaper), or None if it was not measured.
+
+    Where the runner interleaved the two variants round by round (``iftry_paired``: each
+    round's if/except), the verdict reads the confidence interval of that ratio's median.
+    Contention that slows a round slows both halves of it, so it cancels in the ratio; what
+    it does to one half only is random from round to round and widens the interval, which is
+    already there. So no stretch by contention is needed, unlike for two unpaired ranges: an
+    interval wholly below 1 - PAIRED_MARGIN confirms, wholly above 1 + PAIRED_MARGIN refutes,
+    else the case is a tie. (The 5 % margin is what a user would not act on.) Cells without
+    the paired ratio fall back to comparing the two variants' ranges stretched by 1 + c."""
+    paired = m.get(M.iftry_paired(state))
+    ci = _get(paired, "ci")
+    med = _num(_get(paired, M.MEDIAN))
+    if med is not None and isinstance(ci, list) and len(ci) == 2 and None not in (
+            _num(ci[0]), _num(ci[1])):
+        lo, hi = float(ci[0]), float(ci[1])
+        verdict = (CONFIRMED if hi < 1 - PAIRED_MARGIN else REFUTED if lo > 1 + PAIRED_MARGIN
+                   else INCONCLUSIVE)
+        return verdict, f"x{med:.2f} (x{lo:.2f}-x{hi:.2f})", med < 1
+    if_s, try_s = m.get(M.iftry_ns(state, M.IF_EMPTY)), m.get(M.iftry_ns(state, M.TRY_EXCEPT))
+    a, b = _num(_get(if_s, M.MEDIAN)), _num(_get(try_s, M.MEDIAN))
+    if a is None or b is None:
+        return None
+    return _compare(if_s, try_s, 1 + others), f"if {a:.0f} ns vs except {b:.0f} ns", a < b
+
+
+def _iftry_words(state: str, cases: list[tuple[str, str, str]]) -> str:
+    """"when the queue is empty, if costs x0.19-x0.23 of except (confirmed: queue.Queue
+    x0.19 (x0.17-x0.21), ...)", per verdict, ties named."""
+    where = "when the queue is empty" if state == "empty" else "when it holds items"
+    out = []
+    for verdict, word in ((CONFIRMED, "if is cheaper"), (REFUTED, "except is cheaper"),
+                          (INCONCLUSIVE, "a tie")):
+        mine = [(label, text) for label, v, text in cases if v == verdict]
+        if mine:
+            out.append(f"{word} for " + ", ".join(f"{label} {text}" for label, text in mine))
+    return f"{where}: " + "; ".join(out)
 
 
 def _note_contended(results: RunResults, v: Verdict) -> Verdict:

@@ -217,3 +217,63 @@ def test_forkserver_contention_is_unknown_when_measured_by_rusage():
     by_cgroup = dataclasses.replace(cell, cpu={"own_scope": "container", "others_cpus": 0.7})
     assert contention(by_rusage) is None  # the server's CPU would look like someone else's
     assert contention(by_cgroup) == 0.7
+
+
+def _iftry_cells(r, numbers, *, others, paired=True):
+    """cp39's queue_iftry cells with given per-call medians (ns): {method: {queue type:
+    {state: (if, except)}}}, each range +-3 %, and the per-round ratio's interval +-4 %."""
+    def stat(x, spread=0.03):
+        return {"median": x, "q1": x * (1 - spread), "q3": x * (1 + spread)}
+
+    cells = []
+    for c in r.results:
+        if c.target == "cp39" and c.scenario == "queue_iftry" and c.start_method in numbers:
+            m = dict(c.measurements)
+            for qtype, states in numbers[c.start_method].items():
+                d = {}
+                for state, (a, b) in states.items():
+                    d[f"{state}_if_empty_ns"], d[f"{state}_try_except_ns"] = stat(a), stat(b)
+                    if paired:
+                        ratio = a / b
+                        d[f"{state}_if_over_try_paired"] = dict(
+                            stat(ratio, 0.02), ci=[ratio * 0.96, ratio * 1.04], n=9)
+                m[qtype] = d
+            c = dataclasses.replace(c, measurements=m, cpu={"others_cpus": others})
+        cells.append(c)
+    return verdicts(dataclasses.replace(r, results=cells))[7]["cp39"]
+
+
+# Issue 28's cp314 figures: a quiet run and one beside a spinner taking 0.55 CPU.
+QUIET = {"queue.Queue": {"empty": (116, 540), "nonempty": (844, 389)},
+         "multiprocessing.Queue": {"empty": (2324, 2802), "nonempty": (10790, 7517)}}
+BUSY = {"queue.Queue": {"empty": (117, 535), "nonempty": (844, 389)},
+        "multiprocessing.Queue": {"empty": (2310, 2845), "nonempty": (10790, 7517)}}
+
+
+def test_claim7_is_decided_on_the_paired_ratio_beside_a_spinner_as_when_quiet():
+    r = load(GOLDEN)
+    for numbers, others in ((QUIET, 0.0), (BUSY, 0.55)):
+        v = _iftry_cells(r, {m: numbers for m in ("fork", "spawn", "forkserver")},
+                         others=others)
+        assert v.status == CONFIRMED, (others, v.summary)
+        assert v.summary.startswith("confirmed when the queue is empty; refuted when it holds "
+                                    "items")
+        assert "if is cheaper for queue.Queue x0.2" in v.summary
+        assert "except is cheaper for queue.Queue x2.17" in v.summary
+        assert "mp.Queue/fork x0.8" in v.summary and "a tie" not in v.summary
+    # The same medians without the paired ratio: the unpaired ranges stretched by 1.55 overlap
+    # (the rule for cells that lack it), so the multiprocessing.Queue cases tie; before, that
+    # one tie made the whole target inconclusive.
+    v = _iftry_cells(r, {m: BUSY for m in ("fork", "spawn", "forkserver")}, others=0.55,
+                     paired=False)
+    assert "a tie for mp.Queue/fork if 2310 ns vs except 2845 ns" in v.summary
+    assert v.status == CONFIRMED  # queue.Queue's 117 vs 535 ns decides even so
+
+
+def test_claim7_one_tied_case_ties_that_case_not_the_target():
+    r = load(GOLDEN)
+    tied = {"queue.Queue": {"empty": (116, 540)},
+            "multiprocessing.Queue": {"empty": (2700, 2802)}}  # x0.96: inside the margin
+    v = _iftry_cells(r, {"fork": QUIET, "spawn": tied, "forkserver": QUIET}, others=0.0)
+    assert v.status == CONFIRMED, v.summary
+    assert "a tie for mp.Queue/spawn x0.96" in v.summary
