@@ -48,7 +48,12 @@ def pbs_folder(image_of, tmp_path_factory) -> Path:
     """A folder with cpython-3.13.N+DATE-x86_64-unknown-linux-gnu-install_only.tar.gz and its
     SHA256SUMS, made from the cp313 image's /usr/bin/python3.13 and /usr/lib/python3.13."""
     client = docker.from_env()
-    container = client.containers.create(image_of("cp313"), command=["true"])
+    # A lab image carries the labels of the run that built it (lab.managed, lab.host and the
+    # pid of that run's harness, long gone), and a container inherits its image's labels: any
+    # lab run beside this test would sweep it as a killed run's leftover, mid-copy (seen in
+    # CI: 404 on get_archive). Its own labels override them.
+    container = client.containers.create(image_of("cp313"), command=["true"], labels={
+        "lab.managed": "false", "lab.host": "", "lab.pid": "", "lab.run": ""})
     try:
         version = container.image.labels.get("lab.packages", "")
         micro = next(v.split("=")[1].split("-")[0] for v in version.split(",")
