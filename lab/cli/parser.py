@@ -155,6 +155,26 @@ def _add_engines(p: argparse.ArgumentParser, what: str = "to spread the targets 
                         "every one configured, else the environment's)")
 
 
+def _add_user_code_head(p: argparse.ArgumentParser) -> None:
+    """`lab check` and `lab test`: which targets and which runs."""
+    _add_selection(p)
+    _add_engines(p)
+    p.add_argument("--start-methods", type=_csv, default=list(CHECK_METHODS),
+                   metavar="LIST", help="comma-separated, from "
+                   f"{','.join(CHECK_METHODS)} (default: all four)")
+
+
+def _add_user_code_tail(p: argparse.ArgumentParser, env_help: str) -> None:
+    """`lab check` and `lab test`: how the run goes, what it installs, what it sets."""
+    p.add_argument("--jobs", type=int, default=3, metavar="N", help=JOBS_HELP)
+    p.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR",
+                   help="folder for run folders (default reports)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no live progress display (plain lines)")
+    _add_requirements(p)
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help=env_help)
+
+
 def _command(sub: argparse._SubParsersAction[LabParser], name: str, summary: str,
              description: str = "") -> LabParser:
     return sub.add_parser(name, help=summary, description=description or summary,
@@ -200,26 +220,14 @@ def build_parser() -> LabParser:
         "once with the interpreter's default, as `python SCRIPT ARGS` from its own folder "
         "(copied read-only into the container). Options go before SCRIPT; what follows it is "
         "the program's own arguments.")
-    _add_selection(check)
-    _add_engines(check)
-    check.add_argument("--start-methods", type=_csv, default=list(CHECK_METHODS),
-                       metavar="LIST", help="comma-separated, from "
-                       f"{','.join(CHECK_METHODS)} (default: all four)")
+    _add_user_code_head(check)
     check.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                        help="deadline of each run; a run still going is hung (default 60)")
     check.add_argument("--file", action="append", default=[], type=Path, metavar="PATH",
                        dest="files", help="a module, package or data file from elsewhere "
                        "that the program needs beside it (repeatable)")
-    check.add_argument("--jobs", type=int, default=3, metavar="N",
-                       help=JOBS_HELP)
-    check.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR",
-                       help="folder for run folders (default reports)")
-    check.add_argument("--no-progress", action="store_true",
-                       help="no live progress display (plain lines)")
-    _add_requirements(check)
-    check.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                       help="set this in every run of the program (repeatable), such as "
-                       "OMP_NUM_THREADS=1")
+    _add_user_code_tail(check, "set this in every run of the program (repeatable), such as "
+                        "OMP_NUM_THREADS=1")
     check.add_argument("script", type=Path, metavar="SCRIPT", help="the program to run")
     check.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                        help="its arguments")
@@ -233,11 +241,7 @@ def build_parser() -> LabParser:
         "is recorded per run; a test past --test-timeout is hung, named with its stacks, and "
         "the rest of the suite runs without it. pytest is installed for every target unless "
         "the requirements name it.")
-    _add_selection(test)
-    _add_engines(test)
-    test.add_argument("--start-methods", type=_csv, default=list(CHECK_METHODS),
-                      metavar="LIST", help="comma-separated, from "
-                      f"{','.join(CHECK_METHODS)} (default: all four)")
+    _add_user_code_head(test)
     test.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
                       help="deadline of each run of the whole suite (default 900)")
     test.add_argument("--test-timeout", type=float, default=60.0, metavar="SECONDS",
@@ -247,14 +251,7 @@ def build_parser() -> LabParser:
                       help="which runs' failures set the exit code, from "
                       f"{','.join(CHECK_METHODS)} (default: all; 'default' alone asks only "
                       "what each interpreter does by default)")
-    test.add_argument("--jobs", type=int, default=3, metavar="N", help=JOBS_HELP)
-    test.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR",
-                      help="folder for run folders (default reports)")
-    test.add_argument("--no-progress", action="store_true",
-                      help="no live progress display (plain lines)")
-    _add_requirements(test)
-    test.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                      help="set this in every run of the suite (repeatable)")
+    _add_user_code_tail(test, "set this in every run of the suite (repeatable)")
     test.add_argument("path", type=Path, nargs="?", default=Path("."), metavar="PATH",
                       help="the project's folder, or a test file or folder in it (default .)")
 
