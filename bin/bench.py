@@ -37,7 +37,8 @@ from lab.engine import Engine
 from lab.images import ImagePhase
 from lab.images.plan import plan_image
 from lab.matrix import load_matrix, select_targets
-from lab.report.verdicts import CONTENDED, contention, judge
+from lab.report.margins import CONTENDED, contention
+from lab.report.verdicts import judge
 from lab.results import Cell, Outcome, RunResults
 from lab.run.containers import JobContext, cells_only, run_job
 from lab.run.runs import Run, RunOptions

@@ -10,7 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.report.verdicts import CONTENDED, anchor, contention
+from lab.report.margins import CONTENDED, contention
+from lab.report.verdicts import anchor
 from lab.results import (
     PROBLEMS,
     START_METHODS,

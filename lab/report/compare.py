@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lab.report.charts import engine_label, engine_of, interval_of, nested, sample_interval
-from lab.report.verdicts import CONTENDED, contention
+from lab.report.margins import CONTENDED, contention
 from lab.report.view import show
 from lab.results import (
     Cell,

@@ -13,20 +13,28 @@ its own spread (interquartile range over median, s, at least MIN_SPREAD). With N
 - work that does not run in parallel shows at most ``serial_ceiling = (1 + s) / min(1, N - c)``:
   contention can slow the serial run only if it left it less than one CPU.
 
-A parallelism claim is decided when the speedup's interquartile range lies wholly beyond one of
-these bounds ("2 threads x1.04; even with 0.24 CPU taken by others, parallel threads would reach
-at least x1.6: confirmed"), and is ``inconclusive`` only in between: a real tie. For processes
-(claim 1) the speedup judged is the work's alone, where the children reported when their work
-ran (serial time over the span from the first child's work to the last one's end); the
-end-to-end speedup, start-up included, says under which condition the claim pays: a start
-method slower than serial at the measured size gets "start-up costs more than the work saves at
-this size" and the size at which it breaks even (serial work x (2 / speedup - 1)). Latency and
-per-call comparisons are decided when one interquartile range lies beyond the other stretched by
-``1 + c`` (what c CPUs of contention could add), except where the two were interleaved round by
-round: then the per-round ratio's confidence interval decides, with no stretch (contention
-cancels in a ratio of two halves of one round; see ``_iftry_case``). Where cells of one target
-point in opposite directions, no cell decides alone: the verdict is ``inconclusive`` and says
-so.
+A parallelism claim (1, 2) is decided first on the workers' own clocks, the evidence that
+survives load: their CPU time over the span from the first one's start to the last one's end
+(``cpu_concurrency``, the CPUs the work used at once). Workers taking turns cannot exceed 1, so
+a lower quartile above ``1 + MIN_SPREAD`` proves they ran at once, however busy the machine; an
+upper quartile under ``parallel_floor`` says they used fewer CPUs than parallel workers would
+have had; contention only lowers the measure, so it cannot fake parallelism. Threads are refuted
+(they ran in parallel) only if the wall-clock speedup agrees, since a thread spinning on a lock
+is on a CPU too. Cells without the clocks (older runs) are decided when the speedup's
+interquartile range lies wholly beyond one of the bounds above ("2 threads x1.04; even with 0.24
+CPU taken by others, parallel threads would reach at least x1.6: confirmed"), and are
+``inconclusive`` only in between: a real tie. The wall-clock speedup is always shown: it is what
+a user pays. For processes (claim 1) without the clocks the speedup judged is the work's alone,
+where the children reported when their work ran (serial time over the span from the first
+child's work to the last one's end); the end-to-end speedup, start-up included, says under which
+condition the claim pays: a start method slower than serial at the measured size gets "start-up
+costs more than the work saves at this size" and the size at which it breaks even (serial work x
+(2 / speedup - 1)). Latency and per-call comparisons are decided when one interquartile range
+lies beyond the other stretched by ``1 + c`` (what c CPUs of contention could add), except where
+the two were interleaved round by round: then the per-round ratio's confidence interval decides,
+with no stretch (contention cancels in a ratio of two halves of one round; see ``_iftry_case``).
+Where cells of one target point in opposite directions, no cell decides alone: the verdict is
+``inconclusive`` and says so.
 """
 
 from __future__ import annotations
@@ -36,17 +44,26 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from lab.report.documented import documented
+from lab.report.margins import (
+    CONTENDED,
+    MIN_SPREAD,
+    contention,
+    get,
+    num,
+    parallel_floor,
+    rel_spread,
+    serial_ceiling,
+    speedup_stats,
+    stat3,
+)
 from lab.results import START_METHODS, Cell, Outcome, RunResults, TargetResult, TargetStatus
 from lab.runner import measurements as M
-from lab.runner.util import quantile  # the statistics the runner summarizes with
 
 CONFIRMED = "confirmed"
 REFUTED = "refuted"
 INCONCLUSIVE = "inconclusive"
 NOT_OBSERVABLE = "not observable"
 
-CONTENDED = 0.15  # CPUs other processes used during a timing cell: the report flags it
-MIN_SPREAD = 0.05  # relative noise assumed even when a cell's few samples agree closely
 TIMING_CLAIMS = (1, 2, 4, 7)
 PARALLEL_SPEEDUP = 1.4  # 2 workers on >= 2 CPUs: clearly parallel above this
 SERIAL_SPEEDUP = 1.2  # below this: no parallel gain
@@ -83,69 +100,11 @@ CLAIMS = {
 }
 
 
-def contention(c: Cell) -> float | None:
-    """CPUs that other processes on the machine used on average while the cell ran.
-
-    Unknown for a forkserver cell measured by its rusage (a host interpreter): the server and
-    its workers are never reaped by the cell, so their CPU would count as someone else's.
-    """
-    cpu = c.cpu or {}
-    if cpu.get("own_scope") == "process" and c.start_method == "forkserver":
-        return None
-    value = cpu.get("others_cpus")
-    return float(value) if isinstance(value, int | float) else None
-
-
 def anchor(cell: Cell) -> str:
     raw = f"cell-{cell.target}-{cell.scenario}-{cell.start_method or 'none'}"
     if cell.container:
         raw += f"-{cell.container}"
     return re.sub(r"[^A-Za-z0-9_.:=-]", "_", raw)
-
-
-def _get(d: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(key)
-    return d
-
-
-def _num(x: Any) -> float | None:
-    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
-
-
-def parallel_floor(cpus: float, others: float, spread: float) -> float:
-    """The lowest speedup 2 workers that really run in parallel could show."""
-    return max(0.0, min(2.0, cpus - others)) * (1 - spread)
-
-
-def serial_ceiling(cpus: float, others: float, spread: float) -> float:
-    """The highest speedup work without parallelism could show (contention slowing the serial
-    run, if it left it less than one CPU, and noise)."""
-    return (1 + spread) / max(0.25, min(1.0, cpus - others))
-
-
-def rel_spread(med: float | None, q1: float | None, q3: float | None) -> float:
-    if not med or q1 is None or q3 is None:
-        return MIN_SPREAD
-    return max(MIN_SPREAD, (q3 - q1) / abs(med))
-
-
-def _stat3(s: Any) -> tuple[float, float, float] | None:
-    """(median, q1, q3) of a summarized measurement."""
-    med, q1, q3 = _num(_get(s, "median")), _num(_get(s, "q1")), _num(_get(s, "q3"))
-    if med is None:
-        return None
-    return med, q1 if q1 is not None else med, q3 if q3 is not None else med
-
-
-def _speedup_stats(cell: Cell) -> tuple[float | None, float | None, float | None]:
-    samples = [s for s in cell.measurements.get(M.SPEEDUP_SAMPLES) or [] if _num(s)]
-    if not samples:
-        return None, None, None
-    return (_num(cell.measurements.get(M.SPEEDUP)), quantile(samples, 0.25),
-            quantile(samples, 0.75))
 
 
 class _Judge:
@@ -166,76 +125,107 @@ class _Judge:
     def bounds(self, t: TargetResult, c: Cell) -> tuple[float, float, float, float, float,
                                                          float]:
         """(speedup, q1, q3, others, parallel floor, serial ceiling) of a countdown cell."""
-        s, q1, q3 = _speedup_stats(c)
+        s, q1, q3 = speedup_stats(c)
         others = contention(c) or 0.0
         spread = rel_spread(s, q1, q3)
         cpus = self.cpus(t)
         return (s or 0.0, q1 or s or 0.0, q3 or s or 0.0, others,
                 parallel_floor(cpus, others, spread), serial_ceiling(cpus, others, spread))
 
+    def concurrency(self, t: TargetResult, c: Cell) -> tuple[bool, bool, str, float] | None:
+        """What the workers' own CPU clocks say (``cpu_concurrency``), or None where a cell
+        lacks them: (they ran at once, they used fewer CPUs than parallel workers would, in
+        words, the parallel floor). Both can hold: a thread that spins while it waits for the
+        GIL overlaps a little, far below what parallel threads reach."""
+        k = stat3(c.measurements.get(M.CPU_CONCURRENCY))
+        if not k:
+            return None
+        med, q1, q3 = k
+        spread = rel_spread(med, q1, q3)
+        floor = parallel_floor(self.cpus(t), contention(c) or 0.0, spread)
+        # Taking turns, the workers' CPU time cannot exceed their span: a bound of physics, not
+        # an estimate, so each round above it proves they ran at once; the margin is for the
+        # clocks, and the lower quartile asks it of three rounds in four.
+        ceiling = 1 + MIN_SPREAD
+        at_once, below = q1 > ceiling, q3 < floor
+        words = f"{med:.2f} CPUs at once by their own clocks"
+        if not at_once and not below:
+            words += f" (between {ceiling:.2f}, taking turns, and {floor:.2f}, parallel)"
+        elif below and not at_once:
+            words += f" (parallel ones would be on at least {floor:.2f})"
+        return at_once, below, words, floor
+
     def claim1(self, t: TargetResult) -> Verdict:
-        """Parallelism is judged on the work itself where the children said when it ran
-        (``work_speedup``: serial time over the span from the first child's work to the last
-        one's end), else end to end; end to end, start-up included, says at which size it
-        pays: a method slower than serial gets its break-even work size."""
+        """Parallelism is judged on the children's own CPU clocks where they read them
+        (``cpu_concurrency``: more CPU time than their span proves they ran at once, and
+        contention cannot fake it), else on the work's speedup where the children said when it
+        ran (``work_speedup``), else end to end. End to end, start-up included, says at which
+        size it pays: a method slower than serial gets its break-even work size."""
         cells = [c for m in START_METHODS
                  if (c := self.cell(t, "countdown", m)) and c.outcome == Outcome.OK
-                 and _speedup_stats(c)[0] is not None]
+                 and speedup_stats(c)[0] is not None]
         if not cells:
             return Verdict(status=NOT_OBSERVABLE, summary="no countdown cell with processes ran")
         ev = tuple(anchor(c) for c in cells)
         if self.cpus(t) < 2:
             return Verdict(status=NOT_OBSERVABLE, summary="fewer than 2 CPUs available",
                            evidence=ev)
-        parallel: list[str] = []
-        serial_only: list[str] = []
-        tied: list[str] = []
+        found: dict[str, list[str]] = {"parallel": [], "serial": [], "tie": []}
         costly: list[str] = []
         parts: list[str] = []
         for c in cells:
-            s, q1, q3, others, floor, ceiling = self.bounds(t, c)
-            work = _stat3(_get(c.measurements, M.CHILDREN, "work_speedup"))
             m = c.start_method or ""
-            if work:
-                w, wq1, wq3 = work
-                spread = rel_spread(w, wq1, wq3)
-                floor = parallel_floor(self.cpus(t), others, spread)
-                ceiling = serial_ceiling(self.cpus(t), others, spread)
-                label = f"{m} x{w:.2f} for the work alone, x{s:.2f} end to end"
-            else:
-                w, wq1, wq3 = s, q1, q3
-                label = f"{m} x{s:.2f}"
-            if wq1 > ceiling:
-                parallel.append(m)
-                note = ""
-            elif wq3 < (floor if work else min(1.0, floor)):
-                serial_only.append(m)
-                note = " (no parallel gain)"
-            else:
-                tied.append(m)
-                note = f" (between x{ceiling:.2f} and x{floor:.2f}: a tie)"
-            serial = _num(_get(c.measurements, M.SERIAL, "median"))
-            if q3 < 1.0:
-                startup = _num(_get(c.measurements, M.CHILDREN, "startup_s", "median"))
+            kind, label = self._claim1_cell(t, c)
+            found[kind].append(m)
+            s, q1, q3 = speedup_stats(c)
+            serial = num(get(c.measurements, M.SERIAL, "median"))
+            if s is not None and q3 is not None and q3 < 1.0:
+                startup = num(get(c.measurements, M.CHILDREN, "startup_s", "median"))
                 why = f", start-up {startup * 1000:.0f} ms" if startup is not None else ""
                 even = (f"; it breaks even at about {serial * (2 / s - 1):.2f} s of serial "
                         f"work, this cell's was {serial:.2f} s") if serial and s > 0 else ""
                 costly.append(f"{m} x{s:.2f}: start-up costs more than the work saves at this "
                               f"size{why}{even}")
-            parts.append(f"{label}{note}{_with(others)}")
+            parts.append(f"{m} {label}{_with(contention(c) or 0.0)}")
         summary = "; ".join(parts + costly) + self.emulated_note(t)
-        if parallel:
-            lead = f"confirmed for {', '.join(parallel)}"
+        if found["parallel"]:
+            lead = f"confirmed for {', '.join(found['parallel'])}"
             if costly:
                 lead += "; with " + " and ".join(x.split(" ")[0] for x in costly) + \
                     ", start-up costs more than the work saves at this size"
             return Verdict(status=CONFIRMED, summary=f"{lead}: {summary}", evidence=ev)
-        if serial_only and not tied:
+        if found["serial"] and not found["tie"]:
             return Verdict(status=REFUTED, summary="no start method ran the work in parallel: "
                            + summary, evidence=ev)
         return Verdict(status=INCONCLUSIVE, summary=summary, evidence=ev)
 
+    def _claim1_cell(self, t: TargetResult, c: Cell) -> tuple[str, str]:
+        """One start method's evidence for claim 1: (parallel | serial | tie, its words)."""
+        s, q1, q3, others, floor, ceiling = self.bounds(t, c)
+        work = stat3(get(c.measurements, M.CHILDREN, "work_speedup"))
+        speeds = (f"x{work[0]:.2f} for the work alone, x{s:.2f} end to end" if work
+                  else f"x{s:.2f}")
+        clocks = self.concurrency(t, c)
+        if clocks:
+            at_once, below, words, _ = clocks
+            kind = "parallel" if at_once else "serial" if below else "tie"
+            return kind, f"children on {words}; {speeds}"
+        if work:
+            w, q1, q3 = work
+            spread = rel_spread(w, q1, q3)
+            floor = parallel_floor(self.cpus(t), others, spread)
+            ceiling = serial_ceiling(self.cpus(t), others, spread)
+        if q1 > ceiling:
+            return "parallel", speeds
+        if q3 < (floor if work else min(1.0, floor)):
+            return "serial", f"{speeds} (no parallel gain)"
+        return "tie", f"{speeds} (between x{ceiling:.2f} and x{floor:.2f}: a tie)"
+
     def claim2(self, t: TargetResult) -> Verdict:
+        """Judged on the threads' own CPU clocks where they read them: on CPUs at once by
+        less than parallel threads would be, even with the contention measured, confirms;
+        on CPUs at once *and* faster than serial refutes (CPU time alone could be a lock's
+        spinning). Else, and for cells without the clocks, on the wall-clock speedup."""
         c = self.cell(t, "countdown", None)
         g = self.cell(t, "threading_gil", None)
         if not c or c.outcome != Outcome.OK:
@@ -244,18 +234,37 @@ class _Judge:
         if self.cpus(t) < 2:
             return Verdict(status=NOT_OBSERVABLE, summary="fewer than 2 CPUs available",
                            evidence=ev)
-        if _speedup_stats(c)[0] is None:
+        if speedup_stats(c)[0] is None:
             return Verdict(status=INCONCLUSIVE, summary="no speedup recorded", evidence=ev)
         s, q1, q3, others, floor, ceiling = self.bounds(t, c)
         # The GIL state the threads cell ran with (the probe's where an older run lacks it).
         gil = c.gil_enabled if c.gil_enabled is not None else t.probe.get("gil_enabled")
-        io = _num(_get(g.measurements, M.IO, M.SPEEDUP)) if g and g.outcome == Outcome.OK else None
+        io = num(get(g.measurements, M.IO, M.SPEEDUP)) if g and g.outcome == Outcome.OK else None
         tail = f"; GIL enabled: {gil if gil is not None else 'not exposed'}"
         if t.probe.get("py_gil_disabled") == 1:
             tail += " (a free-threaded build)"
         if io is not None:
             tail += f"; on blocking I/O threads overlap: x{io:.2f}"
         tail += self.emulated_note(t)
+        clocks = self.concurrency(t, c)
+        if clocks:
+            at_once, below, words, least = clocks
+            if below and at_once:  # overlapping a little, far from parallel: say how far
+                words += f" (parallel ones would be on at least {least:.2f})"
+            head = f"2 threads on {words}, x{s:.2f} wall clock"
+            if below:
+                return Verdict(status=CONFIRMED, evidence=ev,
+                               summary=f"{head}{_with(others)}" + tail)
+            if at_once and q1 > ceiling:
+                return Verdict(status=REFUTED, evidence=ev, summary=(
+                    f"{head}: above the x{ceiling:.2f} that threads without parallelism could "
+                    f"reach{_with(others)}" + tail))
+            if at_once:
+                return Verdict(status=INCONCLUSIVE, evidence=ev, summary=(
+                    f"{head}: on CPUs at once but no faster than x{ceiling:.2f}, which "
+                    f"waiting could explain{_with(others)}" + tail))
+            return Verdict(status=INCONCLUSIVE, evidence=ev,
+                           summary=f"{head}{_with(others)}: a tie" + tail)
         if q1 > ceiling:
             return Verdict(status=REFUTED, evidence=ev, summary=(
                 f"2 threads x{s:.2f}: above the x{ceiling:.2f} that threads without "
@@ -294,13 +303,13 @@ class _Judge:
             if m not in ok:
                 continue
             other = ok[m].measurements.get(M.STARTUP)
-            med, fmed = _num(_get(other, "median")), _num(_get(fork, "median"))
+            med, fmed = num(get(other, "median")), num(get(fork, "median"))
             if med is not None and fmed:
                 parts.append(f"{m} {med * 1000:.1f} ms vs fork {fmed * 1000:.1f} ms "
                              f"(x{med / fmed:.1f})")
             stretch = 1 + max(contention(ok["fork"]) or 0.0, contention(ok[m]) or 0.0)
             verdicts.append(_compare(fork, other, stretch))
-        first = _num(ok["forkserver"].measurements.get(M.FIRST_S)) if "forkserver" in ok else None
+        first = num(ok["forkserver"].measurements.get(M.FIRST_S)) if "forkserver" in ok else None
         summary = "; ".join(parts)
         if first is not None:
             summary += f"; first forkserver start {first * 1000:.0f} ms (launches the server)"
@@ -385,11 +394,7 @@ class _Judge:
                                   and REFUTED not in held)) if yes]
         parts = [_iftry_words(state, found[state]) for state in M.QUEUE_STATES if found[state]]
         summary = ("; ".join(lead) + " — " if lead else "") + "; ".join(parts)
-        late = _get(cells[0].measurements, M.EMPTY_AFTER_PUT, M.FRACTION)
-        if _num(late) is not None:
-            summary += (f"; empty() still True right after another process's put(): "
-                        f"{late:.0%} of trials (a race: it depends on the scheduler, and swings "
-                        "from run to run)")
+        summary += _caveat(cells)
         if len(directions) > 1 and (CONFIRMED in empty or REFUTED in empty):
             return Verdict(status=INCONCLUSIVE, evidence=ev, summary=(
                 summary + "; the empty cases disagree on which is cheaper, so none decides "
@@ -409,17 +414,17 @@ class _Judge:
         grew, parts = [], []
         for c in cells:
             unb, bnd = c.measurements.get(M.UNBOUNDED), c.measurements.get(M.BOUNDED)
-            items = _num(_get(unb, "items"))
-            back_u = _num(_get(unb, "peak_backlog_items"))
-            back_b = _num(_get(bnd, "peak_backlog_items"))
-            mem_u, mem_b = _num(_get(unb, "growth_kib")), _num(_get(bnd, "growth_kib"))
+            items = num(get(unb, "items"))
+            back_u = num(get(unb, "peak_backlog_items"))
+            back_b = num(get(bnd, "peak_backlog_items"))
+            mem_u, mem_b = num(get(unb, "growth_kib")), num(get(bnd, "growth_kib"))
             if items is None or back_u is None or back_b is None:
                 continue
             mem = (f"; peak RSS +{mem_u / 1024:.1f} vs +{mem_b / 1024:.1f} MiB"
                    if mem_u is not None and mem_b is not None else "")
             parts.append(f"{c.start_method}: up to {back_u:.0f} of {items:.0f} items waiting "
                          f"unbounded vs {back_b:.0f} bounded (maxsize "
-                         f"{_get(bnd, 'maxsize')}){mem}")
+                         f"{get(bnd, 'maxsize')}){mem}")
             grew.append(back_u >= 0.5 * items and back_u >= 4 * max(back_b, 1))
         summary = "; ".join(parts) + "; 'slow' not judged: see consumer times"
         if grew and all(grew):
@@ -464,8 +469,8 @@ def _compare(lower: Any, higher: Any, stretch: float) -> str:
     """CONFIRMED when ``lower`` is below ``higher`` beyond noise and what contention could add
     (its upper quartile times ``stretch`` under the other's lower quartile), REFUTED for the
     reverse, else INCONCLUSIVE."""
-    lo_q1, lo_q3 = _num(_get(lower, "q1")), _num(_get(lower, "q3"))
-    hi_q1, hi_q3 = _num(_get(higher, "q1")), _num(_get(higher, "q3"))
+    lo_q1, lo_q3 = num(get(lower, "q1")), num(get(lower, "q3"))
+    hi_q1, hi_q3 = num(get(higher, "q1")), num(get(higher, "q3"))
     if None in (lo_q1, lo_q3, hi_q1, hi_q3):
         return INCONCLUSIVE
     assert lo_q1 is not None and lo_q3 is not None and hi_q1 is not None and hi_q3 is not None
@@ -493,19 +498,50 @@ def _iftry_case(m: dict[str, Any], state: str,
     else the case is a tie. (The 5 % margin is what a user would not act on.) Cells without
     the paired ratio fall back to comparing the two variants' ranges stretched by 1 + c."""
     paired = m.get(M.iftry_paired(state))
-    ci = _get(paired, "ci")
-    med = _num(_get(paired, M.MEDIAN))
+    ci = get(paired, "ci")
+    med = num(get(paired, M.MEDIAN))
     if med is not None and isinstance(ci, list) and len(ci) == 2 and None not in (
-            _num(ci[0]), _num(ci[1])):
+            num(ci[0]), num(ci[1])):
         lo, hi = float(ci[0]), float(ci[1])
         verdict = (CONFIRMED if hi < 1 - PAIRED_MARGIN else REFUTED if lo > 1 + PAIRED_MARGIN
                    else INCONCLUSIVE)
         return verdict, f"x{med:.2f} (x{lo:.2f}-x{hi:.2f})", med < 1
     if_s, try_s = m.get(M.iftry_ns(state, M.IF_EMPTY)), m.get(M.iftry_ns(state, M.TRY_EXCEPT))
-    a, b = _num(_get(if_s, M.MEDIAN)), _num(_get(try_s, M.MEDIAN))
+    a, b = num(get(if_s, M.MEDIAN)), num(get(try_s, M.MEDIAN))
     if a is None or b is None:
         return None
     return _compare(if_s, try_s, 1 + others), f"if {a:.0f} ns vs except {b:.0f} ns", a < b
+
+
+def _caveat(cells: list[Cell]) -> str:
+    """The seed's caveat, that an ``if`` may skip a read "while the queue is flipping states",
+    judged on the race it names: how often ``empty()`` still said True right after another
+    process's ``put()`` returned, over every cell's attempts, with their spread."""
+    seen = trials = 0
+    shares: list[float] = []
+    for c in cells:
+        m = c.measurements.get(M.EMPTY_AFTER_PUT)
+        n, k = num(get(m, "trials")), num(get(m, "empty_right_after_put"))
+        if n is None or k is None or n <= 0:
+            continue
+        trials += int(n)
+        seen += int(k)
+        attempts = get(m, M.ATTEMPTS)
+        shares += ([float(x) for x in attempts if num(x) is not None]
+                   if isinstance(attempts, list) else [k / n])
+    if not trials:
+        return ""
+    spread = (f"; {len(shares)} attempts in {len(cells)} cells ranged {min(shares):.0%}-"
+              f"{max(shares):.0%}" if len(shares) > 1 else "")
+    race = ("a race with the queue's feeder thread: how often it shows depends on the "
+            "scheduler and the load")
+    if seen:
+        return (f"; the seed's caveat holds: empty() was still True right after another "
+                f"process's put() in {seen} of {trials} trials ({seen / trials:.0%}{spread}), "
+                f"so such an if skips an item that is on its way ({race})")
+    return (f"; the seed's caveat was not seen: empty() was False right after another "
+            f"process's put() in all {trials} trials{spread}; {race}, so this bounds it (at "
+            f"most {3 / trials:.0%} at 95 %) but does not rule it out")
 
 
 def _iftry_words(state: str, cases: list[tuple[str, str, str]]) -> str:

@@ -25,6 +25,7 @@ SERIAL = "serial"  # statistics of one serial sample, in seconds
 CHILDREN = "children"  # process-based timings: each child's own start-up, CPU and wall time
 SAMPLING = "sampling"  # why sampling stopped: precise, max_samples or budget
 IO = "io"  # threading_gil: two threads waiting on I/O against one
+CPU_CONCURRENCY = "cpu_concurrency"  # workers' own CPU time over their span: CPUs used at once
 
 # process_startup
 STARTUP = "startup"  # statistics of start + join, in seconds
@@ -51,8 +52,9 @@ QUEUE_STATES = ("empty", "nonempty")
 IF_EMPTY = "if_empty"
 TRY_EXCEPT = "try_except"
 DIRECTIONS = "directions"
-EMPTY_AFTER_PUT = "empty_after_put"  # {"trials", "empty_right_after_put", FRACTION}
+EMPTY_AFTER_PUT = "empty_after_put"  # {"trials", "empty_right_after_put", FRACTION, ATTEMPTS}
 FRACTION = "fraction"
+ATTEMPTS = "attempts"  # each attempt's fraction: the race's spread
 
 
 def iftry_ns(state, variant):
@@ -79,7 +81,7 @@ CHILD_INHERITED_RUN_TIME_STATE = "child_inherited_run_time_state"
 PROCESSES_ONLY = (CHILDREN,)
 
 READ_BY_HOST = {
-    "countdown": (SPEEDUP, SPEEDUP_SAMPLES, SERIAL, CHILDREN, SAMPLING),
+    "countdown": (SPEEDUP, SPEEDUP_SAMPLES, SERIAL, CHILDREN, SAMPLING, CPU_CONCURRENCY),
     "threading_gil": (IO,),
     "process_startup": (STARTUP, FIRST_S, STARTUP_MODULE, CHILDREN, SAMPLING),
     "queue_transfer": tuple(transfer(c, s) for c in CHANNELS for s in SIZES),

@@ -210,7 +210,7 @@ def test_full_default_run_golden():
 
 
 def test_forkserver_contention_is_unknown_when_measured_by_rusage():
-    from lab.report.verdicts import contention
+    from lab.report.margins import contention
     r = load(GOLDEN)
     cell = r.cell("cp39", "process_startup", "forkserver")
     by_rusage = dataclasses.replace(cell, cpu={"own_scope": "process", "others_cpus": 0.7})
@@ -277,3 +277,105 @@ def test_claim7_one_tied_case_ties_that_case_not_the_target():
     v = _iftry_cells(r, {"fork": QUIET, "spawn": tied, "forkserver": QUIET}, others=0.0)
     assert v.status == CONFIRMED, v.summary
     assert "a tie for mp.Queue/spawn x0.96" in v.summary
+
+
+def _countdown(r, method, *, speedup, others, concurrency=None, work=None):
+    """cp39's countdown cell of ``method`` (None: threads) with given speedup samples,
+    contention and, if given, the workers' CPU concurrency and the work's speedup."""
+    def stat(xs):
+        return {"median": xs[1], "q1": xs[0], "q3": xs[2]}
+
+    cells = []
+    for c in r.results:
+        if c.target == "cp39" and c.scenario == "countdown" and c.start_method == method:
+            m = dict(c.measurements, speedup=speedup[1], speedup_samples=speedup,
+                     serial={"median": 0.1})
+            m.pop("cpu_concurrency", None)
+            if concurrency:
+                m["cpu_concurrency"] = stat(concurrency)
+            if work:
+                m["children"] = {"work_speedup": stat(work)}
+            c = dataclasses.replace(c, measurements=m, cpu={"others_cpus": others,
+                                                            "own_scope": "container"})
+        cells.append(c)
+    return dataclasses.replace(r, results=cells)
+
+
+def test_claim1_under_load_is_decided_by_the_childrens_own_cpu_clocks():
+    """Issue 28's busy run: "fork x1.06 for the work alone ... with 0.45 CPU taken by others:
+    a tie". The children's CPU time over their span says they ran at once all the same."""
+    r = load(GOLDEN)
+    for m in ("spawn", "forkserver"):  # only fork decides in these tests
+        r = _countdown(r, m, speedup=[0.5, 0.52, 0.54], others=0.45, work=[0.9, 1.0, 1.1])
+    busy = dict(speedup=[0.98, 1.02, 1.05], others=0.45, work=[0.9, 1.06, 1.3])
+    v = verdicts(_countdown(r, "fork", **busy))[1]["cp39"]
+    assert v.status == INCONCLUSIVE and "fork x1.06 for the work alone" in v.summary  # today
+    v = verdicts(_countdown(r, "fork", concurrency=[1.42, 1.48, 1.55], **busy))[1]["cp39"]
+    assert v.status == CONFIRMED, v.summary
+    assert v.summary.startswith("confirmed for fork")
+    assert "fork children on 1.48 CPUs at once by their own clocks; x1.06 for the work " \
+           "alone, x1.02 end to end, with 0.45 CPU taken by others" in v.summary
+    # Children that took turns on one CPU cannot show more CPU time than their span.
+    turns = verdicts(_countdown(r, "fork", concurrency=[0.95, 0.98, 1.0], **busy))[1]["cp39"]
+    assert turns.status == REFUTED, turns.summary
+    assert "parallel ones would be on at least 1.47" in turns.summary
+    # With more than one CPU taken by others, parallel children could not show it: a tie.
+    crowded = dict(busy, others=1.2)
+    v = verdicts(_countdown(r, "fork", concurrency=[0.75, 0.78, 0.8], **crowded))[1]["cp39"]
+    assert v.status == INCONCLUSIVE
+    assert "0.78 CPUs at once by their own clocks (between 1.05, taking turns, and 0.75, " \
+           "parallel)" in v.summary
+
+
+def test_claim2_under_load_is_decided_by_the_threads_own_cpu_clocks():
+    r = load(GOLDEN)
+    # Wall clock alone, 0.45 CPU of others: x1.25 could be either.
+    v = verdicts(_countdown(r, None, speedup=[1.02, 1.25, 1.45], others=0.45))[2]["cp39"]
+    assert v.status == INCONCLUSIVE
+    gil = verdicts(_countdown(r, None, speedup=[1.02, 1.25, 1.45], others=0.45,
+                              concurrency=[0.99, 1.0, 1.01]))[2]["cp39"]
+    assert gil.status == CONFIRMED, gil.summary
+    assert gil.summary.startswith("2 threads on 1.00 CPUs at once by their own clocks "
+                                  "(parallel ones would be on at least 1.47), x1.25 wall clock")
+    free = verdicts(_countdown(r, None, speedup=[1.4, 1.5, 1.6], others=0.45,
+                               concurrency=[1.4, 1.5, 1.6]))[2]["cp39"]
+    assert free.status == REFUTED, free.summary
+    # pp311 in a quiet run: a thread waiting for PyPy's GIL spins a little, so the two
+    # overlap slightly, far below what parallel threads reach: still no parallelism.
+    pypy = verdicts(_countdown(r, None, speedup=[0.88, 0.9, 0.92], others=0.0,
+                               concurrency=[1.0646, 1.0668, 1.0733]))[2]["cp39"]
+    assert pypy.status == CONFIRMED, pypy.summary
+    assert "1.07 CPUs at once by their own clocks (parallel ones would be on at least 1.90)" \
+        in pypy.summary
+    # On CPUs at once like parallel threads but no faster: CPU time alone could be spinning.
+    spin = verdicts(_countdown(r, None, speedup=[0.95, 1.0, 1.05], others=0.0,
+                               concurrency=[1.85, 1.9, 1.95]))[2]["cp39"]
+    assert spin.status == INCONCLUSIVE and "no faster" in spin.summary
+
+
+def _caveat(r, attempts_by_method):
+    cells = []
+    for c in r.results:
+        if c.target == "cp39" and c.scenario == "queue_iftry" and c.start_method:
+            shares = attempts_by_method[c.start_method]
+            seen = round(sum(shares) * 25)
+            m = dict(c.measurements, empty_after_put={
+                "trials": 25 * len(shares), "empty_right_after_put": seen,
+                "fraction": seen / (25 * len(shares)), "attempts": shares,
+                "trials_per_attempt": 25})
+            c = dataclasses.replace(c, measurements=m)
+        cells.append(c)
+    return verdicts(dataclasses.replace(r, results=cells))[7]["cp39"].summary
+
+
+def test_claim7_judges_the_seeds_caveat_with_its_trials_and_spread():
+    """Issue 28: cp311 0 % in a quiet run, 93 % in a busy one; a race, shown as one."""
+    r = load(GOLDEN)
+    s = _caveat(r, {"fork": [0.0, 0.04, 0.6, 0.2], "spawn": [0.0] * 4,
+                    "forkserver": [0.92, 0.96, 0.88, 1.0]})
+    assert "the seed's caveat holds: empty() was still True right after another process's " \
+           "put() in 115 of 300 trials (38%; 12 attempts in 3 cells ranged 0%-100%)" in s
+    assert "a race with the queue's feeder thread" in s
+    s = _caveat(r, {m: [0.0] * 4 for m in ("fork", "spawn", "forkserver")})
+    assert "the seed's caveat was not seen" in s and "all 300 trials" in s
+    assert "at most 1% at 95 %" in s

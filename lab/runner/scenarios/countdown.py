@@ -14,6 +14,13 @@ parent to its target running), its work's wall time and its CPU time. So a low s
 into start-up, children that did not overlap, and children slower than the serial run, and
 ``work_speedup`` (serial over the span from the first child's work to the last one's end)
 says whether the work itself ran in parallel.
+
+Each worker, thread or process, also reads its own CPU clock around its work. Their CPU time
+added up, over the span from the first one's start to the last one's end, is how many CPUs the
+work used at once on average (``cpu_concurrency``). Above 1 it proves that both workers were on
+a CPU at the same moment: taking turns, their CPU time could not exceed the span. Other load on
+the machine can lower it (a worker waits for a CPU) but never raise it, so it tells parallel
+from serial where a wall-clock speedup, which other load shrinks, cannot.
 """
 
 import os
@@ -27,6 +34,7 @@ QUICK_TARGET_S = 0.05
 WORKERS = 2
 BUDGET_S = 1.0
 clock = time.monotonic  # CLOCK_MONOTONIC: one clock for parent and children
+thread_clock = getattr(time, "thread_time", None)  # this thread's CPU time
 
 
 def countdown(n):
@@ -50,12 +58,37 @@ def serial(n):
         countdown(n // WORKERS)
 
 
+def timed_thread(n, out):
+    """A worker thread: the countdown, with its start and end on the shared clock and its own
+    CPU time."""
+    entered = clock()
+    cpu0 = thread_clock() if thread_clock else None
+    countdown(n)
+    done = clock()
+    if cpu0 is not None:
+        out.append((entered, done, thread_clock() - cpu0))
+
+
 def with_threads(n):
-    threads = [threading.Thread(target=countdown, args=(n // WORKERS,)) for _ in range(WORKERS)]
+    """Run the work in WORKERS threads; return each one's (start, end, CPU time), or nothing
+    where this interpreter has no per-thread CPU clock."""
+    seen = []
+    threads = [threading.Thread(target=timed_thread, args=(n // WORKERS, seen))
+               for _ in range(WORKERS)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return seen if len(seen) == WORKERS else []
+
+
+def cpu_concurrency(workers):
+    """The CPUs the work used at once on average: the workers' CPU time over the span from the
+    first one's start to the last one's end, each given as (start, end, CPU time)."""
+    if not workers:
+        return None
+    span = max(w[1] for w in workers) - min(w[0] for w in workers)
+    return sum(w[2] for w in workers) / span if span > 0 else None
 
 
 def timed_child(n, called, report):
@@ -136,7 +169,10 @@ def run(ctx):
         else:
             ser, (par, children) = timed_serial(), timed_parallel()
         out = {"serial": ser, "parallel": par, "speedup": ser / par}
-        if children:
+        workers = ([(c[1], c[2], c[3]) for c in children] if ctx.start_method
+                   else children)
+        out[M.CPU_CONCURRENCY] = cpu_concurrency(workers)
+        if ctx.start_method:
             why = explain(children, ser)
             out.update(why)
             out["work_speedup"] = ser / why["work_span_s"] if why["work_span_s"] else None
@@ -155,6 +191,9 @@ def run(ctx):
     ctx.record(M.SPEEDUP, s["median"] / p["median"] if p["median"] else None)
     ctx.record(M.SPEEDUP_SAMPLES, series["speedup"])
     ctx.record("per_iteration_ns", s["median"] / n * 1e9)
+    concurrency = [v for v in series[M.CPU_CONCURRENCY] if v is not None]
+    if concurrency:
+        ctx.record(M.CPU_CONCURRENCY, ctx.summarize(concurrency))
     if ctx.start_method:
         children = {key: ctx.summarize([v for v in series[key] if v is not None])
                     for key in ("startup_s", "overlap", "pace", "child_work_cpu_s",
