@@ -16,6 +16,7 @@ from lab.runner.util import quantile  # the statistics the runner summarizes wit
 
 CONTENDED = 0.15  # CPUs other processes used during a timing cell: the report flags it
 MIN_SPREAD = 0.05  # relative noise assumed even when a cell's few samples agree closely
+PAIRED_MARGIN = 0.05  # a per-round ratio this close to 1 is what a user would not act on
 
 
 def contention(c: Cell) -> float | None:
@@ -74,3 +75,18 @@ def speedup_stats(cell: Cell) -> tuple[float | None, float | None, float | None]
         return None, None, None
     return (num(cell.measurements.get(M.SPEEDUP)), quantile(samples, 0.25),
             quantile(samples, 0.75))
+
+
+def paired(stat: Any) -> tuple[int, str, float] | None:
+    """A per-round ratio of two interleaved variants, from its median's confidence interval:
+    (-1 wholly below 1 - PAIRED_MARGIN, +1 wholly above 1 + PAIRED_MARGIN, 0 a tie, the ratio
+    in words, its median), or None where it was not measured. Why no stretch by contention is
+    needed: see ``lab.report.verdicts._iftry_case``."""
+    ci = get(stat, "ci")
+    med = num(get(stat, M.MEDIAN))
+    if med is None or not isinstance(ci, list) or len(ci) != 2 or None in (
+            num(ci[0]), num(ci[1])):
+        return None
+    lo, hi = float(ci[0]), float(ci[1])
+    side = -1 if hi < 1 - PAIRED_MARGIN else 1 if lo > 1 + PAIRED_MARGIN else 0
+    return side, f"x{med:.2f} (x{lo:.2f}-x{hi:.2f})", med

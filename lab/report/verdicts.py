@@ -50,6 +50,7 @@ from lab.report.margins import (
     contention,
     get,
     num,
+    paired,
     parallel_floor,
     rel_spread,
     serial_ceiling,
@@ -67,6 +68,7 @@ NOT_OBSERVABLE = "not observable"
 TIMING_CLAIMS = (1, 2, 4, 7)
 PARALLEL_SPEEDUP = 1.4  # 2 workers on >= 2 CPUs: clearly parallel above this
 SERIAL_SPEEDUP = 1.2  # below this: no parallel gain
+STAGGERED = 0.5  # children whose work overlapped for less of the longer one's say nothing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,6 +211,12 @@ class _Judge:
         if clocks:
             at_once, below, words, _ = clocks
             kind = "parallel" if at_once else "serial" if below else "tie"
+            overlap = num(get(c.measurements, M.CHILDREN, "overlap", "median"))
+            if kind == "serial" and overlap is not None and overlap < STAGGERED:
+                # Children that were never alive together say nothing about running at once.
+                kind = "tie"
+                words = (f"{words.split(' (')[0]}, but their work overlapped for only "
+                         f"{overlap:.0%} of the longer one's (start-up staggered them)")
             return kind, f"children on {words}; {speeds}"
         if work:
             w, q1, q3 = work
@@ -304,6 +312,13 @@ class _Judge:
                 continue
             other = ok[m].measurements.get(M.STARTUP)
             med, fmed = num(get(other, "median")), num(get(fork, "median"))
+            ratio = paired(ok[m].measurements.get(M.STARTUP_OVER_FORK))
+            if ratio:  # this cell's own starts with fork, interleaved round by round
+                side, words, _ = ratio
+                parts.append(f"{m} {med * 1000:.1f} ms, {words} of fork's started beside it"
+                             if med is not None else f"{m} {words} of fork's")
+                verdicts.append({1: CONFIRMED, -1: REFUTED, 0: INCONCLUSIVE}[side])
+                continue
             if med is not None and fmed:
                 parts.append(f"{m} {med * 1000:.1f} ms vs fork {fmed * 1000:.1f} ms "
                              f"(x{med / fmed:.1f})")
@@ -481,9 +496,6 @@ def _compare(lower: Any, higher: Any, stretch: float) -> str:
     return INCONCLUSIVE
 
 
-PAIRED_MARGIN = 0.05
-
-
 def _iftry_case(m: dict[str, Any], state: str,
                 others: float) -> tuple[str, str, bool] | None:
     """One case of claim 7: (verdict, the ratio in words, whether its median says `if` is
@@ -497,15 +509,10 @@ def _iftry_case(m: dict[str, Any], state: str,
     interval wholly below 1 - PAIRED_MARGIN confirms, wholly above 1 + PAIRED_MARGIN refutes,
     else the case is a tie. (The 5 % margin is what a user would not act on.) Cells without
     the paired ratio fall back to comparing the two variants' ranges stretched by 1 + c."""
-    paired = m.get(M.iftry_paired(state))
-    ci = get(paired, "ci")
-    med = num(get(paired, M.MEDIAN))
-    if med is not None and isinstance(ci, list) and len(ci) == 2 and None not in (
-            num(ci[0]), num(ci[1])):
-        lo, hi = float(ci[0]), float(ci[1])
-        verdict = (CONFIRMED if hi < 1 - PAIRED_MARGIN else REFUTED if lo > 1 + PAIRED_MARGIN
-                   else INCONCLUSIVE)
-        return verdict, f"x{med:.2f} (x{lo:.2f}-x{hi:.2f})", med < 1
+    ratio = paired(m.get(M.iftry_paired(state)))
+    if ratio:
+        side, words, med = ratio
+        return {-1: CONFIRMED, 1: REFUTED, 0: INCONCLUSIVE}[side], words, med < 1
     if_s, try_s = m.get(M.iftry_ns(state, M.IF_EMPTY)), m.get(M.iftry_ns(state, M.TRY_EXCEPT))
     a, b = num(get(if_s, M.MEDIAN)), num(get(try_s, M.MEDIAN))
     if a is None or b is None:

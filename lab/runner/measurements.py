@@ -31,6 +31,7 @@ CPU_CONCURRENCY = "cpu_concurrency"  # workers' own CPU time over their span: CP
 STARTUP = "startup"  # statistics of start + join, in seconds
 FIRST_S = "first_s"  # the first start (a forkserver starts its server then)
 STARTUP_MODULE = "startup_module"  # the target in an imported module instead of __main__
+STARTUP_OVER_FORK = "startup_over_fork_paired"  # per round: this method's start over fork's
 
 # queue_transfer: transfer(channel, size) for channel in CHANNELS and size in SIZES, each with
 # statistics of ITEMS_PER_S and MB_PER_S

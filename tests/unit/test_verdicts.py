@@ -379,3 +379,57 @@ def test_claim7_judges_the_seeds_caveat_with_its_trials_and_spread():
     s = _caveat(r, {m: [0.0] * 4 for m in ("fork", "spawn", "forkserver")})
     assert "the seed's caveat was not seen" in s and "all 300 trials" in s
     assert "at most 1% at 95 %" in s
+
+
+def test_claim4_is_decided_on_each_cells_own_fork_starts_when_it_has_them():
+    """Issue 28's busy run: cp315 forkserver 3.3 ms vs fork 3.2 ms (x1.0) from two cells,
+    with 0.59 CPU taken by others: within noise. Each round's ratio to a fork start made
+    beside it is not."""
+    r = load(GOLDEN)
+
+    def cells(paired):
+        out = []
+        for c in r.results:
+            if c.target == "cp39" and c.scenario == "process_startup":
+                ms = {"fork": 3.2, "spawn": 58.6, "forkserver": 3.3}[c.start_method] / 1000
+                m = {"startup": {"median": ms, "q1": ms * 0.8, "q3": ms * 1.2}}
+                if paired and c.start_method != "fork":
+                    ratio = ms / 0.0025
+                    m["startup_over_fork_paired"] = {"median": ratio, "q1": ratio * 0.9,
+                                                     "q3": ratio * 1.1,
+                                                     "ci": [ratio * 0.95, ratio * 1.05]}
+                c = dataclasses.replace(c, measurements=m, cpu={"others_cpus": 0.59})
+            out.append(c)
+        return verdicts(dataclasses.replace(r, results=out))[4]["cp39"]
+
+    v = cells(paired=False)
+    assert v.status == INCONCLUSIVE and "within noise" in v.summary
+    v = cells(paired=True)
+    assert v.status == CONFIRMED, v.summary
+    assert "forkserver 3.3 ms, x1.32 (x1.25-x1.39) of fork's started beside it" in v.summary
+
+
+def test_claim1_children_that_never_ran_together_say_nothing():
+    """Beside a spinner, spawn's children started so far apart that their work overlapped
+    for 21 % of the longer one's: 0.99 CPUs at once is no evidence against parallelism."""
+    r = load(GOLDEN)
+    for m in ("fork", "forkserver"):
+        r = _countdown(r, m, speedup=[1.2, 1.3, 1.4], others=0.5, concurrency=[1.2, 1.28, 1.4])
+    r = _countdown(r, "spawn", speedup=[0.5, 0.54, 0.6], others=0.5,
+                   concurrency=[0.95, 0.99, 1.0], work=[0.9, 0.93, 1.0])
+    cells = [dataclasses.replace(c, measurements=dict(
+        c.measurements, children=dict(c.measurements["children"], overlap={"median": 0.21})))
+        if c.target == "cp39" and c.scenario == "countdown" and c.start_method == "spawn"
+        else c for c in r.results]
+    v = verdicts(dataclasses.replace(r, results=cells))[1]["cp39"]
+    assert v.status == CONFIRMED and v.summary.startswith("confirmed for fork, forkserver")
+    assert "spawn children on 0.99 CPUs at once by their own clocks, but their work overlapped " \
+           "for only 21% of the longer one's (start-up staggered them)" in v.summary
+    # Had they overlapped, the same clocks would say they took turns.
+    spawn_only = _countdown(load(GOLDEN), "spawn", speedup=[0.5, 0.54, 0.6], others=0.5,
+                            concurrency=[0.95, 0.99, 1.0], work=[0.9, 0.93, 1.0])
+    only = [c for c in spawn_only.results if not (
+        c.target == "cp39" and c.scenario == "countdown" and c.start_method in ("fork",
+                                                                                "forkserver"))]
+    v = verdicts(dataclasses.replace(spawn_only, results=only))[1]["cp39"]
+    assert v.status == REFUTED, v.summary

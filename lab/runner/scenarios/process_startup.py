@@ -5,17 +5,21 @@ How: what a program run as ``python script.py`` pays to start and join a process
 nothing, with the cell's start method. The cell runs a small program of its own
 (``startup_program/``) as a script, in a folder of its own and without the lab's harness on its
 path, so neither the parent nor the children import harness modules (a forkserver preloads
-``__main__``; a harness there would be counted). The program measures two places for the
-child's target, interleaved in rounds that alternate their order: defined in ``__main__``
-(``startup``, the headline) and in a small module the script imports (``startup_module``).
-The first start of each is recorded apart (a forkserver launches its server then); rounds go
-on until both medians are known to the cell's precision. A third child each round reports from
-inside (to a file) when its target ran and its CPU time, so that cost stays out of the first
-two. Instrumenting the measured children with a shared-memory array instead would have cost
-them 15 ms on cp314's forkserver (their unpickling imports ctypes).
+``__main__``; a harness there would be counted). The program measures two places for the child's
+target, interleaved in rounds that alternate their order: defined in ``__main__`` (``startup``,
+the headline) and in a small module the script imports (``startup_module``). The first start of
+each is recorded apart (a forkserver launches its server then); rounds go on until both medians
+are known to the cell's precision. In a spawn or forkserver cell each round also starts the same
+child with fork, right before or after the headline one, and keeps the round's ratio
+(``startup_over_fork_paired``): load that slows a round slows both, so the ratio survives a busy
+machine where two cells' unpaired ranges do not. A third child each round reports from inside
+(to a file) when its target ran and its CPU time, so that cost stays out of the first two.
+Instrumenting the measured children with a shared-memory array instead would have cost them 15
+ms on cp314's forkserver (their unpickling imports ctypes).
 """
 
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -49,16 +53,23 @@ def run(ctx):
             raise RuntimeError(f"trivial child exited with {got['exitcode']}")
         return got
 
+    paired = ctx.start_method != "fork" and "fork" in multiprocessing.get_all_start_methods()
+
     def one_round(i):
-        order = ("main", "module", "inside") if i % 2 == 0 else ("module", "main", "inside")
-        got = {v: start(v) for v in order}
+        order = ["main", "fork", "module"] if i % 2 == 0 else ["module", "fork", "main"]
+        if not paired:
+            order.remove("fork")
+        got = {v: start(v) for v in order + ["inside"]}
         if i == 0:  # the warm-up: each variant's first start
             first.update({v: g["took"] for v, g in got.items()})
         else:
             for key in children:
                 children[key].append(got["inside"][key])
             harness.append(got["inside"]["harness_in_child"])
-        return {"main": got["main"]["took"], "module": got["module"]["took"]}
+        out = {"main": got["main"]["took"], "module": got["module"]["took"]}
+        if paired:
+            out["over_fork"] = got["main"]["took"] / got["fork"]["took"]
+        return out
 
     try:
         series, how = ctx.sample_until(one_round, ["main", "module"], budget_s=BUDGET_S)
@@ -70,6 +81,8 @@ def run(ctx):
     ctx.record(M.STARTUP, ctx.summarize(series["main"]))
     ctx.record(M.STARTUP_MODULE, ctx.summarize(series["module"]))
     ctx.record(M.SAMPLING, how)
+    if paired:
+        ctx.record(M.STARTUP_OVER_FORK, ctx.summarize(series["over_fork"]))
     ctx.record(M.CHILDREN, {k: ctx.summarize([x for x in v if x >= 0])
                             for k, v in children.items()})
     ctx.record("measured_from", "a script run as `python program.py`, target in __main__")
