@@ -198,7 +198,7 @@ class ImageBuilder:
             repo, _, tagname = plan.tag.partition(":")
             try:
                 image_id = engine.commit_layer(
-                    plan.base_ref, runner_archive(), repository=repo, tag=tagname,
+                    plan.base_ref, runner_archive(target.arch), repository=repo, tag=tagname,
                     changes=runner_changes(target.python), labels=labels,
                     command=[target.python], container_labels={**self.labels,
                                                                "lab.kind": "layer"})

@@ -70,20 +70,22 @@ def repack(src: tarfile.TarFile, *, root: str, prefix: str, label: str, max_byte
     return out, names
 
 
-def tar_of(files: dict[str, bytes]) -> bytes:
+def tar_of(files: dict[str, bytes], *, executable: dict[str, bytes] | None = None) -> bytes:
     """A tar of the lab's own files (path -> content), with the folders they need: folders
-    0755 and files 0644, owned by root, dated 0 (the same files, the same bytes)."""
+    0755 and files 0644 (``executable`` ones 0755), owned by root, dated 0 (the same files,
+    the same bytes)."""
     buf = io.BytesIO()
+    run = executable or {}
     with tarfile.open(fileobj=buf, mode="w") as tar:
         folders: set[str] = set()
-        for name, data in sorted(files.items()):
+        for name, data in sorted({**files, **run}.items()):
             parts = name.split("/")[:-1]
             for i in range(1, len(parts) + 1):
                 if (folder := "/".join(parts[:i])) not in folders:
                     folders.add(folder)
                     tar.addfile(_dir(folder))
             info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
+            info.size, info.mode = len(data), 0o755 if name in run else 0o644
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 

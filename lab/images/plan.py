@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import BuildFailed, ImageUnavailable
+from lab.images import tools
 from lab.images.debian import mirror_url
 from lab.images.layers import tar_of
 from lab.images.pythons import ArchiveSource
@@ -193,16 +194,23 @@ def plan_image(target: Target) -> ImagePlan:
         "python": target.python,
         "layer": runner_changes(target.python),
         "runner": [(p, hashlib.sha256(c).hexdigest()) for p, c in runner_files()],
+        # Whether the layer holds py-spy (cached by tools.prepare), and which.
+        "py-spy": tools.binary_sha256(target.arch, cache_dir()),
     })
     return ImagePlan(target=target, base_ref=ref, base_key=key,
                      tag=f"lab-target:{target.id}-{digest}", archive=archive,
                      archive_problem=problem)
 
 
-def runner_archive() -> bytes:
-    """The runner layer's files: ``opt/lab/labrunner/...``, owned by root, read-only to all."""
-    return tar_of({f"{RUNNER_HOME.lstrip('/')}/labrunner/{rel}": content
-                   for rel, content in runner_files()})
+def runner_archive(arch: str) -> bytes:
+    """The runner layer's files: ``opt/lab/labrunner/...``, owned by root, read-only to all,
+    and py-spy at ``opt/lab/tools/py-spy`` (executable) where it is cached for ``arch``."""
+    files = {f"{RUNNER_HOME.lstrip('/')}/labrunner/{rel}": content
+             for rel, content in runner_files()}
+    binary = tools.cached(arch, cache_dir())
+    if binary is None:
+        return tar_of(files)
+    return tar_of(files, executable={tools.INNER_PATH: binary.read_bytes()})
 
 
 def stage_runner(dest: Path) -> Path:

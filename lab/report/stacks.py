@@ -1,7 +1,8 @@
 """Hung cells, grouped for a reader: by scenario and start method, then by stacks that are the
 same apart from paths, addresses and process ids, with the frame the hung child is stuck in.
 
-Stacks are what a container wrote (``faulthandler`` output, sanitised before it gets here):
+Stacks are what a container wrote (``faulthandler`` output, with py-spy's native stacks under
+each process where it could read them; sanitised before it gets here):
 they are parsed as text, never opened as paths. Source lines come from the stacks too: the
 runner writes each frame's line beneath it, read in the container from the file that ran.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 from lab.results import Cell, Outcome
 
 RUNNER_IN_IMAGE = "/opt/lab/labrunner/"  # the lab's own code in a target image
+NATIVE_HEADING = "--- native stacks (py-spy)"  # labrunner.native.HEADING's start
 
 _HEADER = re.compile(r"^=== pid \d+ \(([^)]*)\).*$")
 _FRAME = re.compile(r'^\s*File "([^"]*)", line (\d+) in (\S+)\s*$')
@@ -75,9 +77,16 @@ def normalized(stacks: str) -> str:
     process ids, thread addresses, folders, and the line numbers of code that is not the
     lab's own (the standard library's lines move between versions; the runner's do not)."""
     out = []
+    native = False  # py-spy's part of a process: its versions, libraries and addresses differ
     for line in stacks.splitlines():
+        if line.startswith(NATIVE_HEADING):
+            native = True
+            continue
         if m := _HEADER.match(line):
+            native = False
             out.append(f"=== ({m.group(1)})")
+        elif native:
+            continue
         elif m := _FRAME.match(line):
             file, number, function = m.groups()
             name = Path(file).name

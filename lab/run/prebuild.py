@@ -12,8 +12,9 @@ from pathlib import Path
 
 from lab.engine import Engine
 from lab.errors import EngineUnavailable, Interrupted, LabError
-from lab.images import ImagePhase
+from lab.images import ImagePhase, tools
 from lab.images.deps import prepare
+from lab.images.plan import cache_dir
 from lab.images.requirements import PipSettings, Requirements
 from lab.matrix import Selection
 from lab.run.engines import Survey, survey_engines
@@ -48,6 +49,8 @@ def build_images(chosen: Selection, *, jobs: int, say: Say, say_err: Say) -> int
             failed += 1
             say_err(f"{tid}: FAILED on {name}: {survey.down[name]}")
     up = [(targets[tid], name) for tid, name in wanted if name not in survey.down]
+    for line in tools.prepare((t.arch for t, _ in up), cache_dir()):  # as a run does
+        say_err(line)
     try:
         phase.prefetch({name: [t for t, n in up if n == name] for name in names})
         for built in phase.build(up, jobs=jobs):

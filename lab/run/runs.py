@@ -30,8 +30,9 @@ from lab.errors import (
     Interrupted,
     LabError,
 )
-from lab.images import ImagePhase
+from lab.images import ImagePhase, tools
 from lab.images.deps import prepare as prepare_deps
+from lab.images.plan import cache_dir
 from lab.images.requirements import PipSettings, Requirements
 from lab.matrix import DEFAULT_ENGINE, EngineSpec, Target, native_platforms
 from lab.results import (
@@ -360,6 +361,9 @@ class Run:
         for name, why in self.survey.down.items():
             notes.append(f"engine {name} not reachable at the start; its targets are "
                          f"unavailable ({why})")
+        # py-spy for the runner layers, fetched once (cached) before any image is planned.
+        notes += tools.prepare((t.arch for t in self.options.targets if not t.host_python),
+                               cache_dir(), wheelhouse=self.options.requirements.wheelhouse)
         self.ledger.note(*notes)
         self.ledger.write_head(self.results(complete=False))
         phase = ImagePhase(connect=self.connect, engines=self.plan.engines,

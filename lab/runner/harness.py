@@ -21,6 +21,7 @@ import sys
 import time
 
 from . import measurements as M
+from . import native
 from . import protocol as P
 from .util import STACK_SIGNAL, STACKS_ENV, affinity
 
@@ -223,6 +224,7 @@ class RunningCell:
         self.dir = os.path.join(scratch or out_dir, "cells", name)
         self.stacks_dir = os.path.join(self.dir, "stacks")
         make_dirs(self.stacks_dir)
+        self.hangs_seen = 0
         self.result_path = os.path.join(self.dir, "result.json")
         self.output_path = os.path.join(self.dir, "output.txt")
         self.deadline_s = float(cell.get("deadline_s", 30)) * deadline_scale
@@ -266,6 +268,7 @@ class RunningCell:
         self.phase_started = None
         self.hung = False
         self.processes = {}
+        self.native_dir = self.native_why = self.native = None
         env = self.environment()
         args, cwd = self.command(env)
         # A cell's deadline runs from when its code starts (it writes its result file first
@@ -302,6 +305,12 @@ class RunningCell:
             if late:
                 self.hang(now)
             return False
+        if self.phase == "native":
+            if self.native.done() or now - self.phase_started >= native.GRACE_S:
+                self.native.stop()
+                self.killpg(STACK_SIGNAL)
+                self.phase, self.phase_started = "dump", now
+            return False
         if self.phase == "dump":
             if now - self.phase_started >= DUMP_GRACE_S:
                 self.killpg(signal.SIGTERM)
@@ -323,6 +332,14 @@ class RunningCell:
         self.finished = now
         for pid in group_members(self.proc.pid):
             self.processes[pid] = describe_process(pid)
+        self.native_why = native.unreadable()
+        if self.native_why is None:  # py-spy first, while every process is as it hung
+            self.hangs_seen += 1
+            self.native_dir = os.path.join(self.dir, f"native-{self.hangs_seen}")
+            make_dirs(self.native_dir)
+            self.native = native.Dump(sorted(self.processes), self.native_dir)
+            self.phase, self.phase_started = "native", now
+            return
         self.killpg(STACK_SIGNAL)
         self.phase, self.phase_started = "dump", now
 
@@ -381,16 +398,26 @@ class RunningCell:
             pid = int(name.split(".")[0]) if name.split(".")[0].isdigit() else -1
             role = "cell main process" if pid == self.proc.pid else "child process"
             cmd = self.processes.get(pid, "")
-            parts.append(f"=== pid {pid} ({role}) {cmd}\n{with_sources(text)}")
+            parts.append(f"=== pid {pid} ({role}) {cmd}\n{with_sources(text)}"
+                         + self.native_part(pid))
         if self.hung:
             dumped = set(int(n.split(".")[0]) for n in names if n.split(".")[0].isdigit())
             for pid, cmd in sorted(self.processes.items()):
                 if pid not in dumped or not os.path.getsize(
                     os.path.join(self.stacks_dir, f"{pid}.txt")
                 ):
-                    parts.append(
-                        f"=== pid {pid} {cmd}\n(no stack: the process had no dump handler)")
+                    parts.append(f"=== pid {pid} {cmd}\n(no stack: the process had no dump "
+                                 "handler)" + self.native_part(pid))
+            if self.native_why:
+                parts.insert(0, f"(native stacks not read: {self.native_why}; "
+                             "faulthandler's stacks follow)")
         return "\n\n".join(parts) or None
+
+    def native_part(self, pid):
+        """py-spy's view of ``pid``, under its heading, where it read one."""
+        text = native.read(self.native_dir, pid, STACK_LIMIT // 4) if self.native_dir else None
+        return f"\n{native.HEADING}\n{text}" if text else ""
+
 
     def script_result(self):
         """What the hook noted about a `lab check` program (it writes no result file)."""

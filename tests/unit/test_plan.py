@@ -6,6 +6,7 @@ import tarfile
 import pytest
 
 from lab.images import plan as images
+from lab.images import tools
 from lab.images.plan import base_tag, emulation_problem, plan_image, runner_archive, runner_changes
 from lab.matrix import load_matrix
 
@@ -44,14 +45,17 @@ def test_registry_target_builds_from_the_registry_image():
     assert p.base_ref == "python:3.12-slim" and p.base_key is None
 
 
-def test_the_runner_layer_holds_the_runner_as_labrunner_and_its_settings():
-    with tarfile.open(fileobj=io.BytesIO(runner_archive())) as tar:
+def test_the_runner_layer_holds_the_runner_as_labrunner_and_its_settings(tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path))  # no py-spy cached
+    with tarfile.open(fileobj=io.BytesIO(runner_archive("amd64"))) as tar:
         members = {m.name: m for m in tar.getmembers()}
     assert "opt/lab/labrunner/__main__.py" in members
     assert "opt/lab/labrunner/scenarios/probe.py" in members
     assert members["opt/lab/labrunner"].isdir()
     assert not any("__pycache__" in n for n in members)
     assert all(m.uid == 0 and not m.mode & 0o022 for m in members.values())
+    assert "opt/lab/tools/py-spy" not in members
     changes = runner_changes("/usr/bin/python3.14")
     assert "USER 10001:10001" in changes and "WORKDIR /opt/lab" in changes
     assert any("PYTHONPATH=/opt/lab" in c and "LAB_PYTHON=/usr/bin/python3.14" in c
@@ -264,3 +268,20 @@ def test_an_archive_target_is_fetched_and_verified_before_its_base_is_made(
         assert again.ensure(engine, plan).archive == plan.archive
     finally:
         again.close()
+
+
+def test_the_runner_layer_holds_py_spy_where_it_is_cached_and_its_tag_says_so(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path))
+    target = load_matrix().get("cp311")
+    without = plan_image(target).tag
+    binary = tmp_path / "tools" / f"py-spy-{tools.PY_SPY_VERSION}-amd64"
+    binary.parent.mkdir()
+    binary.write_bytes(b"\x7fELF a binary")
+    assert plan_image(target).tag != without  # an image never claims a tool it lacks
+    with tarfile.open(fileobj=io.BytesIO(runner_archive("amd64"))) as tar:
+        member = tar.getmember("opt/lab/tools/py-spy")
+        assert member.mode == 0o755 and member.uid == 0
+        assert tar.extractfile(member).read() == b"\x7fELF a binary"
+    with tarfile.open(fileobj=io.BytesIO(runner_archive("arm64"))) as tar:
+        assert "opt/lab/tools/py-spy" not in tar.getnames()  # emulated: no ptrace

@@ -1,0 +1,79 @@
+# IN-CONTAINER CODE: standard library only, Python 3.9+ and PyPy; never imports lab.*.
+"""Native stacks of a hung cell's processes, read from outside them by py-spy.
+
+faulthandler (which every process of a cell registers) shows Python frames and thread ids. py-spy
+adds what it cannot: each thread's name, whether it is running or waiting, which one holds the
+GIL, and the C frames beneath the Python ones (``PyThread_acquire_lock_timed``,
+``GOMP_parallel``). The host put the binary in the runner layer (``lab/images/tools.py``).
+
+How it attaches with the cell's container still dropping every capability: py-spy runs as the
+same user as the cell's processes, and the kernel lets a process trace another of its own user
+without CAP_SYS_PTRACE, unless Yama's ``ptrace_scope`` asks for an ancestor; for that case the
+hook declares any process a permitted tracer of each cell process (``PR_SET_PTRACER``), which
+grants nothing beyond what the same user could do by other means (Docker's seccomp profile
+allows ``ptrace`` on kernels from 4.8). A sidecar container holding CAP_SYS_PTRACE was the other
+way: it would need one more container per hang and a PID namespace shared with the cell's.
+
+It runs before faulthandler's dump: a traced process is stopped while py-spy reads it, and the
+dump signal would otherwise arrive in the middle of that.
+"""
+
+import os
+import platform
+import subprocess
+import sysconfig
+
+TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+                    "py-spy")
+GRACE_S = 5.0  # what py-spy may take for all of a cell's processes
+HEADING = "--- native stacks (py-spy): thread names, GIL holder, C frames"
+
+
+def unreadable():
+    """Why py-spy cannot read this interpreter's processes here, or None when it can."""
+    if not os.access(TOOL, os.X_OK):
+        return "py-spy is not in this image (the run's notes say why)"
+    impl = platform.python_implementation()
+    if impl != "CPython":
+        return f"py-spy reads CPython only and this is {impl}"
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return "py-spy does not read free-threaded builds"
+    return None
+
+
+class Dump:
+    """py-spy started on each of ``pids`` at once, each writing to ``folder/<pid>.txt``."""
+
+    def __init__(self, pids, folder):
+        self.folder = folder
+        self.procs = []
+        for pid in pids:
+            path = os.path.join(folder, f"{pid}.txt")
+            with open(path, "wb") as out:
+                try:
+                    self.procs.append(subprocess.Popen(
+                        [TOOL, "dump", "--native", "--pid", str(pid)], stdin=subprocess.DEVNULL,
+                        stdout=out, stderr=subprocess.STDOUT))
+                except OSError as exc:
+                    out.write(f"py-spy did not start: {exc}\n".encode())
+
+    def done(self):
+        return all(p.poll() is not None for p in self.procs)
+
+    def stop(self):
+        """Kill what has not finished (a process that cannot be read must not hold up the
+        cell's end) and reap them all."""
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def read(folder, pid, limit):
+    """What py-spy said of ``pid`` (its first ``limit`` bytes), or None."""
+    try:
+        with open(os.path.join(folder, f"{pid}.txt"), "rb") as fh:
+            text = fh.read(limit).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    return text or None

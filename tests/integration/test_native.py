@@ -1,0 +1,107 @@
+"""Native stacks of hung processes (issue 27, item 1): py-spy, fetched by the host's pip
+against its pinned hash, in the runner layer; read from outside a hung cell whose container
+still drops every capability; and a plain "not read" where py-spy cannot read the target."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import zipfile
+
+import pytest
+
+import docker
+from lab.images import tools
+from lab.images.plan import cache_dir
+from lab.matrix import load_matrix
+from lab.runner.native import HEADING
+
+from .conftest import run_cells, scenario
+
+
+@pytest.fixture(scope="module")
+def py_spy():
+    """The real wheel from the index (the user's pip settings), once, into the real cache."""
+    got = tools.ensure("amd64", cache_dir())
+    assert not isinstance(got, str), got
+    return got
+
+
+def _hung_fork_child(engine, image_of, target_id, tmp_path, run_id):
+    target = load_matrix().get(target_id)
+    seen: list[list[str] | None] = []
+    done = threading.Event()
+    client = docker.from_env()
+
+    def watch():  # every container of this run, inspected while its cells run and hang
+        while not done.is_set():
+            for c in client.containers.list(filters={"label": f"lab.run={run_id}"}):
+                try:
+                    seen.append(c.attrs["HostConfig"]["CapDrop"])
+                except KeyError:
+                    pass
+            done.wait(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        [cell] = run_cells(engine, image_of(target_id), target, tmp_path,
+                           [scenario("fork_held_lock", "fork", deadline=3)], run_id=run_id)
+    finally:
+        done.set()
+        watcher.join()
+        client.close()
+    return cell, seen
+
+
+def test_a_hung_cpython_child_has_its_native_stack_and_the_container_keeps_no_capability(
+        engine, image_of, tmp_path, unique_run_id, py_spy):
+    cell, seen = _hung_fork_child(engine, image_of, "cp311", tmp_path, unique_run_id)
+    assert cell.outcome == "hung"
+    assert seen and all(caps == ["ALL"] for caps in seen), seen
+    stacks = cell.stacks or ""
+    [child] = [s for s in stacks.split("=== pid") if "(child process)" in s]
+    assert HEADING in child
+    native = child.split(HEADING, 1)[1]
+    assert 'Thread ' in native and '"MainThread"' in native and "(idle)" in native
+    assert "PyThread_acquire_lock" in native  # the C frame under the Python one
+    assert "child_takes_lock (labrunner/scenarios/fork_held_lock.py:24)" in native
+
+
+def test_pypy_says_its_native_stacks_are_not_read_and_keeps_faulthandlers(
+        engine, image_of, tmp_path, unique_run_id, py_spy):
+    cell, _ = _hung_fork_child(engine, image_of, "pp311", tmp_path, unique_run_id)
+    assert cell.outcome == "hung"
+    stacks = cell.stacks or ""
+    assert stacks.startswith("(native stacks not read: py-spy reads CPython only and this is "
+                             "PyPy; faulthandler's stacks follow)")
+    assert HEADING not in stacks and "in child_takes_lock" in stacks
+
+
+def _wheel(path):
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"py_spy-{tools.PY_SPY_VERSION}.data/scripts/py-spy", b"\x7fELF not it")
+        z.writestr(f"py_spy-{tools.PY_SPY_VERSION}.dist-info/METADATA", "Name: py-spy\n")
+    return path
+
+
+def test_a_wheel_that_does_not_match_the_pinned_hash_is_refused(tmp_path):
+    """Real pip, offline, from a wheelhouse whose wheel has the right name and the wrong
+    bytes: --require-hashes refuses it, in one line, and nothing is cached."""
+    house = tmp_path / "house"
+    house.mkdir()
+    whl = _wheel(house / (f"py_spy-{tools.PY_SPY_VERSION}-py2.py3-none-manylinux1_x86_64."
+                          "manylinux_2_5_x86_64.whl"))
+    assert hashlib.sha256(whl.read_bytes()).hexdigest() != tools.PY_SPY_WHEELS["amd64"].sha256
+    got = tools.ensure("amd64", tmp_path / "cache", wheelhouse=house)
+    assert isinstance(got, str) and "cannot get py-spy" in got
+    assert "sha256 is not the one the lab pins" in got
+    assert "\n" not in got and tools.cached("amd64", tmp_path / "cache") is None
+
+
+def test_prepare_says_per_architecture_what_hung_cells_will_lack(tmp_path):
+    lines = tools.prepare(["arm64", "amd64"], tmp_path / "cache", wheelhouse=tmp_path)
+    assert len(lines) == 2
+    assert any("arm64" in x and "emulation" in x for x in lines)
+    assert any("amd64" in x and "in the wheelhouse" in x and "faulthandler" in x
+               for x in lines)
