@@ -94,6 +94,9 @@ class ContainerSpec:
     max_file_bytes: int | None = None
 
 
+# The labels that tie a container to the run that made it (see lab/run/engines.py's sweep).
+RUN_LABELS = ("lab.run", "lab.host", "lab.pid")
+
 # What a container may write to the engine's log of its stdout and stderr (json-file): the
 # runner writes little there, and anything more is cut, not kept on the engine's disk.
 LOG_CONFIG = {"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}}
@@ -418,7 +421,11 @@ class Engine:
         try:
             with self._converted(f"copy files for {repository}:{tag}"):
                 self._client.api.put_archive(cid, "/", files)
-            label_changes = [f'LABEL {k}="{v}"' for k, v in labels.items()]
+            # The image would keep the labels of the container it was committed from, the
+            # building run's among them; a container later made from it would then look like
+            # that (long dead) run's leftover to any run's sweep. Those are blanked.
+            label_changes = [f'LABEL {k}=""' for k in RUN_LABELS if k not in labels]
+            label_changes += [f'LABEL {k}="{v}"' for k, v in labels.items()]
             with self._converted(f"commit {repository}:{tag}"):
                 self._client.api.commit(cid, repository=repository, tag=tag, pause=False,
                                         changes=[*changes, *label_changes])

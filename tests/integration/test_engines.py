@@ -503,3 +503,31 @@ def test_an_engine_reached_over_ssh(engine, ssh_server, tmp_path):
     assert r.returncode == 3, r.stderr[-2000:]
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and ssh_server.url in err[0] and "over-ssh" in err[0], err
+
+
+def test_a_container_made_from_a_lab_image_is_not_swept_as_the_builders_leftover(engine,
+                                                                                 image_of):
+    """A layer committed by a run kept that run's labels (lab.host, its pid, long dead), so a
+    container made from the image later looked like a killed run's leftover to any run's
+    sweep (a .ci/run lost a test's container to it mid-copy). The commit blanks them."""
+    from lab.images.layers import tar_of
+
+    builder = {MANAGED: "true", "lab.run": "r-gone", "lab.host": socket.gethostname(),
+               "lab.pid": "999999999"}
+    ref = "lab-test-labels:blank"
+    engine.commit_layer(image_of("cp311"), tar_of({"x.txt": b"x"}), repository=ref.split(":")[0],
+                        tag="blank", changes=[], labels={MANAGED: "true", "lab.kind": "test"},
+                        command=["true"], container_labels=builder)
+    try:
+        labels = engine.image(ref).labels
+        assert labels["lab.kind"] == "test" and labels[MANAGED] == "true"
+        assert labels.get("lab.pid") == labels.get("lab.host") == labels.get("lab.run") == ""
+        client = engine._client
+        made = client.api.create_container(ref, command=["true"])  # labels: the image's only
+        try:
+            assert made["Id"][:12] not in " ".join(remove_leftovers(engine))
+            assert client.api.inspect_container(made["Id"])  # still there
+        finally:
+            client.api.remove_container(made["Id"], force=True)
+    finally:
+        engine.remove_image(ref)
