@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.report.causes import Cause, cause_of
 from lab.results import Cell, Outcome
 
 RUNNER_IN_IMAGE = "/opt/lab/labrunner/"  # the lab's own code in a target image
@@ -41,6 +42,7 @@ class StackGroup:
 
     cells: list[Cell]
     stacks: str  # the first cell's, as it was recorded
+    cause: Cause  # what these stacks show (``lab.report.causes``)
 
     @property
     def targets(self) -> list[str]:
@@ -146,7 +148,9 @@ def hang_groups(cells: list[Cell]) -> list[HangGroup]:
         same: dict[str, list[Cell]] = {}
         for c in hung:
             same.setdefault(normalized(c.stacks or ""), []).append(c)
-        stack_groups = [StackGroup(cells=cs, stacks=cs[0].stacks or "") for cs in same.values()]
+        stack_groups = [StackGroup(cells=cs, stacks=cs[0].stacks or "",
+                                   cause=cause_of(cs[0].stacks, method))
+                        for cs in same.values()]
         stuck = next((f for c in hung if c.stacks and (f := stuck_frame(c.stacks))), None)
         groups.append(HangGroup(scenario=scenario, start_method=method, container=container,
                                 cells=hung, stuck=stuck, stack_groups=stack_groups))

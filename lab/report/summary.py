@@ -56,11 +56,27 @@ def absent_groups(columns: Iterable[TargetResult]) -> list[Absent]:
 def hang_groups(results: RunResults) -> list[tuple[str, list[str]]]:
     """(scenario · method[ · container], targets where it hung), in cell order: the report's
     deadlock groups (``lab.report.stacks``), as the terminal names them."""
+    return [(label, targets) for label, targets, _ in named_hangs(results)]
+
+
+def named_hangs(results: RunResults) -> list[tuple[str, list[str], str]]:
+    """As ``hang_groups``, with what the stacks show: "lock copied in its held state on cp39,
+    cp311 (child_takes_lock at fork_held_lock.py:24: LOCK.acquire()); unknown on pp311"."""
     from lab.report.stacks import hang_groups as groups
 
-    return [(f"{g.scenario} · {g.start_method or '-'}"
-             + (f" · {g.container}" if g.container else ""), g.targets)
-            for g in groups(results.results)]
+    out = []
+    for g in groups(results.results):
+        by_cause: dict[str, list[str]] = {}
+        shown: dict[str, str] = {}
+        for sg in g.stack_groups:
+            by_cause.setdefault(sg.cause.name, []).extend(sg.targets)
+            shown.setdefault(sg.cause.name, sg.cause.evidence)
+        causes = "; ".join(
+            f"{name} on {', '.join(ts)}" + (f" ({_clip(shown[name], 120)})" if shown[name] else "")
+            for name, ts in by_cause.items())
+        out.append((f"{g.scenario} · {g.start_method or '-'}"
+                    + (f" · {g.container}" if g.container else ""), g.targets, causes))
+    return out
 
 
 def first_line(reason: str | None) -> str:
@@ -89,11 +105,10 @@ def findings_text(results: RunResults, html: Path, *, changes: Iterable[str] = (
     for g in absent_groups(results.targets):
         lines.append(f"  {', '.join(t.id for t in g.targets)}: not available here (optional, "
                      f"{g.source}): {_clip(g.reason)}")
-    groups = hang_groups(results)
-    if groups:
+    if hang_groups(results):
         lines.append("hung (killed at their deadline, stacks in the report):")
-        for label, where in groups:
-            lines.append(f"  {label}: {len(where)}/{len(ran)} targets ({', '.join(where)})")
+        for label, where, causes in named_hangs(results):
+            lines.append(f"  {label}: {len(where)}/{len(ran)} targets: {causes}")
     changes = list(changes)
     if changes:
         lines.append("changed between versions:")

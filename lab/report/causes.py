@@ -1,0 +1,118 @@
+"""Hangs named from their stacks: what the evidence in a hung cell's stacks supports, with the
+frame that shows it, else "unknown".
+
+The stacks are text a container wrote (faulthandler's Python frames, py-spy's native ones under
+each process where it could read them, see ``lab/runner/native.py``); they are only matched,
+never followed. Each rule asks for a frame that only that kind of hang leaves, in the order
+below, so a hang shows the most specific cause its stacks support:
+
+- **OpenMP after fork**: a ``GOMP_`` or ``gomp_`` frame (GNU OpenMP's pool does not survive
+  fork: GCC bug 52303);
+- **gRPC after fork**: a frame of grpc's code, native or Python;
+- **buffered I/O lock after fork**: a forked child waits inside a stream's ``flush``/``write``,
+  ``print`` or a logging handler: the buffer's lock was copied held;
+- **join before drain**: one process waits in ``Process.join`` while a queue's feeder thread is
+  still blocked sending into a full pipe (``_feed`` -> ``send_bytes``);
+- **lock copied in its held state**: a forked child waits in a lock's ``acquire`` (the Python
+  line, or ``PyThread_acquire_lock`` beneath it).
+
+PyPy's faulthandler gives approximate line numbers (the ``def`` line) and py-spy cannot read
+it, so a rule that needs the waiting line often finds no evidence there: that hang is
+"unknown", with the frame it is stuck in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+OPENMP = "OpenMP after fork"
+GRPC = "gRPC after fork"
+IO_LOCK = "buffered I/O lock after fork"
+JOIN_BEFORE_DRAIN = "join before drain"
+LOCK_HELD = "lock copied in its held state"
+UNKNOWN = "unknown"
+
+_HEADER = re.compile(r"^=== pid \d+ \(([^)]*)\)")
+_FRAME = re.compile(r'^\s*File "([^"]*)", line (\d+) in (\S+)')
+_GOMP = re.compile(r"\b(GOMP_\w+|gomp_\w+)")
+_GRPC = re.compile(r"(/grpc/|\bgrpc_\w+|\bgrpc::)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cause:
+    name: str
+    evidence: str  # the frame that shows it, as the stacks give it ("" for unknown)
+
+
+def _sections(stacks: str) -> list[tuple[str, list[str]]]:
+    out: list[tuple[str, list[str]]] = []
+    for line in stacks.splitlines():
+        if m := _HEADER.match(line):
+            out.append((m.group(1), []))
+        elif out:
+            out[-1][1].append(line)
+    return out
+
+
+def _first_python_frame(lines: list[str]) -> tuple[str, str]:
+    """The innermost frame of the first thread faulthandler lists (the current one), with the
+    source line the runner wrote beneath it ("" if none)."""
+    for i, line in enumerate(lines):
+        if _FRAME.match(line):
+            after = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            return line.strip(), "" if _FRAME.match(after) else after
+    return "", ""
+
+
+def _where(frame: str, source: str) -> str:
+    m = _FRAME.match(frame)
+    if not m:
+        return frame
+    where = f"{m.group(3)} at {m.group(1).rsplit('/', 1)[-1]}:{m.group(2)}"
+    return f"{where}: {source}" if source else where
+
+
+def cause_of(stacks: str | None, start_method: str | None) -> Cause:
+    """The cause a hung cell's stacks support. ``start_method`` is the cell's: the rules for a
+    state copied by fork apply to forked children only."""
+    text = stacks or ""
+    sections = _sections(text)
+    for rule, pattern in ((OPENMP, _GOMP), (GRPC, _GRPC)):
+        for _, lines in sections if start_method == "fork" else ():
+            for line in lines:
+                if pattern.search(line):
+                    return Cause(name=rule, evidence=line.strip())
+    children = [lines for role, lines in sections if "child" in role]
+    if start_method == "fork":
+        for lines in children:
+            frame, source = _first_python_frame(lines)
+            m = _FRAME.match(frame)
+            if not m:
+                continue
+            file, function = m.group(1), m.group(3)
+            if ("/logging/" in file or function in ("flush", "write", "_io_write")
+                    or source.startswith("print(")):
+                return Cause(name=IO_LOCK, evidence=_where(frame, source))
+    joined = any(_in(lines, "multiprocessing/process.py", "join") for _, lines in sections)
+    feeding = next((_where(line.strip(), "") for _, lines in sections for line in lines
+                    if _is(line, "multiprocessing/queues.py", "_feed")), None)
+    if joined and feeding:
+        return Cause(name=JOIN_BEFORE_DRAIN, evidence=feeding)
+    if start_method == "fork":
+        for lines in children:
+            frame, source = _first_python_frame(lines)
+            native = next((x.strip() for x in lines if "PyThread_acquire_lock" in x), None)
+            if frame and ("acquire(" in source or frame.endswith(" in acquire") or native):
+                return Cause(name=LOCK_HELD, evidence=_where(frame, source)
+                             + (f" ({native})" if native else ""))
+    return Cause(name=UNKNOWN, evidence="")
+
+
+def _is(line: str, file_end: str, function: str) -> bool:
+    m = _FRAME.match(line)
+    return bool(m and m.group(1).endswith(file_end) and m.group(3) == function)
+
+
+def _in(lines: list[str], file_end: str, function: str) -> bool:
+    return any(_is(line, file_end, function) for line in lines)

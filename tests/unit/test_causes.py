@@ -1,0 +1,59 @@
+"""Hangs named from their stacks: each rule on stacks real cells wrote (tests/golden/stacks/
+hung.json, from this machine's runs), and "unknown" where they show nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lab.report.causes import GRPC, IO_LOCK, JOIN_BEFORE_DRAIN, LOCK_HELD, OPENMP, UNKNOWN, cause_of
+
+STACKS = json.loads((Path(__file__).resolve().parents[1] / "golden" / "stacks" / "hung.json")
+                    .read_text())
+
+
+def test_a_forked_child_waiting_in_acquire_is_a_lock_copied_held():
+    c = cause_of(STACKS["cp311/fork_held_lock/fork"], "fork")
+    assert c.name == LOCK_HELD
+    assert c.evidence.startswith("child_takes_lock at fork_held_lock.py:24: LOCK.acquire()")
+    # py-spy's C frame beneath it, where it read one
+    c = cause_of(STACKS["cp311/fork_held_lock/fork/native"], "fork")
+    assert c.name == LOCK_HELD and "PyThread_acquire_lock_timed" in c.evidence
+
+
+def test_the_same_wait_in_a_child_that_was_not_forked_is_not_a_copied_lock():
+    assert cause_of(STACKS["cp311/fork_held_lock/fork"], "spawn").name == UNKNOWN
+
+
+def test_pypys_approximate_lines_show_no_evidence_so_its_hang_is_unknown():
+    c = cause_of(STACKS["pp311/fork_held_lock/fork"], "fork")
+    assert c.name == UNKNOWN and c.evidence == ""
+
+
+def test_a_forked_child_in_a_logging_flush_is_the_buffered_io_lock():
+    c = cause_of(STACKS["cp311/fork_held_io/fork"], "fork")
+    assert c.name == IO_LOCK and c.evidence.startswith("flush at __init__.py:")
+
+
+def test_join_with_the_feeder_still_sending_is_join_before_drain():
+    c = cause_of(STACKS["cp314/queue_join_before_drain/fork"], "fork")
+    assert c.name == JOIN_BEFORE_DRAIN and c.evidence.startswith("_feed at queues.py:")
+    # Only the parent's join in view (the spawned child left no stack): no evidence.
+    assert cause_of(STACKS["cp311/queue_join_before_drain/spawn"], "spawn").name == UNKNOWN
+
+
+def test_native_library_frames_name_the_library():
+    child = ("=== pid 9 (child process) python3 x.py\nCurrent thread 0x1 (most recent call "
+             "first):\n  File \"/w/x.py\", line 3 in work\n--- native stacks (py-spy): thread "
+             "names, GIL holder, C frames\nThread 9 (idle): \"MainThread\"\n    {frame}\n")
+    c = cause_of(child.format(frame="gomp_team_barrier_wait_end (libgomp.so.1)"), "fork")
+    assert c.name == OPENMP and "gomp_team_barrier_wait_end" in c.evidence
+    c = cause_of(child.format(frame="GOMP_parallel (libgomp.so.1)"), "spawn")
+    assert c.name == UNKNOWN  # not forked: whatever it is, it is not the pool copied by fork
+    c = cause_of(child.format(frame="grpc_completion_queue_next (cygrpc.so)"), "fork")
+    assert c.name == GRPC
+
+
+def test_no_stacks_is_unknown():
+    assert cause_of(None, "fork").name == UNKNOWN
+    assert cause_of("", None).name == UNKNOWN
