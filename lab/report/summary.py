@@ -59,9 +59,9 @@ def hang_groups(results: RunResults) -> list[tuple[str, list[str]]]:
     return [(label, targets) for label, targets, _ in named_hangs(results)]
 
 
-def named_hangs(results: RunResults) -> list[tuple[str, list[str], str]]:
-    """As ``hang_groups``, with what the stacks show: "lock copied in its held state on cp39,
-    cp311 (child_takes_lock at fork_held_lock.py:24: LOCK.acquire()); unknown on pp311"."""
+def named_hangs(results: RunResults) -> list[tuple[str, list[str], list[str]]]:
+    """As ``hang_groups``, with what the stacks show, a line per cause: "lock copied in its
+    held state on cp39, cp311: child_takes_lock at fork_held_lock.py:24: LOCK.acquire()"."""
     from lab.report.stacks import hang_groups as groups
 
     out = []
@@ -71,9 +71,9 @@ def named_hangs(results: RunResults) -> list[tuple[str, list[str], str]]:
         for sg in g.stack_groups:
             by_cause.setdefault(sg.cause.name, []).extend(sg.targets)
             shown.setdefault(sg.cause.name, sg.cause.evidence)
-        causes = "; ".join(
-            f"{name} on {', '.join(ts)}" + (f" ({_clip(shown[name], 120)})" if shown[name] else "")
-            for name, ts in by_cause.items())
+        causes = [f"{name} on {', '.join(ts)}" + (f": {_clip(shown[name], 160)}"
+                                                  if shown[name] else "")
+                  for name, ts in by_cause.items()]
         out.append((f"{g.scenario} · {g.start_method or '-'}"
                     + (f" · {g.container}" if g.container else ""), g.targets, causes))
     return out
@@ -108,7 +108,8 @@ def findings_text(results: RunResults, html: Path, *, changes: Iterable[str] = (
     if hang_groups(results):
         lines.append("hung (killed at their deadline, stacks in the report):")
         for label, where, causes in named_hangs(results):
-            lines.append(f"  {label}: {len(where)}/{len(ran)} targets: {causes}")
+            lines.append(f"  {label}: {len(where)}/{len(ran)} targets ({', '.join(where)})")
+            lines += [f"    {cause}" for cause in causes]
     changes = list(changes)
     if changes:
         lines.append("changed between versions:")

@@ -50,13 +50,25 @@ def test_the_plan_comes_first_and_the_findings_last(full_run):
             hung.setdefault(f"{c['scenario']} · {c['start_method'] or '-'}", []).append(
                 c["target"])
     start = lines.index("hung (killed at their deadline, stacks in the report):")
-    printed = {}
+    printed: dict[str, list[str]] = {}
+    named: dict[str, list[str]] = {}  # the causes beneath each group, one line each
+    label = ""
     for line in lines[start + 1:]:
         if not line.startswith("  "):
             break
+        if line.startswith("    "):
+            named[label].append(line.strip())
+            continue
         label, rest = line.strip().rsplit(": ", 1)
         printed[label] = rest.split("(", 1)[1].rstrip(")").split(", ")
+        named[label] = []
     assert printed == hung and hung
+    # Every group is named, and the causes cover its targets.
+    for label, causes in named.items():
+        covered = [t for c in causes for t in c.split(" on ", 1)[1].split(": ", 1)[0].split(", ")]
+        assert sorted(covered) == sorted(printed[label]), (label, causes)
+    assert any(c.startswith("lock copied in its held state on ")
+               for c in named["fork_held_lock · fork"])
     counts = {o: sum(c["outcome"] == o for c in data["results"]) for o in ("ok", "hung")}
     assert lines[lines.index(next(x for x in lines if x.startswith("findings:")))].startswith(
         f"findings: {len(data['results'])} cells: {counts['ok']} ok, {counts['hung']} hung")

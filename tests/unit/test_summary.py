@@ -32,8 +32,10 @@ def test_findings_name_counts_hangs_changes_claims_and_the_report_url(tmp_path):
     text = findings_text(r, tmp_path / "index.html", changes=version_changes(r),
                          claims=claim_lines(r))
     assert text.startswith("findings: 288 cells: 259 ok, 29 hung")
-    assert "  queue_join_before_drain · fork: 6/6 targets: join before drain on cp39, cp311, " \
-           "cp313, cp314, cp315, pp311 (_feed at queues.py:251)" in text
+    assert "  fork_held_lock · fork: 6/6 targets (cp39, cp311, cp313, cp314, cp315, pp311)" in text
+    assert "  queue_join_before_drain · fork: 6/6 targets (cp39, cp311, cp313, cp314, cp315, " \
+           "pp311)\n    join before drain on cp39, cp311, cp313, cp314, cp315, pp311: _feed at " \
+           "queues.py:251\n" in text
     assert "Default start method: forkserver on cp314, changed in 3.14 (was fork in 3.13)" in text
     assert sum(line.startswith("  ") and line[2].isdigit() and ". " in line
                for line in text.splitlines()) == 8
