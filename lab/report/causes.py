@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from lab.report.stacks import sections
+
 OPENMP = "OpenMP after fork"
 GRPC = "gRPC after fork"
 IO_LOCK = "buffered I/O lock after fork"
@@ -33,7 +35,6 @@ JOIN_BEFORE_DRAIN = "join before drain"
 LOCK_HELD = "lock copied in its held state"
 UNKNOWN = "unknown"
 
-_HEADER = re.compile(r"^=== pid \d+ \(([^)]*)\)")
 _FRAME = re.compile(r'^\s*File "([^"]*)", line (\d+) in (\S+)')
 _GOMP = re.compile(r"\b(GOMP_\w+|gomp_\w+)")
 _GRPC = re.compile(r"(/grpc/|\bgrpc_\w+|\bgrpc::)")
@@ -43,16 +44,6 @@ _GRPC = re.compile(r"(/grpc/|\bgrpc_\w+|\bgrpc::)")
 class Cause:
     name: str
     evidence: str  # the frame that shows it, as the stacks give it ("" for unknown)
-
-
-def _sections(stacks: str) -> list[tuple[str, list[str]]]:
-    out: list[tuple[str, list[str]]] = []
-    for line in stacks.splitlines():
-        if m := _HEADER.match(line):
-            out.append((m.group(1), []))
-        elif out:
-            out[-1][1].append(line)
-    return out
 
 
 def _first_python_frame(lines: list[str]) -> tuple[str, str]:
@@ -77,13 +68,13 @@ def cause_of(stacks: str | None, start_method: str | None) -> Cause:
     """The cause a hung cell's stacks support. ``start_method`` is the cell's: the rules for a
     state copied by fork apply to forked children only."""
     text = stacks or ""
-    sections = _sections(text)
+    found = sections(text)
     for rule, pattern in ((OPENMP, _GOMP), (GRPC, _GRPC)):
-        for _, lines in sections if start_method == "fork" else ():
+        for _, lines in found if start_method == "fork" else ():
             for line in lines:
                 if pattern.search(line):
                     return Cause(name=rule, evidence=line.strip())
-    children = [lines for role, lines in sections if "child" in role]
+    children = [lines for role, lines in found if "child" in role]
     if start_method == "fork":
         for lines in children:
             frame, source = _first_python_frame(lines)
@@ -94,8 +85,8 @@ def cause_of(stacks: str | None, start_method: str | None) -> Cause:
             if ("/logging/" in file or function in ("flush", "write", "_io_write")
                     or source.startswith("print(")):
                 return Cause(name=IO_LOCK, evidence=_where(frame, source))
-    joined = any(_in(lines, "multiprocessing/process.py", "join") for _, lines in sections)
-    feeding = next((_where(line.strip(), "") for _, lines in sections for line in lines
+    joined = any(_in(lines, "multiprocessing/process.py", "join") for _, lines in found)
+    feeding = next((_where(line.strip(), "") for _, lines in found for line in lines
                     if _is(line, "multiprocessing/queues.py", "_feed")), None)
     if joined and feeding:
         return Cause(name=JOIN_BEFORE_DRAIN, evidence=feeding)

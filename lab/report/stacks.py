@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.report.causes import Cause, cause_of
 from lab.results import Cell, Outcome
 
 RUNNER_IN_IMAGE = "/opt/lab/labrunner/"  # the lab's own code in a target image
@@ -42,7 +41,6 @@ class StackGroup:
 
     cells: list[Cell]
     stacks: str  # the first cell's, as it was recorded
-    cause: Cause  # what these stacks show (``lab.report.causes``)
 
     @property
     def targets(self) -> list[str]:
@@ -103,25 +101,25 @@ def normalized(stacks: str) -> str:
     return "\n".join(out)
 
 
-def _sections(stacks: str) -> list[tuple[str, list[str]]]:
+def sections(stacks: str) -> list[tuple[str, list[str]]]:
     """(role, lines) per process, in the order the stacks list them."""
-    sections: list[tuple[str, list[str]]] = []
+    out: list[tuple[str, list[str]]] = []
     for line in stacks.splitlines():
         if m := _HEADER.match(line):
-            sections.append((m.group(1), []))
-        elif sections:
-            sections[-1][1].append(line)
-    return sections
+            out.append((m.group(1), []))
+        elif out:
+            out[-1][1].append(line)
+    return out
 
 
 def stuck_frame(stacks: str) -> Frame | None:
     """The innermost frame of the current thread of the first child process (else of the
     first process): where the hung process waits, with its source line when the runner
     recorded one beneath it (read in the container, from the file that ran)."""
-    sections = _sections(stacks)
-    if not sections:
+    found = sections(stacks)
+    if not found:
         return None
-    _, lines = next((s for s in sections if "child" in s[0]), sections[0])
+    _, lines = next((s for s in found if "child" in s[0]), found[0])
     current = False
     for i, line in enumerate(lines):
         if _THREAD.match(line):
@@ -148,9 +146,7 @@ def hang_groups(cells: list[Cell]) -> list[HangGroup]:
         same: dict[str, list[Cell]] = {}
         for c in hung:
             same.setdefault(normalized(c.stacks or ""), []).append(c)
-        stack_groups = [StackGroup(cells=cs, stacks=cs[0].stacks or "",
-                                   cause=cause_of(cs[0].stacks, method))
-                        for cs in same.values()]
+        stack_groups = [StackGroup(cells=cs, stacks=cs[0].stacks or "") for cs in same.values()]
         stuck = next((f for c in hung if c.stacks and (f := stuck_frame(c.stacks))), None)
         groups.append(HangGroup(scenario=scenario, start_method=method, container=container,
                                 cells=hung, stuck=stuck, stack_groups=stack_groups))

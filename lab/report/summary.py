@@ -62,6 +62,7 @@ def hang_groups(results: RunResults) -> list[tuple[str, list[str]]]:
 def named_hangs(results: RunResults) -> list[tuple[str, list[str], list[str]]]:
     """As ``hang_groups``, with what the stacks show, a line per cause: "lock copied in its
     held state on cp39, cp311: child_takes_lock at fork_held_lock.py:24: LOCK.acquire()"."""
+    from lab.report.causes import cause_of
     from lab.report.stacks import hang_groups as groups
 
     out = []
@@ -69,8 +70,9 @@ def named_hangs(results: RunResults) -> list[tuple[str, list[str], list[str]]]:
         by_cause: dict[str, list[str]] = {}
         shown: dict[str, str] = {}
         for sg in g.stack_groups:
-            by_cause.setdefault(sg.cause.name, []).extend(sg.targets)
-            shown.setdefault(sg.cause.name, sg.cause.evidence)
+            cause = cause_of(sg.stacks, g.start_method)
+            by_cause.setdefault(cause.name, []).extend(sg.targets)
+            shown.setdefault(cause.name, cause.evidence)
         causes = [f"{name} on {', '.join(ts)}" + (f": {_clip(shown[name], 160)}"
                                                   if shown[name] else "")
                   for name, ts in by_cause.items()]
