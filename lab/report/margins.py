@@ -8,6 +8,7 @@ effect with what those two could produce (``parallel_floor``, ``serial_ceiling``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from lab.results import Cell
@@ -90,3 +91,31 @@ def paired(stat: Any) -> tuple[int, str, float] | None:
     lo, hi = float(ci[0]), float(ci[1])
     side = -1 if hi < 1 - PAIRED_MARGIN else 1 if lo > 1 + PAIRED_MARGIN else 0
     return side, f"x{med:.2f} (x{lo:.2f}-x{hi:.2f})", med
+
+
+@dataclass(frozen=True, kw_only=True)
+class Clocks:
+    """The workers' own CPU clocks, judged: did they run at once (above ``ceiling``), and did
+    they use fewer CPUs than parallel workers would have with the contention measured (below
+    ``floor``)? Both can hold: a thread that spins while it waits for the GIL overlaps a
+    little, far below what parallel threads reach."""
+
+    at_once: bool
+    below: bool
+    median: float
+    ceiling: float
+    floor: float
+
+    @property
+    def measured(self) -> str:
+        return f"{self.median:.2f} CPUs at once by their own clocks"
+
+    def words(self, *, floor_too: bool = False) -> str:
+        """The measure with the bound that decided it: the parallel floor when below it (and
+        not at once, unless ``floor_too``), both bounds for a tie."""
+        if not self.at_once and not self.below:
+            return (f"{self.measured} (between {self.ceiling:.2f}, taking turns, and "
+                    f"{self.floor:.2f}, parallel)")
+        if self.below and (floor_too or not self.at_once):
+            return f"{self.measured} (parallel ones would be on at least {self.floor:.2f})"
+        return self.measured

@@ -47,6 +47,7 @@ from lab.report.documented import documented
 from lab.report.margins import (
     CONTENDED,
     MIN_SPREAD,
+    Clocks,
     contention,
     get,
     num,
@@ -134,11 +135,9 @@ class _Judge:
         return (s or 0.0, q1 or s or 0.0, q3 or s or 0.0, others,
                 parallel_floor(cpus, others, spread), serial_ceiling(cpus, others, spread))
 
-    def concurrency(self, t: TargetResult, c: Cell) -> tuple[bool, bool, str, float] | None:
+    def concurrency(self, t: TargetResult, c: Cell) -> Clocks | None:
         """What the workers' own CPU clocks say (``cpu_concurrency``), or None where a cell
-        lacks them: (they ran at once, they used fewer CPUs than parallel workers would, in
-        words, the parallel floor). Both can hold: a thread that spins while it waits for the
-        GIL overlaps a little, far below what parallel threads reach."""
+        lacks them."""
         k = stat3(c.measurements.get(M.CPU_CONCURRENCY))
         if not k:
             return None
@@ -149,13 +148,8 @@ class _Judge:
         # an estimate, so each round above it proves they ran at once; the margin is for the
         # clocks, and the lower quartile asks it of three rounds in four.
         ceiling = 1 + MIN_SPREAD
-        at_once, below = q1 > ceiling, q3 < floor
-        words = f"{med:.2f} CPUs at once by their own clocks"
-        if not at_once and not below:
-            words += f" (between {ceiling:.2f}, taking turns, and {floor:.2f}, parallel)"
-        elif below and not at_once:
-            words += f" (parallel ones would be on at least {floor:.2f})"
-        return at_once, below, words, floor
+        return Clocks(at_once=q1 > ceiling, below=q3 < floor, median=med, ceiling=ceiling,
+                      floor=floor)
 
     def claim1(self, t: TargetResult) -> Verdict:
         """Parallelism is judged on the children's own CPU clocks where they read them
@@ -209,13 +203,13 @@ class _Judge:
                   else f"x{s:.2f}")
         clocks = self.concurrency(t, c)
         if clocks:
-            at_once, below, words, _ = clocks
-            kind = "parallel" if at_once else "serial" if below else "tie"
+            kind = "parallel" if clocks.at_once else "serial" if clocks.below else "tie"
+            words = clocks.words()
             overlap = num(get(c.measurements, M.CHILDREN, "overlap", "median"))
             if kind == "serial" and overlap is not None and overlap < STAGGERED:
                 # Children that were never alive together say nothing about running at once.
                 kind = "tie"
-                words = (f"{words.split(' (')[0]}, but their work overlapped for only "
+                words = (f"{clocks.measured}, but their work overlapped for only "
                          f"{overlap:.0%} of the longer one's (start-up staggered them)")
             return kind, f"children on {words}; {speeds}"
         if work:
@@ -256,10 +250,9 @@ class _Judge:
         tail += self.emulated_note(t)
         clocks = self.concurrency(t, c)
         if clocks:
-            at_once, below, words, least = clocks
-            if below and at_once:  # overlapping a little, far from parallel: say how far
-                words += f" (parallel ones would be on at least {least:.2f})"
-            head = f"2 threads on {words}, x{s:.2f} wall clock"
+            at_once, below = clocks.at_once, clocks.below
+            # Overlapping a little, far from parallel (PyPy's GIL spins): say how far.
+            head = f"2 threads on {clocks.words(floor_too=below)}, x{s:.2f} wall clock"
             if below:
                 return Verdict(status=CONFIRMED, evidence=ev,
                                summary=f"{head}{_with(others)}" + tail)
