@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,8 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from lab.matrix import Target
 
 PY_SPY_VERSION = "0.4.3"
 INNER_PATH = "opt/lab/tools/py-spy"  # in the runner layer, mode 0755
@@ -65,15 +68,19 @@ def binary_sha256(arch: str, cache: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path else None
 
 
-def prepare(archs: Iterable[str], cache: Path, *, wheelhouse: Path | None = None) -> list[str]:
-    """Make sure py-spy is cached for each architecture (the run's targets'): one line per
-    architecture where it cannot be had, saying what its hung cells will lack."""
+def prepare(targets: Iterable[Target], cache: Path, *,
+            wheelhouse: Path | None = None) -> list[str]:
+    """Make sure py-spy is cached for the architecture of each target: one line per
+    architecture where it cannot be had, naming the targets whose hung cells will lack it."""
+    by_arch: dict[str, list[str]] = {}
+    for t in targets:
+        by_arch.setdefault(t.arch, []).append(t.id)
     lines = []
-    for arch in sorted(set(archs)):
+    for arch, ids in sorted(by_arch.items()):
         got = ensure(arch, cache, wheelhouse=wheelhouse)
         if isinstance(got, str):
-            lines.append(f"native stacks: {got}; hung cells on {arch} keep faulthandler's "
-                         "stacks only")
+            lines.append(f"native stacks: {got}; hung cells of {', '.join(ids)} keep "
+                         "faulthandler's stacks only")
     return lines
 
 
@@ -92,6 +99,26 @@ def ensure(arch: str, cache: Path, *, wheelhouse: Path | None = None) -> Path | 
         if isinstance(got, str):
             return got
         return _unpack(got, _binary_path(arch, cache))
+
+
+def export(targets: Iterable[Target], dest: Path) -> tuple[list[str], list[str]]:
+    """py-spy's wheels for the targets' architectures, checked against the pins, copied into
+    the wheelhouse ``dest`` (``lab deps export``), so that an offline run has native stacks:
+    (the files written, one line per architecture that could not have it)."""
+    written, lines = [], []
+    for arch in sorted({t.arch for t in targets}):
+        wheel = PY_SPY_WHEELS.get(arch)
+        if wheel is None:
+            continue  # no py-spy is used there: nothing for an offline run to miss
+        with tempfile.TemporaryDirectory(prefix="lab-py-spy-") as tmp:
+            got = _fetch(wheel, Path(tmp), None)
+            if isinstance(got, str):
+                lines.append(f"native stacks ({arch}): {got}")
+                continue
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(got, dest / got.name)
+            written.append(got.name)
+    return written, lines
 
 
 def _fetch(wheel: Wheel, dest: Path, wheelhouse: Path | None) -> Path | str:

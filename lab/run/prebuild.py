@@ -49,7 +49,7 @@ def build_images(chosen: Selection, *, jobs: int, say: Say, say_err: Say) -> int
             failed += 1
             say_err(f"{tid}: FAILED on {name}: {survey.down[name]}")
     up = [(targets[tid], name) for tid, name in wanted if name not in survey.down]
-    for line in tools.prepare((t.arch for t, _ in up), cache_dir()):  # as a run does
+    for line in tools.prepare([t for t, _ in up], cache_dir()):  # as a run does
         say_err(line)
     try:
         phase.prefetch({name: [t for t, n in up if n == name] for name in names})
@@ -101,6 +101,12 @@ def export_wheels(chosen: Selection, reqs: Requirements, dest: Path, *, say: Say
             say(f"{tid}: {len(names)} file(s): {', '.join(sorted(names))}")
     finally:
         phase.close()
+    wheels, lacking = tools.export(targets.values(), dest)  # native stacks offline too
+    written.update(wheels)
+    for line in lacking:
+        say_err(line)
+    if wheels:
+        say(f"py-spy: {', '.join(wheels)}")
     say(f"{dest}: {len(written)} file(s) for {len(targets) - failed} of {len(targets)} "
         f"target(s); use it with --wheelhouse {dest}")
     return failed

@@ -362,8 +362,11 @@ class Run:
             notes.append(f"engine {name} not reachable at the start; its targets are "
                          f"unavailable ({why})")
         # py-spy for the runner layers, fetched once (cached) before any image is planned.
-        notes += tools.prepare((t.arch for t in self.options.targets if not t.host_python),
-                               cache_dir(), wheelhouse=self.options.requirements.wheelhouse)
+        lacking = tools.prepare([t for t in self.options.targets if not t.host_python],
+                                cache_dir(), wheelhouse=self.options.requirements.wheelhouse)
+        for line in lacking:
+            self.progress.note(line)
+        notes += lacking
         self.ledger.note(*notes)
         self.ledger.write_head(self.results(complete=False))
         phase = ImagePhase(connect=self.connect, engines=self.plan.engines,

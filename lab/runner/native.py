@@ -31,13 +31,13 @@ HEADING = "--- native stacks (py-spy): thread names, GIL holder, C frames"
 
 def unreadable():
     """Why py-spy cannot read this interpreter's processes here, or None when it can."""
-    if not os.access(TOOL, os.X_OK):
-        return "py-spy is not in this image (the run's notes say why)"
     impl = platform.python_implementation()
     if impl != "CPython":
         return f"py-spy reads CPython only and this is {impl}"
     if sysconfig.get_config_var("Py_GIL_DISABLED"):
         return "py-spy does not read free-threaded builds"
+    if not os.access(TOOL, os.X_OK):
+        return "py-spy is not in this image (the run's notes say why)"
     return None
 
 

@@ -100,8 +100,21 @@ def test_a_wheel_that_does_not_match_the_pinned_hash_is_refused(tmp_path):
 
 
 def test_prepare_says_per_architecture_what_hung_cells_will_lack(tmp_path):
-    lines = tools.prepare(["arm64", "amd64"], tmp_path / "cache", wheelhouse=tmp_path)
+    m = load_matrix()
+    targets = [m.get("cp314-arm64"), m.get("cp311"), m.get("pp311")]
+    lines = tools.prepare(targets, tmp_path / "cache", wheelhouse=tmp_path)  # an empty house
     assert len(lines) == 2
-    assert any("arm64" in x and "emulation" in x for x in lines)
-    assert any("amd64" in x and "in the wheelhouse" in x and "faulthandler" in x
-               for x in lines)
+    assert any("arm64" in x and "emulation" in x and "of cp314-arm64 keep" in x for x in lines)
+    assert any("in the wheelhouse" in x and "hung cells of cp311, pp311 keep faulthandler's"
+               in x for x in lines)
+
+
+def test_deps_export_puts_py_spy_in_the_wheelhouse_for_an_offline_run(tmp_path, monkeypatch):
+    house = tmp_path / "house"
+    written, lacking = tools.export([load_matrix().get("cp311")], house)
+    assert lacking == [] and [p.name for p in house.iterdir()] == written
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # no index from here on
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    got = tools.ensure("amd64", tmp_path / "cache", wheelhouse=house)
+    assert not isinstance(got, str), got
+    assert got.stat().st_mode & 0o111 and got.stat().st_size > 1 << 20
