@@ -22,6 +22,7 @@ from typing import Any
 from lab.errors import ConfigError
 from lab.matrix import Target, native_platforms
 from lab.results import METHOD_ORDER, START_METHODS
+from lab.runner.protocol import OVERRUN_LIMIT
 from lab.runner.scenarios import CATALOG
 
 EMULATION_SLOWDOWN = 8.0  # qemu-user: deadlines stretch, timings are not comparable
@@ -115,7 +116,8 @@ class Job:
     @property
     def host_deadline_s(self) -> float:
         """The host's own deadline for the whole container (the runner's comes first)."""
-        deadlines = sorted((c.deadline_s for c in self.cells), reverse=True)
+        deadlines = sorted((c.deadline_s * self.overrun_limit for c in self.cells),
+                           reverse=True)
         waves = math.ceil(len(deadlines) / self.parallel)
         # At worst every wave waits out its longest cell (timing cells: every attempt, and
         # the wait for a quiet machine before each; a cell that disagreed with the others of
@@ -127,8 +129,15 @@ class Job:
             worst = tries * (worst + len(self.cells) * QUIET["max_wait_s"])
         return (worst + CONTAINER_OVERHEAD_S) * self.deadline_scale
 
+    @property
+    def overrun_limit(self) -> float:
+        """How many deadlines a behaviour cell still working at its deadline may run: it is
+        starved, not hung. Timing cells run alone on quiet CPUs, and keep theirs."""
+        return 1.0 if self.exclusive else OVERRUN_LIMIT
+
     def to_plan(self) -> dict[str, Any]:
         plan: dict[str, Any] = {"parallel": self.parallel, "deadline_scale": self.deadline_scale,
+                                "overrun_limit": self.overrun_limit,
                                 "cells": [c.to_plan() for c in self.cells]}
         if self.exclusive:
             plan["quiet"] = dict(QUIET)

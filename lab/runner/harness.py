@@ -21,7 +21,7 @@ import sys
 import time
 
 from . import measurements as M
-from . import native
+from . import native, watch
 from . import protocol as P
 from .util import STACK_SIGNAL, STACKS_ENV, affinity
 
@@ -93,12 +93,17 @@ def last_error(output):
 
 
 def group_members(pgid):
-    """Pids whose process group is ``pgid`` (Linux /proc; empty elsewhere)."""
-    members = []
+    """Pids whose process group is ``pgid`` (Linux /proc; empty elsewhere), zombies left out."""
+    return sorted(process_groups().get(pgid, []))
+
+
+def process_groups():
+    """{pgid: [pid, ...]} of every process /proc shows that is not a zombie."""
+    groups = {}
     try:
         names = os.listdir("/proc")
     except OSError:
-        return members
+        return groups
     for name in names:
         if not name.isdigit():
             continue
@@ -106,11 +111,26 @@ def group_members(pgid):
             with open(f"/proc/{name}/stat") as fh:
                 stat = fh.read()
             fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[2]) == pgid:
-                members.append(int(name))
+            if fields[0] != "Z":
+                groups.setdefault(int(fields[2]), []).append(int(name))
         except (OSError, ValueError, IndexError):
             continue
-    return sorted(members)
+    return groups
+
+
+def look(running, now):
+    """Each running cell's watch takes its sample (every watch.SAMPLE_S). A process outside
+    every cell's group and the runner's own (a daemon a cell started in a session of its own)
+    might wake any of them, so then none is proved stuck; nor on a host, which others share."""
+    due = [rc for rc in running if rc.phase == "run" and rc.watch.due(now)]
+    if not due:
+        return
+    groups = process_groups()
+    known = {os.getpgrp()} | {rc.proc.pid for rc in running}
+    strays = os.environ.get("LAB_IN_CONTAINER") != "1" or any(
+        pgid not in known and pids != [1] for pgid, pids in groups.items())
+    for rc in due:
+        rc.watch.observe(now, sorted(groups.get(rc.proc.pid, [])), strays)
 
 
 def describe_process(pid):
@@ -215,7 +235,7 @@ def script_command(cell, user_dir, cell_dir, env):
 
 class RunningCell:
     def __init__(self, index, cell, out_dir, deadline_scale, user_dir=None, scratch=None,
-                 attempt=0):
+                 attempt=0, overrun=1.0):
         self.index = index
         self.cell = cell
         self.out_dir = out_dir
@@ -229,6 +249,9 @@ class RunningCell:
         self.output_path = os.path.join(self.dir, "output.txt")
         self.deadline_s = float(cell.get("deadline_s", 30)) * deadline_scale
         self.is_script = bool(cell.get("script"))
+        # A scenario's deadline is the lab's guess; past it, a cell still working gets more
+        # time, up to ``overrun`` deadlines (the plan's). A user's --timeout is theirs: it holds.
+        self.limit_s = self.deadline_s * (1.0 if self.is_script else max(1.0, overrun))
         self.quiet = None  # what the wait for a quiet machine found before this attempt
         self.output = open(self.output_path, "wb")
         self.rusage = None
@@ -269,6 +292,9 @@ class RunningCell:
         self.hung = False
         self.processes = {}
         self.native_dir = self.native_why = self.native = None
+        self.watch = watch.Watch()
+        self.why_hung = None  # the evidence, when it is not a plain deadline
+        self.overran_s = None
         env = self.environment()
         args, cwd = self.command(env)
         # A cell's deadline runs from when its code starts (it writes its result file first
@@ -300,9 +326,26 @@ class RunningCell:
                 return True
             if self.ran_from is None and (self.is_script or os.path.exists(self.result_path)):
                 self.ran_from = now  # the cell's code runs: its deadline starts
-            late = (now - self.ran_from >= self.deadline_s if self.ran_from is not None
+            if self.ran_from is not None and self.watch.stuck(now):
+                ran = now - self.ran_from
+                when = (f"before its {self.deadline_s:.1f} s deadline" if ran < self.deadline_s
+                        else f"past its {self.deadline_s:.1f} s deadline, which it had run on "
+                             "past while it used CPU")
+                self.why_hung = (f"found hung after {ran:.1f} s, {when}: "
+                                 + self.watch.describe(now))
+                self.hang(now)
+                return False
+            ran = now - self.ran_from if self.ran_from is not None else None
+            late = (ran >= self.deadline_s if ran is not None
                     else now - self.started >= self.deadline_s + STARTUP_ALLOWANCE_S)
-            if late:
+            if late and ran is not None and ran < self.limit_s and self.watch.working():
+                self.overran_s = round(ran - self.deadline_s, 2)  # starved, not stuck
+            elif late:
+                if ran is not None and ran >= self.limit_s > self.deadline_s:
+                    self.why_hung = (f"still using CPU at {ran:.1f} s, "
+                                     f"{self.limit_s / self.deadline_s:g} times its "
+                                     f"{self.deadline_s:.1f} s deadline: a busy loop, or a "
+                                     "machine too loaded to finish it")
                 self.hang(now)
             return False
         if self.phase == "native":
@@ -491,10 +534,12 @@ class RunningCell:
             "cpu": self.cpu_record(),
             "gil_enabled": result.get("gil_enabled"),
         }
+        if self.overran_s is not None and not self.hung:
+            rec["overran_s"] = self.overran_s
         if self.hung:
             rec["outcome"] = P.HUNG
-            rec["detail"] = (f"no result within the {self.deadline_s:.1f} s deadline; "
-                             "stacks dumped, group killed")
+            rec["detail"] = (self.why_hung or f"no result within the {self.deadline_s:.1f} s "
+                             "deadline") + "; stacks dumped, group killed"
             rec["stacks"] = self.collect_stacks()
         elif code is not None and code < 0:
             rec["outcome"] = P.CRASHED
@@ -622,6 +667,7 @@ def run_plan(plan, out_dir):
     cells = plan["cells"]
     parallel = max(1, int(plan.get("parallel", 1)))
     scale = float(plan.get("deadline_scale", 1.0))
+    overrun = float(plan.get("overrun_limit", 1.0))
     user_dir = plan.get("user_dir")
     scratch = plan.get("scratch")
     quiet = plan.get("quiet")  # timing jobs: wait for a quiet machine, re-measure the disturbed
@@ -694,7 +740,7 @@ def run_plan(plan, out_dir):
                 try:
                     kind = SuiteCell if is_suite(cell) else RunningCell
                     rc = kind(index, cell, out_dir, scale, user_dir, scratch,
-                              attempt=len(tries.get(index, [])))
+                              attempt=len(tries.get(index, [])), overrun=overrun)
                     rc.quiet = before
                     running.append(rc)
                 except Exception as exc:  # harness fault: this cell only
@@ -703,6 +749,7 @@ def run_plan(plan, out_dir):
                           "start_method": cell.get("start_method"),
                           "outcome": P.ERROR, "detail": f"could not start cell: {exc!r}"})
             now = time.monotonic()
+            look(running, now)
             for rc in list(running):
                 if rc.step(now):
                     running.remove(rc)

@@ -16,6 +16,9 @@ SKIPPED = "skipped"
 ERROR = "error"
 OUTCOMES = (OK, HUNG, CRASHED, FAILED, SKIPPED, ERROR)
 CELL_STATUSES = (OK, FAILED, SKIPPED, ERROR)
+# A behaviour cell still using CPU at its deadline is starved, not hung: it may run on, up to
+# this many deadlines (the host's plan says so, and its own deadlines allow for it).
+OVERRUN_LIMIT = 3.0
 
 # multiprocessing's start methods, in the order every table shows them; DEFAULT is lab check's
 # run under the interpreter's own default (no method chosen).

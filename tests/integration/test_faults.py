@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from lab.matrix import load_matrix
+from lab.run.scheduler import CellSpec
 
 from .conftest import lab_containers, run_cells, scenario, selftest
 
@@ -127,3 +128,31 @@ def test_a_cell_that_writes_without_limit_to_its_channel_is_cut_off_at_the_cap(
     total = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())
     assert total <= MAX_CHANNEL_BYTES + MAX_RESULTS_BYTES + (1 << 20), total
     assert lab_containers(engine, **{"lab.run": unique_run_id}) == []
+
+
+def test_a_stuck_cell_is_found_before_its_deadline_and_a_slow_one_is_not(
+        engine, image_of, tmp_path, unique_run_id):
+    """Item 5 of issue 27: a group whose every thread waits with no timeout is hung at once,
+    with the evidence; children that sleep or wait on I/O, then finish, are never called hung;
+    a cell busy on a CPU at its deadline is starved, not stuck, and runs on."""
+    cells = run_cells(engine, image_of("cp311"), CP311, tmp_path, [
+        selftest("stuck", deadline=30),
+        *[CellSpec(scenario="selftest.wait_then_finish", start_method=m, kind="behaviour",
+                   deadline_s=8, params={"seconds": 4}) for m in ("fork", "spawn",
+                                                              "forkserver")],
+        selftest("spin", deadline=2, seconds=4),
+        selftest("hang", deadline=3),
+    ], parallel=6, run_id=unique_run_id)
+    stuck, *waiters, spin, hang = cells
+    assert stuck.outcome == "hung" and stuck.duration_s < 5, stuck
+    assert "before its 30.0 s deadline" in stuck.detail and "futex x1" in stuck.detail
+    assert "stuck" in (stuck.stacks or "")  # the stacks that show it come with it
+    for cell in waiters:
+        assert cell.outcome == "ok", (cell.start_method, cell.detail)
+        assert cell.measurements["finished"] == [0, 0, 0]
+        assert cell.duration_s >= 4
+    assert spin.outcome == "ok" and spin.measurements["spun"] is True, spin.detail
+    assert spin.duration_s >= 4
+    # a sleep past its deadline: no timeout-free wait, no CPU: the deadline decides
+    assert hang.outcome == "hung" and 3 <= hang.duration_s < 6, hang
+    assert "no result within the 3.0 s deadline" in hang.detail

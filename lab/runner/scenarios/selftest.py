@@ -28,6 +28,56 @@ def hang(ctx):
     time.sleep(3600)
 
 
+def stuck(ctx):
+    """A deadlock with no timeout anywhere: the main thread takes a lock it holds."""
+    import threading
+
+    lock = threading.Lock()
+    lock.acquire()
+    lock.acquire()
+
+
+def spin(ctx):
+    """Busy on a CPU for ``seconds`` (a cell that is slow, not stuck), then done."""
+    end = time.monotonic() + float(ctx.params.get("seconds", 5))
+    while time.monotonic() < end:
+        pass
+    ctx.record("spun", True)
+
+
+def _produce_later(q, seconds):
+    time.sleep(seconds)
+    q.put("late")
+
+
+def _consume(q):
+    q.get()  # no timeout: waits on the queue's pipe until the producer puts
+
+
+def wait_then_finish(ctx):
+    """Children that sleep or wait on I/O for ``seconds`` and then finish, while the rest of
+    the cell waits on them with no timeout: a consumer blocked on a queue, a producer asleep
+    before it puts, ``sleep`` run as a program, a pipe that a thread writes late, read through
+    ``select`` with no timeout, and the main thread joining each. Slow, never stuck."""
+    import select
+    import subprocess
+    import threading
+
+    seconds = float(ctx.params.get("seconds", 3))
+    q = ctx.mp.Queue()
+    consumer = ctx.start_child(_consume, q)
+    producer = ctx.start_child(_produce_later, q, seconds)
+    program = subprocess.Popen(["sleep", str(seconds)])
+    r, w = os.pipe()
+    threading.Thread(target=lambda: (time.sleep(seconds), os.write(w, b"x")),
+                     daemon=True).start()
+    select.select([r], [], [])  # no timeout
+    program.wait()  # no timeout
+    consumer.join()  # no timeout
+    producer.join()
+    ctx.record("finished", [consumer.exitcode, producer.exitcode, program.returncode])
+
+
 def sleep(ctx):
     time.sleep(float(ctx.params.get("seconds", 5)))
     ctx.record("slept", True)
