@@ -343,7 +343,7 @@ class _Judge:
             blocked = "child blocked in child_takes_lock" if c.stacks and \
                 "child_takes_lock" in c.stacks else "hung"
             return Verdict(status=CONFIRMED,
-                           summary=f"fork: {blocked} until killed at the deadline; {fresh}",
+                           summary=f"fork: {blocked} until killed; {fresh}",
                            evidence=ev)
         if c.outcome == Outcome.OK:
             return Verdict(status=REFUTED, summary=f"fork: the child took the lock; {fresh}",

@@ -61,8 +61,9 @@ def run(ctx):
     def writer():
         payload = "y" * 512
         while not stop.is_set():
-            if not busy.wait(0.1):
-                continue
+            busy.wait()  # no timeout: while the child runs, the parent is seen to sleep
+            if stop.is_set():
+                break
             print(payload)
             log.warning("busy %s", payload)
             lines[0] += 2

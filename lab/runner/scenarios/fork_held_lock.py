@@ -32,7 +32,7 @@ def run(ctx):
     def holder():
         with LOCK:
             taken.set()
-            release.wait(120)
+            release.wait()  # no timeout: the hung cell is then seen to be stuck
 
     thread = threading.Thread(target=holder, name="lock-holder", daemon=True)
     thread.start()
