@@ -131,6 +131,9 @@ class SuiteCell(RunningCell):
             self.hang(now)
         elif self.current is not None and now - self.current[1] >= self.test_deadline_s:
             self.hang(now)
+        elif self.current is not None and self.watch.stuck(now):
+            self.why_hung = self.watch.describe(now)  # found stuck before its deadline
+            self.hang(now)
         if self.phase != "run" and self.current is not None:
             self.hung_after = round(now - self.current[1], 2)
         return False
@@ -141,7 +144,7 @@ class SuiteCell(RunningCell):
         nodeid = self.current[0] if self.current else None
         self.hangs.append({"nodeid": nodeid,
                            "after_s": self.hung_after if self.current else None,
-                           "stacks": self.collect_stacks()})
+                           "why": self.why_hung, "stacks": self.collect_stacks()})
         if nodeid is None:
             self.given_up = self.given_up or "pytest hung outside any test (collecting?)"
         elif len(self.hangs) >= MAX_HANGS:
@@ -158,8 +161,9 @@ class SuiteCell(RunningCell):
         self.output.close()
         hung = [h for h in self.hangs if h["nodeid"]]
         tests = [[n, *v] for n, v in self.tests.items()]
-        tests += [[h["nodeid"], "hung", "killed after {} s (the test's deadline); the suite "
-                   "went on without it".format(h["after_s"]), h["after_s"]] for h in hung]
+        tests += [[h["nodeid"], "hung", "killed after {} s ({}); the suite went on without "
+                   "it".format(h["after_s"], h["why"] or "the test's deadline"), h["after_s"]]
+                  for h in hung]
         result = self.script_result()
         m = result["measurements"]
         m.update({"tests": tests, "collect_errors": self.collect_errors,
