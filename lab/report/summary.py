@@ -108,7 +108,7 @@ def findings_text(results: RunResults, html: Path, *, changes: Iterable[str] = (
         lines.append(f"  {', '.join(t.id for t in g.targets)}: not available here (optional, "
                      f"{g.source}): {_clip(g.reason)}")
     if hang_groups(results):
-        lines.append("hung (killed at their deadline, stacks in the report):")
+        lines.append("hung (found stuck or past their deadline, killed, stacks in the report):")
         for label, where, causes in named_hangs(results):
             lines.append(f"  {label}: {len(where)}/{len(ran)} targets ({', '.join(where)})")
             lines += [f"    {cause}" for cause in causes]

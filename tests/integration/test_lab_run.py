@@ -49,7 +49,7 @@ def test_the_plan_comes_first_and_the_findings_last(full_run):
         if c["outcome"] == "hung":
             hung.setdefault(f"{c['scenario']} · {c['start_method'] or '-'}", []).append(
                 c["target"])
-    start = lines.index("hung (killed at their deadline, stacks in the report):")
+    start = lines.index("hung (found stuck or past their deadline, killed, stacks in the report):")
     printed: dict[str, list[str]] = {}
     named: dict[str, list[str]] = {}  # the causes beneath each group, one line each
     label = ""
