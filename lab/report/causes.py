@@ -6,8 +6,10 @@ each process where it could read them, see ``lab/runner/native.py``); they are o
 never followed. Each rule asks for a frame that only that kind of hang leaves, in the order
 below, so a hang shows the most specific cause its stacks support:
 
-- **OpenMP after fork**: a ``GOMP_`` or ``gomp_`` frame (GNU OpenMP's pool does not survive
-  fork: GCC bug 52303);
+- **OpenMP after fork**: a native ``GOMP_`` or ``gomp_`` frame, or a native frame inside
+  libgomp beneath the Python line that called ``GOMP_...`` (GNU OpenMP's pool does not survive
+  fork: GCC bug 52303; Debian's libgomp is stripped, so py-spy shows its own frames as
+  addresses). A Python line alone is not enough: it shows the call, not that it waits there;
 - **gRPC after fork**: a frame of grpc's code, native or Python;
 - **buffered I/O lock after fork**: a forked child waits inside a stream's ``flush``/``write``,
   ``print`` or a logging handler: the buffer's lock was copied held;
@@ -36,6 +38,7 @@ LOCK_HELD = "lock copied in its held state"
 UNKNOWN = "unknown"
 
 _FRAME = re.compile(r'^\s*File "([^"]*)", line (\d+) in (\S+)')
+_NATIVE = re.compile(r"^\s{4}\S.* \([^()]+\)$")  # py-spy: "    symbol (library or file:line)"
 _GOMP = re.compile(r"\b(GOMP_\w+|gomp_\w+)")
 _GRPC = re.compile(r"(/grpc/|\bgrpc_\w+|\bgrpc::)")
 
@@ -69,11 +72,12 @@ def cause_of(stacks: str | None, start_method: str | None) -> Cause:
     state copied by fork apply to forked children only."""
     text = stacks or ""
     found = sections(text)
-    for rule, pattern in ((OPENMP, _GOMP), (GRPC, _GRPC)):
-        for _, lines in found if start_method == "fork" else ():
-            for line in lines:
-                if pattern.search(line):
-                    return Cause(name=rule, evidence=line.strip())
+    if start_method == "fork" and (gomp := _openmp(found)):
+        return Cause(name=OPENMP, evidence=gomp)
+    for _, lines in found if start_method == "fork" else ():
+        for line in lines:
+            if _GRPC.search(line):
+                return Cause(name=GRPC, evidence=line.strip())
     children = [lines for role, lines in found if "child" in role]
     if start_method == "fork":
         for lines in children:
@@ -98,6 +102,23 @@ def cause_of(stacks: str | None, start_method: str | None) -> Cause:
                 return Cause(name=LOCK_HELD, evidence=_where(frame, source)
                              + (f" ({native})" if native else ""))
     return Cause(name=UNKNOWN, evidence="")
+
+
+def _openmp(found: list[tuple[str, list[str]]]) -> str:
+    """The frames that show a process stuck in GNU OpenMP: a native frame naming a ``GOMP_`` or
+    ``gomp_`` symbol; else, as Debian's stripped libgomp gives py-spy only addresses, a native
+    frame inside libgomp with the Python line that called a ``GOMP_`` function above it ("" if
+    neither)."""
+    for _, lines in found:
+        native = [x.strip() for x in lines if _NATIVE.match(x)]
+        if named := next((x for x in native if _GOMP.search(x)), None):
+            return named
+        inside = next((x for x in native if "(libgomp" in x), None)
+        call = next((x.split("  #")[0].strip() for x in lines
+                     if _GOMP.search(x) and not _FRAME.match(x)), None)
+        if inside and call:
+            return f"{call} -> {inside}"
+    return ""
 
 
 def _is(line: str, file_end: str, function: str) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.report.verdicts import anchor
+from lab.report.evidence import anchor
 from lab.results import CHECK_METHODS, Cell, Outcome, RunResults, TargetResult
 from lab.runner import measurements as M
 
@@ -109,6 +109,19 @@ def _lock(c: Cell) -> Effect:
     return Effect(status=UNKNOWN, text="the child did not report")
 
 
+def _openmp(c: Cell) -> Effect:
+    if c.outcome == Outcome.HUNG:
+        return Effect(status=BREAKS, text="the child hangs in its OpenMP parallel region")
+    if c.outcome == Outcome.SKIPPED:
+        return Effect(status=UNKNOWN, text=_first_line(c.detail) or "skipped")
+    m = c.measurements
+    if m.get(M.CHILD_COMPLETED_REGION):
+        return Effect(status=WORKS, text=f"the child's region ran on "
+                      f"{m.get(M.CHILD_REGION_THREADS)} thread(s), the parent's on "
+                      f"{m.get(M.PARENT_REGION_THREADS)}")
+    return Effect(status=UNKNOWN, text="the child did not report")
+
+
 def _limit(c: Cell) -> Effect:
     m = c.measurements
     workers = m.get("executor_max_workers")
@@ -135,6 +148,10 @@ HAZARDS: tuple[tuple[str, str, str | None, str, str, Callable[[Cell], Effect]], 
      "only a fork child is a copy of the parent", _state),
     ("lock", "fork_held_lock", None, "A lock held by another thread when the child starts",
      "a fork child inherits the lock held, and no thread to release it", _lock),
+    ("openmp", "openmp_fork", None, "An OpenMP parallel region in the parent, then in the child",
+     "GNU OpenMP's thread pool does not survive fork (GCC bug 52303)", _openmp),
+    ("openmp_single", "openmp_fork_single", None, "The same with OMP_NUM_THREADS=1",
+     "a team of one thread leaves no pool to lose", _openmp),
     ("max_tasks", "executor_defaults", None,
      "ProcessPoolExecutor(max_tasks_per_child=1), no mp_context",
      "3.11+ may switch the pool to another start method",

@@ -78,6 +78,13 @@ DETECTION = "detection"  # {"probability": P, "rate": R}: a hang in >= R of tria
 CHILD_SEES = "child_sees"  # inherited_state: run-time or import-time
 CHILD_INHERITED_RUN_TIME_STATE = "child_inherited_run_time_state"
 
+# Native libraries after fork (openmp_fork, openmp_fork_single)
+LIBRARY = "library"  # {"name", "file", "version"}: what the cell loaded, as it found it
+OMP_NUM_THREADS = "omp_num_threads"  # the variable as the cell saw it (None: unset)
+PARENT_REGION_THREADS = "parent_region_threads"  # threads the parent's parallel region ran on
+CHILD_REGION_THREADS = "child_region_threads"  # the child's (None: it never finished one)
+CHILD_COMPLETED_REGION = "child_completed_region"
+
 # Recorded only by cells that start processes (countdown's threads cell has no children).
 PROCESSES_ONLY = (CHILDREN,)
 
@@ -91,4 +98,7 @@ READ_BY_HOST = {
     "fork_held_lock": (CHILD_ACQUIRED_LOCK,),  # when the child was not left hanging
     "fork_held_io": (TRIALS_PLANNED, TRIALS_COMPLETED, DETECTION),
     "inherited_state": (CHILD_SEES, CHILD_INHERITED_RUN_TIME_STATE),
+    "openmp_fork": (LIBRARY, OMP_NUM_THREADS, PARENT_REGION_THREADS),  # child's: if not hung
+    "openmp_fork_single": (LIBRARY, OMP_NUM_THREADS, PARENT_REGION_THREADS,
+                           CHILD_REGION_THREADS, CHILD_COMPLETED_REGION),
 }

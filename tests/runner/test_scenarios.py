@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import sys
@@ -23,7 +24,9 @@ def cells_for(name: str, deadline: float | None = None) -> list[dict]:
     meta = CATALOG[name]
     methods = start_methods_of(name, METHODS)
     return [{"scenario": name, "start_method": m, "params": {"quick": True},
-             "deadline_s": deadline or meta["deadline_s"]} for m in methods]
+             "deadline_s": deadline or meta["deadline_s"], **({"env": meta["env"]}
+                                                              if meta.get("env") else {})}
+            for m in methods]
 
 
 def test_probe_observes_this_interpreter(runner):
@@ -215,6 +218,35 @@ def test_inherited_state_reaches_a_fork_child_only(runner):
         m = recs[("inherited_state", method)]["measurements"]
         assert set(READ_BY_HOST["inherited_state"]) <= set(m)
         assert m["child_sees"] == ("run-time" if method == "fork" else "import-time")
+
+
+def test_openmp_fork_hangs_a_fork_child_in_libgomp_unless_its_team_is_one_thread(runner):
+    """The host has Debian's libgomp1 (the bases do too). Both variants record what they
+    loaded. (On a host the watch proves nothing stuck, as others share it: the cell hangs at
+    its deadline; tests/integration checks the early finding in containers.)"""
+    try:
+        ctypes.CDLL("libgomp.so.1")
+    except OSError as exc:  # the containers' tests still run it (tests/integration)
+        pytest.skip(f"this host has no libgomp.so.1 ({exc})")
+    recs = runner(cells_for("openmp_fork") + cells_for("openmp_fork_single"))
+    fork = recs[("openmp_fork", "fork")]
+    assert fork["outcome"] == "hung", fork
+    child = fork["stacks"].split("(child process)", 1)[1]
+    assert "in parallel_region" in child and "lib.GOMP_parallel(" in child
+    assert "libgomp" in fork["measurements"][M.LIBRARY]["file"]
+    assert fork["measurements"][M.PARENT_REGION_THREADS] >= min(2, len(os.sched_getaffinity(0)))
+    for method in METHODS:
+        if method != "fork":
+            m = recs[("openmp_fork", method)]["measurements"]
+            assert recs[("openmp_fork", method)]["outcome"] == "ok"
+            assert m[M.CHILD_COMPLETED_REGION] and m[M.CHILD_REGION_THREADS] >= 1
+    for method in METHODS:
+        rec = recs[("openmp_fork_single", method)]
+        assert rec["outcome"] == "ok", rec  # under fork too: no pool to lose
+        m = rec["measurements"]
+        assert m[M.OMP_NUM_THREADS] == "1"
+        assert m[M.PARENT_REGION_THREADS] == m[M.CHILD_REGION_THREADS] == 1
+        assert set(READ_BY_HOST["openmp_fork_single"]) <= set(m)
 
 
 def test_executor_defaults_follow_the_global_method_and_report_worker_counts(runner):

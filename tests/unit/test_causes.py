@@ -4,6 +4,7 @@ hung.json, from this machine's runs), and "unknown" where they show nothing."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from lab.report.causes import GRPC, IO_LOCK, JOIN_BEFORE_DRAIN, LOCK_HELD, OPENMP, UNKNOWN, cause_of
@@ -57,3 +58,21 @@ def test_native_library_frames_name_the_library():
 def test_no_stacks_is_unknown():
     assert cause_of(None, "fork").name == UNKNOWN
     assert cause_of("", None).name == UNKNOWN
+
+
+def test_a_forked_child_waiting_inside_libgomp_is_openmp_after_fork():
+    for target in ("cp39", "cp311"):
+        c = cause_of(STACKS[f"{target}/openmp_fork/fork/native"], "fork")
+        assert c.name == OPENMP
+        assert c.evidence.startswith("lib.GOMP_parallel(body, None, ")  # the call, comment cut
+        assert c.evidence.endswith(" (libgomp.so.1.0.0)")  # the native frame it waits in
+
+
+def test_a_gomp_call_without_a_native_frame_inside_libgomp_is_not_evidence_enough():
+    native = STACKS["cp311/openmp_fork/fork/native"]
+    python_only = re.sub(r"--- native stacks.*?(?==== pid|\Z)", "", native, flags=re.S)
+    assert "GOMP_parallel" in python_only
+    assert cause_of(python_only, "fork").name == UNKNOWN
+    # PyPy: py-spy cannot read it, and faulthandler shows only ctypes' own frames
+    assert cause_of(STACKS["pp311/openmp_fork/fork"], "fork").name == UNKNOWN
+    assert cause_of(native, "spawn").name != OPENMP  # not forked: not OpenMP after fork

@@ -35,7 +35,7 @@ def test_targets_of_one_suite_share_one_base():
     assert len(sid) == 1
     base = sid.pop()
     assert base is not None and base.suite == "sid"
-    assert set(base.packages) == {"python3.14", "python3.15", "pypy3"}
+    assert set(base.packages) == {"python3.14", "python3.15", "pypy3", "libgomp1"}
 
 
 def test_registry_target_has_an_image_and_no_base():

@@ -22,13 +22,13 @@ def test_every_scenario_under_every_start_method_where_a_child_is_involved():
     assert {("countdown", m) for m in (None, "fork", "spawn", "forkserver")} <= keys
     assert {("fork_held_lock", m) for m in ("fork", "spawn", "forkserver")} <= keys
     assert ("fork_held_lock", None) not in keys
-    assert len(keys) == 45
+    assert len(keys) == 51
     # cpu_limits runs once per container variant, and only there.
     limits = {(c.start_method, c.container) for c in cells if c.scenario == "cpu_limits"}
     assert limits == {(m, v) for m in ("fork", "spawn", "forkserver")
                       for v in ("cpus=1", "cpuset=0")}
     assert all(c.params["container"] == c.container for c in cells if c.container)
-    assert len(cells) == 48
+    assert len(cells) == 54
 
 
 def test_container_variants_are_jobs_of_their_own_with_their_limits():
@@ -77,7 +77,7 @@ def test_behaviour_runs_in_parallel_timing_runs_exclusive():
         assert {c.kind for c in job.cells} == {"behaviour"}
     for job in plan.timing:
         assert {c.kind for c in job.cells} == {"timing"}
-    assert plan.cells_of("cp39") == 48
+    assert plan.cells_of("cp39") == 54
 
 
 def test_host_deadline_covers_the_worst_case_of_every_wave():

@@ -8,6 +8,8 @@ process), ``each`` (one cell per start method) or ``none+each`` (both).
 ``cost_s`` is what a cell typically takes on a native CPU, measured on 2 cores (the median of
 its start methods, a deliberate hang included): the plan's estimate uses it where no earlier
 run recorded durations.
+``module`` (optional) names the module that runs it (a variant of another scenario), and
+``env`` (optional) what its cells' environment sets.
 ``containers`` (optional) runs the scenario's cells in containers of their own, one per variant
 (``cpus=1``: ``--cpus 1``; ``cpuset=0``: ``--cpuset-cpus 0``) instead of the usual one.
 A scenario's docstring states its claim and how the cell observes it.
@@ -73,6 +75,15 @@ CATALOG = {
         "kind": "behaviour", "start_methods": "each", "deadline_s": 20, "cost_s": 1,
         "title": "A module global changed at run time: what the child sees",
     },
+    "openmp_fork": {
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 6, "cost_s": 3,
+        "title": "A child runs an OpenMP parallel region after its parent ran one",
+    },
+    "openmp_fork_single": {
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 6, "cost_s": 0.5,
+        "module": "openmp_fork", "env": {"OMP_NUM_THREADS": "1"},
+        "title": "The same with OMP_NUM_THREADS=1",
+    },
     "executor_defaults": {
         "kind": "behaviour", "start_methods": "each", "deadline_s": 60, "cost_s": 4,
         "title": "ProcessPoolExecutor() and Pool(): start method, workers, max_tasks_per_child",
@@ -96,7 +107,7 @@ def get(name):
             raise KeyError(f"unknown self-test {name!r}")
         return selftest.Shim(fn)
     if name in CATALOG:
-        return importlib.import_module("." + name, __name__)
+        return importlib.import_module("." + CATALOG[name].get("module", name), __name__)
     if os.environ.get("LAB_USER_DIR") and name.isidentifier():
         return importlib.import_module(USER_PACKAGE + "." + name)
     raise KeyError("unknown scenario {!r}; known: {}".format(name, ", ".join(sorted(CATALOG))))

@@ -1,0 +1,53 @@
+"""Native libraries after fork (issue 27, item 3): openmp_fork in every default target's own
+container, with Debian's libgomp1 from its base. A fork child hangs in its parallel region,
+found stuck before its deadline and named "OpenMP after fork" from its native frames where py-spy
+reads them (CPython); spawn and forkserver children, and a fork child whose team is one thread
+(OMP_NUM_THREADS=1, the catalog's variant), are fine."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.matrix import load_matrix
+from lab.report.causes import OPENMP, UNKNOWN, cause_of
+from lab.run.scheduler import plan_cells
+from lab.runner import measurements as M
+
+from .conftest import run_cells
+
+DEFAULT = ("cp39", "cp311", "cp313", "cp314", "cp315", "pp311")
+
+
+@pytest.mark.parametrize("target_id", DEFAULT)
+def test_openmp_after_fork_hangs_the_child_unless_it_is_spawned_or_its_team_is_one_thread(
+        engine, image_of, tmp_path, unique_run_id, target_id):
+    target = load_matrix().get(target_id)
+    cells = plan_cells(["openmp_fork", "openmp_fork_single"])
+    assert {c.scenario: dict(c.env or {}) for c in cells}["openmp_fork_single"] == {
+        "OMP_NUM_THREADS": "1"}
+    got = {(c.scenario, c.start_method): c
+           for c in run_cells(engine, image_of(target_id), target, tmp_path, cells,
+                              parallel=3, run_id=unique_run_id)}
+    fork = got[("openmp_fork", "fork")]
+    assert fork.outcome == "hung", (fork.detail, fork.output)
+    assert (fork.detail or "").startswith("found hung after"), fork.detail  # before 6 s
+    lib = fork.measurements[M.LIBRARY]
+    assert lib["name"] == "libgomp" and lib["version"] and "libgomp.so" in lib["file"]
+    assert fork.measurements[M.PARENT_REGION_THREADS] >= 2  # a pool was there to lose
+    cause = cause_of(fork.stacks, "fork")
+    if target.implementation == "pypy":  # py-spy cannot read PyPy: no native frame to show
+        assert cause.name == UNKNOWN
+        assert "_call_funcptr" in (fork.stacks or "")  # faulthandler: inside a ctypes call
+    else:
+        assert cause.name == OPENMP, fork.stacks
+        assert "GOMP_parallel(" in cause.evidence and "(libgomp.so" in cause.evidence
+    for method in ("spawn", "forkserver"):
+        c = got[("openmp_fork", method)]
+        assert c.outcome == "ok", (method, c.detail)
+        assert c.measurements[M.CHILD_COMPLETED_REGION] is True
+    for method in ("fork", "spawn", "forkserver"):
+        c = got[("openmp_fork_single", method)]
+        assert c.outcome == "ok", (method, c.detail)
+        assert c.measurements[M.OMP_NUM_THREADS] == "1"
+        assert c.measurements[M.PARENT_REGION_THREADS] == c.measurements[
+            M.CHILD_REGION_THREADS] == 1
