@@ -112,7 +112,7 @@ def bench_bases(ids: str | None) -> int:
 
 
 GOAL_WARM_S, BUSY_SHARE = 130.0, 0.3
-NOISE_CLAIMS = (1, 2, 4)
+NOISE_CLAIMS = ("1", "2", "4")
 
 
 def spinner(share: float) -> None:

@@ -10,8 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.report.evidence import anchor
 from lab.report.margins import CONTENDED, contention
-from lab.report.verdicts import anchor
 from lab.results import (
     PROBLEMS,
     START_METHODS,

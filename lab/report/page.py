@@ -21,13 +21,14 @@ from lab.report.changes import hazards as change_hazards
 from lab.report.changes import summaries as change_summaries
 from lab.report.charts import timing_charts, uncharted
 from lab.report.compare import compare_runs
+from lab.report.evidence import anchor
 from lab.report.history import Entry, History
 from lab.report.sanitize import sanitize_results
 from lab.report.stacks import hang_groups as stack_groups
 from lab.report.stacks import stuck_frame
 from lab.report.suites import outcomes_of, user_code
 from lab.report.summary import absent_groups
-from lab.report.verdicts import anchor, judge
+from lab.report.verdicts import judge
 from lab.report.view import (
     cell_note,
     column_order,

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.report.verdicts import anchor
+from lab.report.evidence import anchor
 from lab.results import CHECK_METHODS, Cell, Outcome, RunResults, TargetResult
 
 PASSING = ("passed",)  # what counts as a pass in every run

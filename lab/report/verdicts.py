@@ -39,11 +39,19 @@ Where cells of one target point in opposite directions, no cell decides alone: t
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
 from typing import Any, cast
 
+from lab.report import forks
 from lab.report.documented import documented
+from lab.report.evidence import (
+    CONFIRMED,
+    INCONCLUSIVE,
+    NOT_OBSERVABLE,
+    REFUTED,
+    Claim,
+    Verdict,
+    anchor,
+)
 from lab.report.margins import (
     CONTENDED,
     MIN_SPREAD,
@@ -61,53 +69,27 @@ from lab.report.margins import (
 from lab.results import START_METHODS, Cell, Outcome, RunResults, TargetResult, TargetStatus
 from lab.runner import measurements as M
 
-CONFIRMED = "confirmed"
-REFUTED = "refuted"
-INCONCLUSIVE = "inconclusive"
-NOT_OBSERVABLE = "not observable"
-
-TIMING_CLAIMS = (1, 2, 4, 7)
+TIMING_CLAIMS = ("1", "2", "4", "7")
 PARALLEL_SPEEDUP = 1.4  # 2 workers on >= 2 CPUs: clearly parallel above this
 SERIAL_SPEEDUP = 1.2  # below this: no parallel gain
 STAGGERED = 0.5  # children whose work overlapped for less of the longer one's say nothing
 
 
-@dataclass(frozen=True, kw_only=True)
-class Verdict:
-    status: str
-    summary: str
-    evidence: tuple[str, ...] = ()  # cell anchors
-
-
-@dataclass(frozen=True, kw_only=True)
-class Claim:
-    number: int
-    text: str
-    verdicts: dict[str, Verdict]  # by target id, plus "macOS" / "Windows" for claim 3
-    note: str = ""
-    extra_columns: tuple[str, ...] = field(default_factory=tuple)
-
-
 CLAIMS = {
-    1: "Running work in separate processes gives parallelism on several cores (no shared GIL).",
-    2: "In CPython, threads do not achieve true parallelism because of the GIL.",
-    3: "On Unix (3.4+) a program can choose fork, forkserver or spawn; the default differs by "
-       "platform and version.",
-    4: "forkserver and spawn are slower than fork to start processes.",
-    5: "Forking while another thread holds a lock leaves the child with a lock that is never "
-       "released.",
-    6: "In pure Python, multiprocessing handles that properly; it only bites through other "
-       "libraries.",
-    7: "Checking q.empty() before get_nowait() is cheaper than catching queue.Empty.",
-    8: "An unbounded multiprocessing.Queue can grow without limit and become slow.",
+    "1": "Running work in separate processes gives parallelism on several cores (no shared "
+         "GIL).",
+    "2": "In CPython, threads do not achieve true parallelism because of the GIL.",
+    "3": "On Unix (3.4+) a program can choose fork, forkserver or spawn; the default differs "
+         "by platform and version.",
+    "4": "forkserver and spawn are slower than fork to start processes.",
+    "5": "Forking while another thread holds a lock leaves the child with a lock that is never "
+         "released.",
+    # The seed's sixth claim holds two statements, each judged on its own evidence.
+    "6a": "In pure Python, multiprocessing handles that properly.",
+    "6b": "It bites if you are interacting with other libraries.",
+    "7": "Checking q.empty() before get_nowait() is cheaper than catching queue.Empty.",
+    "8": "An unbounded multiprocessing.Queue can grow without limit and become slow.",
 }
-
-
-def anchor(cell: Cell) -> str:
-    raw = f"cell-{cell.target}-{cell.scenario}-{cell.start_method or 'none'}"
-    if cell.container:
-        raw += f"-{cell.container}"
-    return re.sub(r"[^A-Za-z0-9_.:=-]", "_", raw)
 
 
 class _Judge:
@@ -332,43 +314,13 @@ class _Judge:
         return Verdict(status=INCONCLUSIVE, summary=summary + "; within noise", evidence=ev)
 
     def claim5(self, t: TargetResult) -> Verdict:
-        c = self.cell(t, "fork_held_lock", "fork")
-        if not c or c.outcome == Outcome.SKIPPED:
-            return Verdict(status=NOT_OBSERVABLE, summary="fork is not available")
-        others = [x for m in ("spawn", "forkserver")
-                  if (x := self.cell(t, "fork_held_lock", m))]
-        fresh = ", ".join(f"{x.start_method}: {x.outcome}" for x in others)
-        ev = (anchor(c),) + tuple(anchor(x) for x in others)
-        if c.outcome == Outcome.HUNG:
-            blocked = "child blocked in child_takes_lock" if c.stacks and \
-                "child_takes_lock" in c.stacks else "hung"
-            return Verdict(status=CONFIRMED,
-                           summary=f"fork: {blocked} until killed; {fresh}",
-                           evidence=ev)
-        if c.outcome == Outcome.OK:
-            return Verdict(status=REFUTED, summary=f"fork: the child took the lock; {fresh}",
-                           evidence=ev)
-        return Verdict(status=INCONCLUSIVE, summary=f"fork cell ended {c.outcome}", evidence=ev)
+        return forks.claim5(self.r, t)
 
-    def claim6(self, t: TargetResult) -> Verdict:
-        lock = self.cell(t, "fork_held_lock", "fork")
-        io = self.cell(t, "fork_held_io", "fork")
-        if not lock or lock.outcome == Outcome.SKIPPED:
-            return Verdict(status=NOT_OBSERVABLE, summary="fork is not available")
-        ev = (anchor(lock),) + ((anchor(io),) if io else ())
-        parts = [f"pure-Python threading.Lock under fork: {lock.outcome}"]
-        if io:
-            done = io.measurements.get(M.TRIALS_COMPLETED) or 0
-            planned = io.measurements.get(M.TRIALS_PLANNED)
-            parts.append(f"print/logging under fork: {io.outcome}"
-                         + (f" after {done}/{planned} children" if planned else ""))
-        summary = "; ".join(parts) + "; spawn/forkserver children start fresh"
-        if lock.outcome == Outcome.HUNG or (io and io.outcome == Outcome.HUNG):
-            return Verdict(status=REFUTED, summary=summary, evidence=ev)
-        if lock.outcome == Outcome.OK and io and io.outcome == Outcome.OK:
-            return Verdict(status=CONFIRMED, summary=summary + " (fork_held_io is a race: "
-                           "one clean run does not prove it safe)", evidence=ev)
-        return Verdict(status=INCONCLUSIVE, summary=summary, evidence=ev)
+    def claim6a(self, t: TargetResult) -> Verdict:
+        return forks.pure_python(self.r, t)
+
+    def claim6b(self, t: TargetResult) -> Verdict:
+        return forks.libraries(self.r, t)
 
     def claim7(self, t: TargetResult) -> Verdict:
         """Decided per queue type, start method and queue state on the interleaved per-round
@@ -452,7 +404,7 @@ def judge(results: RunResults) -> list[Claim]:
         if number in TIMING_CLAIMS:
             verdicts = {tid: _note_contended(results, v) for tid, v in verdicts.items()}
         note, extra = "", cast(tuple[str, ...], ())
-        if number == 3:
+        if number == "3":
             extra = ("macOS", "Windows")
             verdicts.update(_other_systems(results))
             defaults = sorted({f"{t.implementation} {t.flavour_version}: "

@@ -10,9 +10,10 @@ from typing import Any
 
 from lab.report.charts import nested
 from lab.report.documented import documented
+from lab.report.evidence import Claim
 from lab.report.sanitize import sanitize_results
 from lab.report.stacks import HangGroup
-from lab.report.verdicts import Claim, judge
+from lab.report.verdicts import judge
 from lab.results import (
     METHOD_ORDER,
     START_METHODS,

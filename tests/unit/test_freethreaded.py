@@ -38,7 +38,7 @@ def with_twin(speedup: float = 1.9, gil: bool = False) -> RunResults:
 
 
 def test_claim2_is_judged_by_what_the_free_threaded_threads_did():
-    claim2 = {c.number: c for c in judge(with_twin())}[2]
+    claim2 = {c.number: c for c in judge(with_twin())}["2"]
     ft, gil = claim2.verdicts["cp315t"], claim2.verdicts["cp315"]
     assert ft.status == REFUTED, ft.summary
     assert "2 threads x1.90" in ft.summary
@@ -46,7 +46,7 @@ def test_claim2_is_judged_by_what_the_free_threaded_threads_did():
     assert gil.status == CONFIRMED and "free-threaded" not in gil.summary
     # The verdict follows the measurement, not the build: threads that did not overlap on a
     # free-threaded build (an extension turned the GIL back on) confirm the claim there.
-    serial = {c.number: c for c in judge(with_twin(speedup=1.0, gil=True))}[2]
+    serial = {c.number: c for c in judge(with_twin(speedup=1.0, gil=True))}["2"]
     assert serial.verdicts["cp315t"].status == CONFIRMED
     assert "GIL enabled: True (a free-threaded build)" in serial.verdicts["cp315t"].summary
 

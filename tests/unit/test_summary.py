@@ -38,7 +38,7 @@ def test_findings_name_counts_hangs_changes_claims_and_the_report_url(tmp_path):
            "queues.py:251\n" in text
     assert "Default start method: forkserver on cp314, changed in 3.14 (was fork in 3.13)" in text
     assert sum(line.startswith("  ") and line[2].isdigit() and ". " in line
-               for line in text.splitlines()) == 8
+               for line in text.splitlines()) == 9
     assert text.splitlines()[-1] == f"report: {(tmp_path / 'index.html').as_uri()}"
 
 

@@ -17,7 +17,7 @@ def verdicts(r):
 def test_every_claim_has_a_verdict_per_ok_target_with_evidence():
     r = load(GOLDEN)
     claims = judge(r)
-    assert [c.number for c in claims] == list(range(1, 9))
+    assert [c.number for c in claims] == ["1", "2", "3", "4", "5", "6a", "6b", "7", "8"]
     for c in claims:
         assert set(c.verdicts) >= {"cp39", "cp315"}
         assert "cp312-slim" not in c.verdicts  # unavailable: no verdict
@@ -25,22 +25,22 @@ def test_every_claim_has_a_verdict_per_ok_target_with_evidence():
             v = c.verdicts[tid]
             assert v.status in (CONFIRMED, REFUTED, INCONCLUSIVE, NOT_OBSERVABLE)
             assert v.summary
-            assert v.evidence, (c.number, tid)
+            assert v.evidence or v.status == NOT_OBSERVABLE, (c.number, tid)
 
 
 def test_verdicts_follow_the_cells_not_the_version():
     r = load(GOLDEN)
     v = verdicts(r)
-    assert v[5]["cp39"].status == CONFIRMED  # fork child hung on the held lock
-    assert v[6]["cp39"].status == REFUTED
+    assert v["5"]["cp39"].status == CONFIRMED  # fork child hung on the held lock
+    assert v["6a"]["cp39"].status == REFUTED
     # Flip the observation: the verdict must follow.
     cells = [dataclasses.replace(c, outcome="ok", stacks=None)
              if (c.scenario, c.start_method) in (("fork_held_lock", "fork"),
                                                   ("fork_held_io", "fork")) else c
              for c in r.results]
     v2 = verdicts(dataclasses.replace(r, results=cells))
-    assert v2[5]["cp39"].status == REFUTED
-    assert v2[6]["cp39"].status == CONFIRMED
+    assert v2["5"]["cp39"].status == REFUTED
+    assert v2["6a"]["cp39"].status == CONFIRMED
 
 
 def test_claim3_reports_the_observed_defaults_and_other_systems():
@@ -66,7 +66,7 @@ def test_missing_cells_are_not_observable():
     r = load(GOLDEN)
     v = verdicts(dataclasses.replace(r, results=[c for c in r.results
                                                  if c.scenario == "probe"]))
-    for n in (1, 2, 4, 5, 6, 7, 8):
+    for n in ("1", "2", "4", "5", "6a", "6b", "7", "8"):
         assert v[n]["cp39"].status == NOT_OBSERVABLE
 
 
@@ -81,7 +81,7 @@ def test_threads_speedup_drives_claim2():
                          speedup_samples=samples)
                 c = dataclasses.replace(c, measurements=m)
             cells.append(c)
-        return verdicts(dataclasses.replace(r, results=cells))[2]["cp39"].status
+        return verdicts(dataclasses.replace(r, results=cells))["2"]["cp39"].status
 
     assert with_speedup([1.0, 1.01, 0.99]) == CONFIRMED
     assert with_speedup([1.9, 1.95, 1.85]) == REFUTED  # a free-threaded build would do this
@@ -90,12 +90,12 @@ def test_threads_speedup_drives_claim2():
 
 def test_contention_widens_the_margin_instead_of_discarding_the_cell():
     r = load(GOLDEN)
-    assert verdicts(r)[4]["cp39"].status == CONFIRMED
+    assert verdicts(r)["4"]["cp39"].status == CONFIRMED
     # Spawn starts far slower than fork: 0.9 CPU of contention cannot explain that away.
     cells = [dataclasses.replace(c, cpu={"others_cpus": 0.9, "wall_s": 1.0})
              if c.scenario == "process_startup" and c.target == "cp39" else c
              for c in r.results]
-    v = verdicts(dataclasses.replace(r, results=cells))[4]["cp39"]
+    v = verdicts(dataclasses.replace(r, results=cells))["4"]["cp39"]
     assert v.status == CONFIRMED and "0.90 CPU" in v.summary
     # A gap that contention could produce decides nothing.
     def near(c):
@@ -104,11 +104,11 @@ def test_contention_widens_the_margin_instead_of_discarding_the_cell():
         m = {"startup": {"median": 0.0100, "q1": 0.0098, "q3": 0.0102}} if c.start_method == \
             "fork" else {"startup": {"median": 0.0115, "q1": 0.0113, "q3": 0.0117}}
         return dataclasses.replace(c, measurements=m, cpu={"others_cpus": 0.3})
-    v = verdicts(dataclasses.replace(r, results=[near(c) for c in r.results]))[4]["cp39"]
+    v = verdicts(dataclasses.replace(r, results=[near(c) for c in r.results]))["4"]["cp39"]
     assert v.status == INCONCLUSIVE
     # Behaviour claims do not care about CPU contention.
     cells = [dataclasses.replace(c, cpu={"others_cpus": 0.9}) for c in r.results]
-    assert verdicts(dataclasses.replace(r, results=cells))[5]["cp39"].status == CONFIRMED
+    assert verdicts(dataclasses.replace(r, results=cells))["5"]["cp39"].status == CONFIRMED
 
 
 def test_threads_far_below_parallel_are_confirmed_despite_contention():
@@ -121,7 +121,7 @@ def test_threads_far_below_parallel_are_confirmed_despite_contention():
                                     measurements=dict(c.measurements, speedup=1.04,
                                                       speedup_samples=[1.0, 1.04, 1.08]))
         cells.append(c)
-    v = verdicts(dataclasses.replace(r, results=cells))[2]["cp39"]
+    v = verdicts(dataclasses.replace(r, results=cells))["2"]["cp39"]
     assert v.status == CONFIRMED
     assert "x1.04; even with 0.24 CPU taken by others, parallel threads would reach at least " \
            "x1.6" in v.summary
@@ -139,7 +139,7 @@ def test_claim1_says_for_which_methods_and_where_the_others_break_even():
                 c.measurements, speedup=samples[1], speedup_samples=samples,
                 serial={"median": 0.4}))
         cells.append(c)
-    v = verdicts(dataclasses.replace(r, results=cells))[1]["cp39"]
+    v = verdicts(dataclasses.replace(r, results=cells))["1"]["cp39"]
     assert v.status == CONFIRMED and v.summary.startswith(
         "confirmed for fork; with spawn and forkserver, start-up costs more than the work saves "
         "at this size:")
@@ -163,7 +163,7 @@ def test_claim1_judges_the_work_alone_where_the_children_said_when_it_ran():
                         "work_speedup": {"median": work, "q1": work - 0.02, "q3": work + 0.02},
                         "startup_s": {"median": 0.026}}))
             out.append(c)
-        return verdicts(dataclasses.replace(r, results=out))[1]["cp39"]
+        return verdicts(dataclasses.replace(r, results=out))["1"]["cp39"]
 
     v = cells(1.9)
     assert v.status == CONFIRMED
@@ -193,7 +193,7 @@ def test_jit_cells_that_disagree_do_not_refute_claim7():
             m["queue.Queue"] = {"empty_if_empty_ns": stat(300), "empty_try_except_ns": stat(310)}
             c = dataclasses.replace(c, measurements=m, cpu={"others_cpus": 0.0})
         cells.append(c)
-    v = verdicts(dataclasses.replace(r, results=cells))[7]["cp39"]
+    v = verdicts(dataclasses.replace(r, results=cells))["7"]["cp39"]
     assert v.status == INCONCLUSIVE and "disagree" in v.summary
 
 
@@ -203,10 +203,10 @@ def test_full_default_run_golden():
     ids = ["cp39", "cp311", "cp313", "cp314", "cp315", "pp311"]
     assert [t.id for t in r.targets] == ids
     # Behaviour claims, observed the same way on every target of that run.
-    assert {v[5][t].status for t in ids} == {CONFIRMED}
-    assert {v[6][t].status for t in ids} == {REFUTED}
+    assert {v["5"][t].status for t in ids} == {CONFIRMED}
+    assert {v["6a"][t].status for t in ids} == {REFUTED}
     # Growth is judged on the feeder backlog, so PyPy's GC no longer hides it.
-    assert v[8]["pp311"].status == CONFIRMED and "items waiting" in v[8]["pp311"].summary
+    assert v["8"]["pp311"].status == CONFIRMED and "items waiting" in v["8"]["pp311"].summary
 
 
 def test_forkserver_contention_is_unknown_when_measured_by_rusage():
@@ -240,7 +240,7 @@ def _iftry_cells(r, numbers, *, others, paired=True):
                 m[qtype] = d
             c = dataclasses.replace(c, measurements=m, cpu={"others_cpus": others})
         cells.append(c)
-    return verdicts(dataclasses.replace(r, results=cells))[7]["cp39"]
+    return verdicts(dataclasses.replace(r, results=cells))["7"]["cp39"]
 
 
 # Issue 28's cp314 figures: a quiet run and one beside a spinner taking 0.55 CPU.
@@ -308,20 +308,20 @@ def test_claim1_under_load_is_decided_by_the_childrens_own_cpu_clocks():
     for m in ("spawn", "forkserver"):  # only fork decides in these tests
         r = _countdown(r, m, speedup=[0.5, 0.52, 0.54], others=0.45, work=[0.9, 1.0, 1.1])
     busy = dict(speedup=[0.98, 1.02, 1.05], others=0.45, work=[0.9, 1.06, 1.3])
-    v = verdicts(_countdown(r, "fork", **busy))[1]["cp39"]
+    v = verdicts(_countdown(r, "fork", **busy))["1"]["cp39"]
     assert v.status == INCONCLUSIVE and "fork x1.06 for the work alone" in v.summary  # today
-    v = verdicts(_countdown(r, "fork", concurrency=[1.42, 1.48, 1.55], **busy))[1]["cp39"]
+    v = verdicts(_countdown(r, "fork", concurrency=[1.42, 1.48, 1.55], **busy))["1"]["cp39"]
     assert v.status == CONFIRMED, v.summary
     assert v.summary.startswith("confirmed for fork")
     assert "fork children on 1.48 CPUs at once by their own clocks; x1.06 for the work " \
            "alone, x1.02 end to end, with 0.45 CPU taken by others" in v.summary
     # Children that took turns on one CPU cannot show more CPU time than their span.
-    turns = verdicts(_countdown(r, "fork", concurrency=[0.95, 0.98, 1.0], **busy))[1]["cp39"]
+    turns = verdicts(_countdown(r, "fork", concurrency=[0.95, 0.98, 1.0], **busy))["1"]["cp39"]
     assert turns.status == REFUTED, turns.summary
     assert "parallel ones would be on at least 1.47" in turns.summary
     # With more than one CPU taken by others, parallel children could not show it: a tie.
     crowded = dict(busy, others=1.2)
-    v = verdicts(_countdown(r, "fork", concurrency=[0.75, 0.78, 0.8], **crowded))[1]["cp39"]
+    v = verdicts(_countdown(r, "fork", concurrency=[0.75, 0.78, 0.8], **crowded))["1"]["cp39"]
     assert v.status == INCONCLUSIVE
     assert "0.78 CPUs at once by their own clocks (between 1.05, taking turns, and 0.75, " \
            "parallel)" in v.summary
@@ -330,26 +330,26 @@ def test_claim1_under_load_is_decided_by_the_childrens_own_cpu_clocks():
 def test_claim2_under_load_is_decided_by_the_threads_own_cpu_clocks():
     r = load(GOLDEN)
     # Wall clock alone, 0.45 CPU of others: x1.25 could be either.
-    v = verdicts(_countdown(r, None, speedup=[1.02, 1.25, 1.45], others=0.45))[2]["cp39"]
+    v = verdicts(_countdown(r, None, speedup=[1.02, 1.25, 1.45], others=0.45))["2"]["cp39"]
     assert v.status == INCONCLUSIVE
     gil = verdicts(_countdown(r, None, speedup=[1.02, 1.25, 1.45], others=0.45,
-                              concurrency=[0.99, 1.0, 1.01]))[2]["cp39"]
+                              concurrency=[0.99, 1.0, 1.01]))["2"]["cp39"]
     assert gil.status == CONFIRMED, gil.summary
     assert gil.summary.startswith("2 threads on 1.00 CPUs at once by their own clocks "
                                   "(parallel ones would be on at least 1.47), x1.25 wall clock")
     free = verdicts(_countdown(r, None, speedup=[1.4, 1.5, 1.6], others=0.45,
-                               concurrency=[1.4, 1.5, 1.6]))[2]["cp39"]
+                               concurrency=[1.4, 1.5, 1.6]))["2"]["cp39"]
     assert free.status == REFUTED, free.summary
     # pp311 in a quiet run: a thread waiting for PyPy's GIL spins a little, so the two
     # overlap slightly, far below what parallel threads reach: still no parallelism.
     pypy = verdicts(_countdown(r, None, speedup=[0.88, 0.9, 0.92], others=0.0,
-                               concurrency=[1.0646, 1.0668, 1.0733]))[2]["cp39"]
+                               concurrency=[1.0646, 1.0668, 1.0733]))["2"]["cp39"]
     assert pypy.status == CONFIRMED, pypy.summary
     assert "1.07 CPUs at once by their own clocks (parallel ones would be on at least 1.90)" \
         in pypy.summary
     # On CPUs at once like parallel threads but no faster: CPU time alone could be spinning.
     spin = verdicts(_countdown(r, None, speedup=[0.95, 1.0, 1.05], others=0.0,
-                               concurrency=[1.85, 1.9, 1.95]))[2]["cp39"]
+                               concurrency=[1.85, 1.9, 1.95]))["2"]["cp39"]
     assert spin.status == INCONCLUSIVE and "no faster" in spin.summary
 
 
@@ -365,7 +365,7 @@ def _caveat(r, attempts_by_method):
                 "trials_per_attempt": 25})
             c = dataclasses.replace(c, measurements=m)
         cells.append(c)
-    return verdicts(dataclasses.replace(r, results=cells))[7]["cp39"].summary
+    return verdicts(dataclasses.replace(r, results=cells))["7"]["cp39"].summary
 
 
 def test_claim7_judges_the_seeds_caveat_with_its_trials_and_spread():
@@ -400,7 +400,7 @@ def test_claim4_is_decided_on_each_cells_own_fork_starts_when_it_has_them():
                                                      "ci": [ratio * 0.95, ratio * 1.05]}
                 c = dataclasses.replace(c, measurements=m, cpu={"others_cpus": 0.59})
             out.append(c)
-        return verdicts(dataclasses.replace(r, results=out))[4]["cp39"]
+        return verdicts(dataclasses.replace(r, results=out))["4"]["cp39"]
 
     v = cells(paired=False)
     assert v.status == INCONCLUSIVE and "within noise" in v.summary
@@ -421,7 +421,7 @@ def test_claim1_children_that_never_ran_together_say_nothing():
         c.measurements, children=dict(c.measurements["children"], overlap={"median": 0.21})))
         if c.target == "cp39" and c.scenario == "countdown" and c.start_method == "spawn"
         else c for c in r.results]
-    v = verdicts(dataclasses.replace(r, results=cells))[1]["cp39"]
+    v = verdicts(dataclasses.replace(r, results=cells))["1"]["cp39"]
     assert v.status == CONFIRMED and v.summary.startswith("confirmed for fork, forkserver")
     assert "spawn children on 0.99 CPUs at once by their own clocks, but their work overlapped " \
            "for only 21% of the longer one's (start-up staggered them)" in v.summary
@@ -431,5 +431,5 @@ def test_claim1_children_that_never_ran_together_say_nothing():
     only = [c for c in spawn_only.results if not (
         c.target == "cp39" and c.scenario == "countdown" and c.start_method in ("fork",
                                                                                 "forkserver"))]
-    v = verdicts(dataclasses.replace(spawn_only, results=only))[1]["cp39"]
+    v = verdicts(dataclasses.replace(spawn_only, results=only))["1"]["cp39"]
     assert v.status == REFUTED, v.summary
