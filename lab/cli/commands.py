@@ -46,10 +46,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}.")
     chosen = _selection(args)
     from lab.run import load_scenario_files, select_scenarios
+    from lab.run.scheduler import required_by
 
     scenarios = select_scenarios(args.scenarios) if args.scenarios else None
     scenario_files = load_scenario_files(args.scenario_file)
-    reqs = _requirements(args, also=[r for sf in scenario_files for r in sf.requires])
+    reqs = _requirements(args, also=[*required_by(scenarios or ()),
+                                     *(r for sf in scenario_files for r in sf.requires)])
     # Run() reaches every engine before it makes the run folder: none is one line, exit 3.
     options = RunOptions(targets=list(chosen.targets), out=args.out, jobs=args.jobs,
                          scenarios=scenarios, quick=args.quick, command=["lab", *sys.argv[1:]],

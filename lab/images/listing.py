@@ -122,7 +122,12 @@ def scenarios_table(catalog: dict[str, dict[str, object]]) -> Table:
         methods = str(meta["start_methods"])
         if meta.get("containers"):
             methods += " x " + ", ".join(str(c) for c in meta["containers"])  # type: ignore
-        table.add_row(sid, str(meta["kind"]), methods, str(meta["title"]))
+        title = str(meta["title"])
+        requires = meta.get("requires")
+        if isinstance(requires, list | tuple) and requires:  # not in the default run
+            title += (f" (needs {', '.join(str(r) for r in requires)}: runs when named, "
+                      f"`lab run --scenarios {sid}`)")
+        table.add_row(sid, str(meta["kind"]), methods, title)
     return table
 
 

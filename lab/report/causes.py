@@ -10,7 +10,7 @@ below, so a hang shows the most specific cause its stacks support:
   libgomp beneath the Python line that called ``GOMP_...`` (GNU OpenMP's pool does not survive
   fork: GCC bug 52303; Debian's libgomp is stripped, so py-spy shows its own frames as
   addresses). A Python line alone is not enough: it shows the call, not that it waits there;
-- **gRPC after fork**: a frame of grpc's code, native or Python;
+- **gRPC after fork**: a frame of grpc's code, native or Python, in the forked child first;
 - **buffered I/O lock after fork**: a forked child waits inside a stream's ``flush``/``write``,
   ``print`` or a logging handler: the buffer's lock was copied held;
 - **join before drain**: one process waits in ``Process.join`` while a queue's feeder thread is
@@ -74,10 +74,8 @@ def cause_of(stacks: str | None, start_method: str | None) -> Cause:
     found = sections(text)
     if start_method == "fork" and (gomp := _openmp(found)):
         return Cause(name=OPENMP, evidence=gomp)
-    for _, lines in found if start_method == "fork" else ():
-        for line in lines:
-            if _GRPC.search(line):
-                return Cause(name=GRPC, evidence=line.strip())
+    if start_method == "fork" and (grpc := _grpc(found)):
+        return Cause(name=GRPC, evidence=grpc)
     children = [lines for role, lines in found if "child" in role]
     if start_method == "fork":
         for lines in children:
@@ -118,6 +116,18 @@ def _openmp(found: list[tuple[str, list[str]]]) -> str:
                      if _GOMP.search(x) and not _FRAME.match(x)), None)
         if inside and call:
             return f"{call} -> {inside}"
+    return ""
+
+
+def _grpc(found: list[tuple[str, list[str]]]) -> str:
+    """The innermost frame of grpc's code in a forked child (the process that hangs; the
+    parent's server threads wait in grpc too), else in any process ("" if none)."""
+    children = [lines for role, lines in found if "child" in role]
+    for lines in children + [lines for _, lines in found]:
+        for i, line in enumerate(lines):
+            if _GRPC.search(line):
+                after = lines[i + 1].strip() if i + 1 < len(lines) else ""
+                return _where(line.strip(), "" if _FRAME.match(after) else after)
     return ""
 
 

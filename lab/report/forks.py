@@ -24,9 +24,13 @@ from lab.results import Cell, Outcome, RunResults, TargetResult
 from lab.runner import measurements as M
 
 FRESH = ("spawn", "forkserver")
-# (the library as the verdict names it, its scenario, its variants: (scenario, what they set))
-LIBRARIES: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
-    ("OpenMP", "openmp_fork", (("openmp_fork_single", "OMP_NUM_THREADS=1"),)),
+# Each library the run may observe: how the verdict names it, then its configurations, each
+# (what it sets, "" for the library's own default; the scenario that runs it).
+LIBRARIES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("OpenMP", (("", "openmp_fork"), ("OMP_NUM_THREADS=1", "openmp_fork_single"))),
+    ("BLAS", (("", "blas_fork"),)),
+    ("gRPC", (("", "grpc_fork"), ("GRPC_ENABLE_FORK_SUPPORT=0", "grpc_fork_support_off"),
+              ("GRPC_ENABLE_FORK_SUPPORT=1", "grpc_fork_support_on"))),
 )
 
 
@@ -70,55 +74,63 @@ def pure_python(r: RunResults, t: TargetResult) -> Verdict:
 
 
 def _named(label: str, c: Cell) -> str:
-    """"OpenMP (libgomp 12.2.0-14)": the library with the version its cell found."""
+    """"OpenMP (libgomp 12.2.0-14)", "BLAS (numpy 2.4.6, scipy-openblas 0.3.31)": the library
+    with the versions its cell found."""
     lib: Any = c.measurements.get(M.LIBRARY)
-    if isinstance(lib, dict) and lib.get("name"):
-        version = f" {lib['version']}" if lib.get("version") else ""
-        return f"{label} ({lib['name']}{version})"
-    return label
+    if not isinstance(lib, dict) or not lib.get("name"):
+        return label
+    parts = [" ".join(str(x) for x in (lib["name"], lib.get("version")) if x)]
+    if lib.get("blas"):
+        parts.append(" ".join(str(x) for x in (lib["blas"], lib.get("blas_version")) if x))
+    return f"{label} ({', '.join(parts)})"
 
 
-def _library(r: RunResults, t: TargetResult, label: str, scenario: str,
-             variants: tuple[tuple[str, str], ...]) -> tuple[str | None, str, list[Cell]]:
-    """One library's evidence: (bites | survives | None when it says nothing, its words, the
-    cells it rests on)."""
+def _configuration(r: RunResults, t: TargetResult, setting: str,
+                   scenario: str) -> tuple[str | None, str, list[Cell], Cell | None]:
+    """One configuration's evidence: (bites | survives | None when it says nothing, its words,
+    the cells it rests on, its fork cell)."""
+    where = f"with {setting}" if setting else "by default"
     fork = r.cell(t.id, scenario, "fork")
     if fork is None:
-        return None, f"{label}: not run", []
+        return None, "", [], None
     if fork.outcome in (Outcome.SKIPPED, Outcome.ERROR):
-        return None, f"{label}: not available ({fork.detail or fork.outcome})", [fork]
+        return None, f"{where}: not available ({fork.detail or fork.outcome})", [fork], fork
     others = [x for m in FRESH if (x := r.cell(t.id, scenario, m))]
     cells = [fork, *others]
-    fresh = ", ".join(f"{x.start_method} {x.outcome}" for x in others)
-    name = _named(label, fork)
+    fresh = "".join(f", {x.start_method} {x.outcome}" for x in others)
     if fork.outcome == Outcome.HUNG:
         if others and all(x.outcome == Outcome.OK for x in others):
             cause = cause_of(fork.stacks, "fork")
             why = f" ({cause.name}: {cause.evidence})" if cause.evidence else ""
-            words = f"{name} bites: the fork child hangs{why}; {fresh}"
-            for variant, setting in variants:
-                v = r.cell(t.id, variant, "fork")
-                if v is not None:
-                    cells.append(v)
-                    words += f"; with {setting} the fork child {_ended(v)}"
-            return "bites", words, cells
-        return None, f"{name}: hangs under fork and also {fresh}: not fork's doing", cells
+            return "bites", f"{where} the fork child hangs{why}{fresh}", cells, fork
+        return None, f"{where} it hangs under fork{fresh}: not fork's doing", cells, fork
     if fork.outcome == Outcome.OK:
-        return "survives", f"{name} survives fork: the child's region ran; {fresh}", cells
-    return None, f"{name}: the fork cell ended {fork.outcome}", cells
+        return "survives", f"{where} the fork child is fine{fresh}", cells, fork
+    return None, f"{where} the fork cell ended {fork.outcome}", cells, fork
 
 
-def _ended(c: Cell) -> str:
-    return {Outcome.OK: "is fine", Outcome.HUNG: "hangs too"}.get(c.outcome, f"ended {c.outcome}")
+def _library(r: RunResults, t: TargetResult, label: str,
+             configurations: tuple[tuple[str, str], ...]) -> tuple[str | None, str, list[Cell]]:
+    """One library: bites if any configuration does, survives if every observed one does."""
+    found = [_configuration(r, t, *c) for c in configurations]
+    seen = [f for f in found if f[1]]
+    if not seen:
+        return None, "", []
+    kinds = {kind for kind, _, _, _ in seen}
+    first = next((fork for _, _, _, fork in seen if fork is not None))
+    kind = "bites" if "bites" in kinds else "survives" if kinds == {"survives"} else None
+    verb = {"bites": "bites", "survives": "survives fork"}.get(kind or "", "says nothing")
+    words = f"{_named(label, first)} {verb}: " + "; ".join(w for _, w, _, _ in seen)
+    return kind, words, [c for _, _, cells, _ in seen for c in cells]
 
 
 def libraries(r: RunResults, t: TargetResult) -> Verdict:
     fork = r.cell(t.id, "fork_held_lock", "fork")
     if fork is not None and fork.outcome == Outcome.SKIPPED:
         return Verdict(status=NOT_OBSERVABLE, summary="fork is not available")
-    found = [_library(r, t, *lib) for lib in LIBRARIES]
+    found = [f for lib in LIBRARIES if (f := _library(r, t, *lib))[1]]
     ev = tuple(anchor(c) for _, _, cells in found for c in cells)
-    summary = "; ".join(words for _, words, _ in found)
+    summary = " | ".join(words for _, words, _ in found)
     kinds = [kind for kind, _, _ in found]
     if "bites" in kinds:
         return Verdict(status=CONFIRMED, summary=summary, evidence=ev)

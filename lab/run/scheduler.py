@@ -171,9 +171,11 @@ class Plan:
 
 
 def select_scenarios(names: Iterable[str] | None, catalog: Catalog = CATALOG) -> list[str]:
-    """Scenario ids in catalog order; the probe always runs (targets' facts come from it)."""
+    """Scenario ids in catalog order; the probe always runs (targets' facts come from it).
+    By default every scenario but those that need packages installed (``requires``): they run
+    when named, as the default run needs no package index."""
     if not names:
-        return list(catalog)
+        return [s for s in catalog if not catalog[s].get("requires")]
     wanted = set(names)
     unknown = sorted(wanted - set(catalog))
     if unknown:
@@ -186,6 +188,16 @@ def select_scenarios(names: Iterable[str] | None, catalog: Catalog = CATALOG) ->
         )
     wanted.add("probe")
     return [s for s in catalog if s in wanted]
+
+
+def required_by(scenarios: Iterable[str], catalog: Catalog = CATALOG) -> list[str]:
+    """The packages the named scenarios import, in pip's words, each once."""
+    found: list[str] = []
+    for name in scenarios:
+        for req in catalog[name].get("requires") or ():
+            if req not in found:
+                found.append(str(req))
+    return found
 
 
 def start_methods_of(scenario: str, offered: Iterable[str] = START_METHODS,

@@ -39,7 +39,7 @@ def test_run_exits_zero_and_every_target_is_ok(full_run):
 def test_the_plan_comes_first_and_the_findings_last(full_run):
     proc, out = full_run
     lines = proc.stdout.splitlines()
-    assert lines[0] == ("plan: 3 target(s) (cp39, cp315, pp311); 16 scenario(s); 144 cells in "
+    assert lines[0] == ("plan: 3 target(s) (cp39, cp315, pp311); 18 scenario(s); 162 cells in "
                         "12 container(s)")
     assert lines[2].strip().startswith("estimate: about ")
     data = load_results(only_run(out))
@@ -72,7 +72,7 @@ def test_the_plan_comes_first_and_the_findings_last(full_run):
     counts = {o: sum(c["outcome"] == o for c in data["results"]) for o in ("ok", "hung")}
     assert lines[lines.index(next(x for x in lines if x.startswith("findings:")))].startswith(
         f"findings: {len(data['results'])} cells: {counts['ok']} ok, {counts['hung']} hung")
-    assert sum(1 for x in lines if x[:2] == "  " and x[2:3].isdigit()) == 8  # the claims
+    assert sum(1 for x in lines if x[:2] == "  " and x[2:3].isdigit()) == 9  # the claims
     assert lines[-1] == f"report: {(only_run(out) / 'index.html').resolve().as_uri()}"
 
 
@@ -103,8 +103,8 @@ def test_probe_is_observed_in_each_container(full_run):
 def test_every_cell_has_an_observed_outcome_in_matrix_order(full_run):
     _, out = full_run
     cells = load_results(only_run(out))["results"]
-    assert len(cells) == 3 * 48
-    assert [c["target"] for c in cells[:48]] == ["cp39"] * 48
+    assert len(cells) == 3 * 54
+    assert [c["target"] for c in cells[:54]] == ["cp39"] * 54
     assert all(c["outcome"] in ("ok", "hung", "skipped") for c in cells), [
         (c["target"], c["scenario"], c["start_method"], c["outcome"], c["detail"])
         for c in cells if c["outcome"] not in ("ok", "hung", "skipped")]

@@ -1,4 +1,4 @@
-"""Native libraries after fork (issue 27, item 3): openmp_fork in every default target's own
+"""Native libraries after fork (issue 27, item 3). openmp_fork in every default target's own
 container, with Debian's libgomp1 from its base. A fork child hangs in its parallel region,
 found stuck before its deadline and named "OpenMP after fork" from its native frames where py-spy
 reads them (CPython); spawn and forkserver children, and a fork child whose team is one thread
@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 
 from lab.matrix import load_matrix
-from lab.report.causes import OPENMP, UNKNOWN, cause_of
+from lab.report.causes import GRPC, OPENMP, UNKNOWN, cause_of
 from lab.run.scheduler import plan_cells
 from lab.runner import measurements as M
 
-from .conftest import run_cells
+from .conftest import lab, load_results, only_run, run_cells
 
 DEFAULT = ("cp39", "cp311", "cp313", "cp314", "cp315", "pp311")
 
@@ -51,3 +51,44 @@ def test_openmp_after_fork_hangs_the_child_unless_it_is_spawned_or_its_team_is_o
         assert c.measurements[M.OMP_NUM_THREADS] == "1"
         assert c.measurements[M.PARENT_REGION_THREADS] == c.measurements[
             M.CHILD_REGION_THREADS] == 1
+
+
+def test_blas_and_grpc_run_where_their_wheels_exist_and_a_target_without_them_says_why(
+        engine, tmp_path):
+    """Named scenarios that need packages install them for each target (real wheels from the
+    index, through the user's pip settings): numpy's OpenBLAS survives fork; gRPC's fork child
+    hangs with GRPC_ENABLE_FORK_SUPPORT=0 only. pp311 has no numpy wheel: one line says so."""
+    proc = lab("run", "--targets", "cp311,pp311", "--scenarios",
+               "blas_fork,grpc_fork,grpc_fork_support_off,grpc_fork_support_on",
+               "--no-progress", "--out", str(tmp_path), timeout=900)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # pp311 could not have them
+    data = load_results(only_run(tmp_path))
+    targets = {t["id"]: t for t in data["targets"]}
+    assert targets["pp311"]["status"] == "unavailable"
+    assert "has no wheel for pp311" in targets["pp311"]["reason"]
+    assert "pp311: unavailable: pp311: numpy has no wheel for pp311" in proc.stdout
+    installed = {i["name"]: i["version"] for i in targets["cp311"]["dependencies"]["installed"]}
+    got = {(c["scenario"], c["start_method"]): c for c in data["results"]
+           if c["target"] == "cp311"}
+    for method in ("fork", "spawn", "forkserver"):
+        blas = got[("blas_fork", method)]
+        assert blas["outcome"] == "ok" and blas["measurements"][M.CHILD_COMPLETED_REGION]
+        assert blas["measurements"][M.LIBRARY]["version"] == installed["numpy"]
+        assert "openblas" in blas["measurements"][M.LIBRARY]["blas"]
+        assert got[("grpc_fork_support_on", method)]["outcome"] == "ok"
+        lib = got[("grpc_fork", method)]["measurements"][M.LIBRARY]
+        assert lib == {"name": "grpcio", "version": installed["grpcio"]}
+    off = got[("grpc_fork_support_off", "fork")]
+    assert off["outcome"] == "hung"
+    assert cause_of(off["stacks"], "fork").name == GRPC
+    assert got[("grpc_fork_support_off", "spawn")]["outcome"] == "ok"
+    # claim 6b reads them: gRPC bites (through that setting), BLAS survives
+    from lab.report.verdicts import judge
+    from lab.results import load
+
+    v = {c.number: c for c in judge(load(only_run(tmp_path) / "results.json"))}["6b"]
+    assert v.verdicts["cp311"].status == "confirmed"
+    assert f"gRPC (grpcio {installed['grpcio']}) bites" in v.verdicts["cp311"].summary
+    assert "BLAS (numpy" in v.verdicts["cp311"].summary
+    assert "6b. It bites if you are interacting with other libraries: confirmed on 1 (cp311)" \
+        in proc.stdout

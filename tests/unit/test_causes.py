@@ -76,3 +76,11 @@ def test_a_gomp_call_without_a_native_frame_inside_libgomp_is_not_evidence_enoug
     # PyPy: py-spy cannot read it, and faulthandler shows only ctypes' own frames
     assert cause_of(STACKS["pp311/openmp_fork/fork"], "fork").name == UNKNOWN
     assert cause_of(native, "spawn").name != OPENMP  # not forked: not OpenMP after fork
+
+
+def test_a_forked_childs_rpc_waiting_in_grpc_is_grpc_after_fork_from_the_childs_frame():
+    for target in ("cp311", "cp315"):
+        c = cause_of(STACKS[f"{target}/grpc_fork_support_off/fork/native"], "fork")
+        assert c.name == GRPC
+        # the child's own frame, not the parent's server thread (which waits in grpc too)
+        assert c.evidence == "_blocking at _channel.py:1152: event = call.next_event()"

@@ -69,3 +69,34 @@ def test_a_target_without_the_library_says_why():
                   detail=why) for m in ("fork", "spawn", "forkserver")]  # type: ignore[arg-type]
     v = claims(cells)["6b"]
     assert v.status == NOT_OBSERVABLE and why in v.summary
+
+
+def _grpc(scenario: str, method: str, outcome: str) -> Cell:
+    return Cell(target="cp39", scenario=scenario, start_method=method, outcome=outcome,
+                measurements={M.LIBRARY: {"name": "grpcio", "version": "1.85.3"}},
+                stacks=STACKS["cp311/grpc_fork_support_off/fork/native"]
+                if outcome == "hung" else None)
+
+
+def test_grpc_bites_through_the_configuration_that_hangs_and_blas_survives():
+    """As on cp311 here: grpcio 1.85.3 by default and with fork support on is fine under fork;
+    with GRPC_ENABLE_FORK_SUPPORT=0 the fork child's RPC hangs. numpy's OpenBLAS survives."""
+    cells = [_grpc(s, m, "hung" if (s, m) == ("grpc_fork_support_off", "fork") else "ok")
+             for s in ("grpc_fork", "grpc_fork_support_off", "grpc_fork_support_on")
+             for m in ("fork", "spawn", "forkserver")]
+    cells += [Cell(target="cp39", scenario="blas_fork", start_method=m, outcome="ok",
+                   measurements={M.LIBRARY: {"name": "numpy", "version": "2.4.6",
+                                             "blas": "scipy-openblas",
+                                             "blas_version": "0.3.31.188.0"}})
+              for m in ("fork", "spawn", "forkserver")]
+    v = claims(cells)["6b"]
+    assert v.status == CONFIRMED
+    blas, grpc = v.summary.split(" | ")
+    assert blas == ("BLAS (numpy 2.4.6, scipy-openblas 0.3.31.188.0) survives fork: by default "
+                    "the fork child is fine, spawn ok, forkserver ok")
+    assert grpc.startswith("gRPC (grpcio 1.85.3) bites: by default the fork child is fine")
+    assert ("with GRPC_ENABLE_FORK_SUPPORT=0 the fork child hangs (gRPC after fork: _blocking "
+            "at _channel.py:1152: event = call.next_event()), spawn ok, forkserver ok") in grpc
+    assert len(v.evidence) == 12
+    # BLAS alone surviving says nothing of other libraries
+    assert claims(cells[9:])["6b"].status == INCONCLUSIVE

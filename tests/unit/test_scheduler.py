@@ -10,6 +10,7 @@ from lab.run.scheduler import (
     cell_order,
     plan_cells,
     plan_runs,
+    required_by,
     select_scenarios,
 )
 from lab.runner.scenarios import CATALOG
@@ -22,13 +23,13 @@ def test_every_scenario_under_every_start_method_where_a_child_is_involved():
     assert {("countdown", m) for m in (None, "fork", "spawn", "forkserver")} <= keys
     assert {("fork_held_lock", m) for m in ("fork", "spawn", "forkserver")} <= keys
     assert ("fork_held_lock", None) not in keys
-    assert len(keys) == 51
+    assert len(keys) == 63
     # cpu_limits runs once per container variant, and only there.
     limits = {(c.start_method, c.container) for c in cells if c.scenario == "cpu_limits"}
     assert limits == {(m, v) for m in ("fork", "spawn", "forkserver")
                       for v in ("cpus=1", "cpuset=0")}
     assert all(c.params["container"] == c.container for c in cells if c.container)
-    assert len(cells) == 54
+    assert len(cells) == 66
 
 
 def test_container_variants_are_jobs_of_their_own_with_their_limits():
@@ -200,3 +201,15 @@ def test_host_interpreters_run_in_the_first_engine_s_lane_unpinned():
     assert plan.placement["host-cp311"] == "a"
     host_timing = next(j for j in plan.timing if j.target_id == "host-cp311")
     assert host_timing.engine == "a" and host_timing.cpuset is None
+
+
+def test_scenarios_that_need_packages_run_only_when_named_and_say_what_they_need():
+    default = select_scenarios(None)
+    assert "openmp_fork" in default  # the standard library and the bases' libgomp1 only
+    assert not {"blas_fork", "grpc_fork", "grpc_fork_support_off"} & set(default)
+    named = select_scenarios(["grpc_fork_support_off", "blas_fork", "grpc_fork"])
+    assert named == ["probe", "blas_fork", "grpc_fork", "grpc_fork_support_off"]
+    assert required_by(named) == ["numpy", "grpcio"]  # each once, in catalog order
+    env = {c.scenario: dict(c.env or {}) for c in plan_cells(named)}
+    assert env["grpc_fork_support_off"] == {"GRPC_ENABLE_FORK_SUPPORT": "0"}
+    assert env["grpc_fork"] == {}  # the installed release's own default

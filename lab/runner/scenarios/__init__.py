@@ -10,6 +10,10 @@ its start methods, a deliberate hang included): the plan's estimate uses it wher
 run recorded durations.
 ``module`` (optional) names the module that runs it (a variant of another scenario), and
 ``env`` (optional) what its cells' environment sets.
+``requires`` (optional) names the packages it imports, in pip's words: such a scenario runs only
+when asked for (``lab run --scenarios``), which installs them for each target the way
+``--with`` does; the default run needs no index. ``imports`` names the modules of theirs its
+module imports, inside functions only, so that it loads (and skips) where they are missing.
 ``containers`` (optional) runs the scenario's cells in containers of their own, one per variant
 (``cpus=1``: ``--cpus 1``; ``cpuset=0``: ``--cpuset-cpus 0``) instead of the usual one.
 A scenario's docstring states its claim and how the cell observes it.
@@ -83,6 +87,26 @@ CATALOG = {
         "kind": "behaviour", "start_methods": "each", "deadline_s": 6, "cost_s": 0.5,
         "module": "openmp_fork", "env": {"OMP_NUM_THREADS": "1"},
         "title": "The same with OMP_NUM_THREADS=1",
+    },
+    "blas_fork": {
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 20, "cost_s": 2,
+        "requires": ["numpy"], "imports": ["numpy"],
+        "title": "A child multiplies matrices with numpy's BLAS after its parent did",
+    },
+    "grpc_fork": {
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 10, "cost_s": 2,
+        "requires": ["grpcio"], "imports": ["grpc"],
+        "title": "A child makes a gRPC call after its parent made one",
+    },
+    "grpc_fork_support_off": {
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 10, "cost_s": 2,
+        "requires": ["grpcio"], "module": "grpc_fork", "env": {"GRPC_ENABLE_FORK_SUPPORT": "0"},
+        "title": "The same with GRPC_ENABLE_FORK_SUPPORT=0",
+    },
+    "grpc_fork_support_on": {
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 10, "cost_s": 2,
+        "requires": ["grpcio"], "module": "grpc_fork", "env": {"GRPC_ENABLE_FORK_SUPPORT": "1"},
+        "title": "The same with GRPC_ENABLE_FORK_SUPPORT=1",
     },
     "executor_defaults": {
         "kind": "behaviour", "start_methods": "each", "deadline_s": 60, "cost_s": 4,
