@@ -111,14 +111,13 @@ def _lock(c: Cell) -> Effect:
 
 def _openmp(c: Cell) -> Effect:
     if c.outcome == Outcome.HUNG:
-        return Effect(status=BREAKS, text="the child hangs in its OpenMP parallel region")
+        return Effect(status=BREAKS, text="the child hangs in its parallel region")
     if c.outcome == Outcome.SKIPPED:
         return Effect(status=UNKNOWN, text=_first_line(c.detail) or "skipped")
     m = c.measurements
     if m.get(M.CHILD_COMPLETED_REGION):
         return Effect(status=WORKS, text=f"the child's region ran on "
-                      f"{m.get(M.CHILD_REGION_THREADS)} thread(s), the parent's on "
-                      f"{m.get(M.PARENT_REGION_THREADS)}")
+                      f"{m.get(M.CHILD_REGION_THREADS)} thread(s)")
     return Effect(status=UNKNOWN, text="the child did not report")
 
 
@@ -149,9 +148,8 @@ HAZARDS: tuple[tuple[str, str, str | None, str, str, Callable[[Cell], Effect]], 
     ("lock", "fork_held_lock", None, "A lock held by another thread when the child starts",
      "a fork child inherits the lock held, and no thread to release it", _lock),
     ("openmp", "openmp_fork", None, "An OpenMP parallel region in the parent, then in the child",
-     "GNU OpenMP's thread pool does not survive fork (GCC bug 52303)", _openmp),
-    ("openmp_single", "openmp_fork_single", None, "The same with OMP_NUM_THREADS=1",
-     "a team of one thread leaves no pool to lose", _openmp),
+     "GNU OpenMP's thread pool does not survive fork (GCC bug 52303); OMP_NUM_THREADS=1 "
+     "avoids it (openmp_fork_single)", _openmp),
     ("max_tasks", "executor_defaults", None,
      "ProcessPoolExecutor(max_tasks_per_child=1), no mp_context",
      "3.11+ may switch the pool to another start method",

@@ -4,6 +4,7 @@ Pure functions of a (sanitized) results file; the page renders what they return.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -293,6 +294,7 @@ class HazardRow:
     cells: list[Cell | None]
     container: str | None = None
     source: str | None = None  # a scenario file's path, a checked program's
+    span: int = 1  # rows its scenario heading spans (0: under the heading of a row above)
 
 
 def scenario_catalog(r: RunResults) -> dict[str, dict[str, Any]]:
@@ -323,7 +325,16 @@ def hazard_rows(r: RunResults, columns: list[TargetResult]) -> list[HazardRow]:
                                           cells=cells, container=container,
                                           source=meta.get("source") if name not in CATALOG
                                           else None))
-    return rows
+    # One heading per scenario, spanning its rows (start methods, container variants).
+    out: list[HazardRow] = []
+    for row in rows:
+        first = next((i for i, o in enumerate(out) if o.scenario == row.scenario), None)
+        if first is None:
+            out.append(row)
+        else:
+            out[first] = dataclasses.replace(out[first], span=out[first].span + 1)
+            out.append(dataclasses.replace(row, span=0))
+    return out
 
 
 def cell_note(c: Cell | None, *, short: bool = False) -> str:
