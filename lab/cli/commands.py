@@ -4,6 +4,7 @@ are raised (LabError and its kinds) and caught only in ``lab.cli.main``."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,8 +51,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     scenarios = select_scenarios(args.scenarios) if args.scenarios else None
     scenario_files = load_scenario_files(args.scenario_file)
-    reqs = _requirements(args, also=[*required_by(scenarios or ()),
-                                     *(r for sf in scenario_files for r in sf.requires)])
+    own = _requirements(args, also=[r for sf in scenario_files for r in sf.requires])
+    # A named built-in scenario's packages are optional: a target that cannot have one runs
+    # without it (those scenarios skip, with the reason); the user's own are not.
+    builtin = [r for r in required_by(scenarios or ()) if not own.names(r)]
+    reqs = _requirements(args, also=[*builtin, *(r for sf in scenario_files for r in sf.requires)])
+    reqs = dataclasses.replace(reqs, optional=tuple(builtin))
     # Run() reaches every engine before it makes the run folder: none is one line, exit 3.
     options = RunOptions(targets=list(chosen.targets), out=args.out, jobs=args.jobs,
                          scenarios=scenarios, quick=args.quick, command=["lab", *sys.argv[1:]],

@@ -6,6 +6,7 @@ dependencies step (``deps.py``) hands to pip in each target's container."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -43,9 +44,20 @@ class Requirements:
     extras: tuple[str, ...] = ()
     wheelhouse: Path | None = None  # offline: install from this folder only
     sources: tuple[str, ...] = ()  # what they came from, for the report
+    # Lines a run can do without (a named built-in scenario's packages): where one cannot be
+    # had for a target, that target runs without it and only the scenarios needing it skip.
+    optional: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.lines or self.project)
+
+    def without(self, dropped: Iterable[str]) -> Requirements:
+        """The same requirements less ``dropped`` lines (optional ones)."""
+        gone = set(dropped)
+        return dataclasses.replace(
+            self, lines=tuple(ln for ln in self.lines if ln not in gone),
+            optional=tuple(ln for ln in self.optional if ln not in gone),
+            sources=tuple(s for s in self.sources if s.removeprefix("--with ") not in gone))
 
     def names(self, name: str) -> bool:
         """Whether a requirement line asks for ``name`` (compared as PEP 503 normalizes)."""

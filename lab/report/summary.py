@@ -104,6 +104,13 @@ def findings_text(results: RunResults, html: Path, *, changes: Iterable[str] = (
     for t in results.targets:
         if t.status != TargetStatus.OK and not t.left_out:
             lines.append(f"  {t.id}: {t.status}: {_clip(first_line(t.reason))}")
+    for t in results.targets:
+        missing = (t.dependencies or {}).get("not_installed") if t.status == TargetStatus.OK \
+            else None
+        for line, why in (missing or {}).items() if isinstance(missing, dict) else ():
+            why = str(why).removeprefix(f"{t.id}: ")
+            lines.append(f"  {t.id}: cannot have {line}, so the scenarios that need it are "
+                         f"skipped: {_clip(first_line(why))}")
     for g in absent_groups(results.targets):
         lines.append(f"  {', '.join(t.id for t in g.targets)}: not available here (optional, "
                      f"{g.source}): {_clip(g.reason)}")

@@ -31,7 +31,9 @@ from lab.errors import (
     LabError,
 )
 from lab.images import ImagePhase, tools
+from lab.images.deps import DepsImage
 from lab.images.deps import prepare as prepare_deps
+from lab.images.optional import ensure_optional
 from lab.images.plan import cache_dir
 from lab.images.requirements import PipSettings, Requirements
 from lab.matrix import DEFAULT_ENGINE, EngineSpec, Target, native_platforms
@@ -143,6 +145,8 @@ class Run:
         self.started = time.monotonic()
         self.lost_lock = threading.Lock()
         self.images: dict[str, str] = {}
+        # target -> {optional requirement line: why this target cannot have it}
+        self.not_installed: dict[str, dict[str, str]] = {}
         self.images_on: dict[str, set[str]] = {t.id: set() for t in options.targets}
         self.lane_problems: dict[tuple[str, str], str] = {}  # (target, engine) -> why
         self.active: dict[str, set[str]] = {e: set() for e in self.plan.engines}
@@ -205,12 +209,16 @@ class Run:
                         "engine unavailable")
         started = time.monotonic()
         self.progress.stage(target.id, "image")
-        deps = None
+        deps = used = None
         try:
             image = phase.ensure(target, engine_name)
             if self.deps_inputs is not None:
-                deps = phase.ensure_deps(target, engine_name, image, self.options.requirements,
-                                         self.deps_inputs)
+                deps, used, missing = ensure_optional(
+                    lambda reqs, inputs: phase.ensure_deps(target, engine_name, image, reqs,
+                                                           inputs),
+                    self.options.requirements, self.deps_inputs,
+                    lambda reqs: prepare_deps(reqs, PipSettings.of_host()))
+                self.not_installed[target.id] = missing
         except ImageUnavailable as exc:
             return fail(TargetStatus.UNAVAILABLE, str(exc), "unavailable")
         except BuildFailed as exc:
@@ -229,9 +237,38 @@ class Run:
                 image=ImageRef(tag=image.tag, id=image.id),
                 base=image.base.to_json() if image.base else None,
                 archive=image.archive.to_json() if image.archive else None,
-                dependencies=deps.to_json(self.options.requirements) if deps else None,
+                dependencies=self._dependencies(target, deps, used) if used is not None
+                else None,
                 build_seconds=round(time.monotonic() - started, 1))
         return True
+
+    def _dependencies(self, target: Target, deps: DepsImage | None,
+                      used: Requirements) -> dict[str, object]:
+        """The target's dependencies record: what was installed, and each optional package it
+        could not have with the one line of why."""
+        record: dict[str, object] = (deps.to_json(used) if deps is not None else
+                                     {"requested": used.requested(), "installed": []})
+        missing = self.not_installed.get(target.id)
+        if missing:
+            record["not_installed"] = dict(missing)
+        return record
+
+    def skip_unavailable(self, job: Job, target: Target) -> Job | None:
+        """The job less the cells whose scenario needs a package this target could not have:
+        those are recorded ``skipped`` with the reason. None when no cell is left."""
+        missing = self.not_installed.get(target.id)
+        if not missing:
+            return job
+        ctx, keep = self._context(target), []
+        for spec in job.cells:
+            needs = [r for r in self.catalog.get(spec.scenario, {}).get("requires") or ()
+                     if r in missing]
+            if needs:
+                self.ledger.record(missing_cell(spec, job, ctx, outcome=Outcome.SKIPPED, detail=(
+                    f"needs {needs[0]}, which {target.id} cannot have: {missing[needs[0]]}")))
+            else:
+                keep.append(spec)
+        return dataclasses.replace(job, cells=tuple(keep)) if keep else None
 
     def error_cells(self, job: Job, target: Target, why: str,
                     done: set[tuple[str, str, str | None, str | None]] | None = None) -> None:
@@ -263,6 +300,10 @@ class Run:
         if not target.host_python and job.engine in self.lost:
             lost_cells()
             return
+        runnable = self.skip_unavailable(job, target)
+        if runnable is None:
+            return
+        job = runnable
         self.progress.stage(target.id, job.phase)
         with self.active_lock:
             self.active.setdefault(job.engine, set()).add(job.name)
