@@ -104,13 +104,16 @@ def cause_of(stacks: str | None, start_method: str | None) -> Cause:
 
 def _openmp(found: list[tuple[str, list[str]]]) -> str:
     """The frames that show a process stuck in GNU OpenMP: a native frame naming a ``GOMP_`` or
-    ``gomp_`` symbol; else, as Debian's stripped libgomp gives py-spy only addresses, a native
-    frame inside libgomp with the Python line that called a ``GOMP_`` function above it ("" if
-    neither)."""
+    ``gomp_`` symbol (py-spy's, or the runner's stack scan's where py-spy cannot read: see
+    ``lab/runner/scan.py``); else, as Debian's stripped libgomp gives py-spy only addresses,
+    a native frame inside libgomp with the Python line that called a ``GOMP_`` function above
+    it ("" if neither)."""
     for _, lines in found:
         native = [x.strip() for x in lines if _NATIVE.match(x)]
-        if named := next((x for x in native if _GOMP.search(x)), None):
-            return named
+        named = [x for x in native if _GOMP.search(x)]
+        # a frame inside a GOMP_ function before one that is only its address (a scan's)
+        if named:
+            return next((x for x in named if "+0x" in x), named[0])
         inside = next((x for x in native if "(libgomp" in x), None)
         call = next((x.split("  #")[0].strip() for x in lines
                      if _GOMP.search(x) and not _FRAME.match(x)), None)

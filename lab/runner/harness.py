@@ -21,7 +21,7 @@ import sys
 import time
 
 from . import measurements as M
-from . import native, watch
+from . import native, scan, watch
 from . import protocol as P
 from .util import STACK_SIGNAL, STACKS_ENV, affinity
 
@@ -291,7 +291,7 @@ class RunningCell:
         self.phase_started = None
         self.hung = False
         self.processes = {}
-        self.native_dir = self.native_why = self.native = None
+        self.native_dir = self.native_why = self.native = self.scans = None
         self.watch = watch.Watch()
         self.why_hung = None  # the evidence, when it is not a plain deadline
         self.overran_s = None
@@ -376,6 +376,8 @@ class RunningCell:
         for pid in group_members(self.proc.pid):
             self.processes[pid] = describe_process(pid)
         self.native_why = native.unreadable()
+        if self.native_why is not None:  # no py-spy: scan each stack while it is as it hung
+            self.scans = {pid: scan.process(pid) for pid in self.processes}
         if self.native_why is None:  # py-spy first, while every process is as it hung
             self.hangs_seen += 1
             self.native_dir = os.path.join(self.dir, f"native-{self.hangs_seen}")
@@ -457,9 +459,13 @@ class RunningCell:
         return "\n\n".join(parts) or None
 
     def native_part(self, pid):
-        """py-spy's view of ``pid``, under its heading, where it read one."""
+        """py-spy's view of ``pid`` under its heading, where it read one; else what a scan of
+        its stacks found."""
         text = native.read(self.native_dir, pid, STACK_LIMIT // 4) if self.native_dir else None
-        return f"\n{native.HEADING}\n{text}" if text else ""
+        if text:
+            return f"\n{native.HEADING}\n{text}"
+        found = (self.scans or {}).get(pid)
+        return f"\n{scan.HEADING}\n{found}" if found else ""
 
 
     def script_result(self):

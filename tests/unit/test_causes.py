@@ -84,3 +84,11 @@ def test_a_forked_childs_rpc_waiting_in_grpc_is_grpc_after_fork_from_the_childs_
         assert c.name == GRPC
         # the child's own frame, not the parent's server thread (which waits in grpc too)
         assert c.evidence == "_blocking at _channel.py:1152: event = call.next_event()"
+
+
+def test_pypys_openmp_hang_is_named_from_the_runners_stack_scan():
+    """py-spy cannot read PyPy; the runner's scan of each stack found GOMP_parallel in the
+    forked child (pp311 here): a frame inside it is preferred to its bare address."""
+    c = cause_of(STACKS["pp311/openmp_fork/fork/scan"], "fork")
+    assert c.name == OPENMP
+    assert c.evidence == "GOMP_parallel+0x46 (libgomp.so.1.0.0)"

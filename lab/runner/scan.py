@@ -1,0 +1,183 @@
+# IN-CONTAINER CODE: standard library only, Python 3.9+ and PyPy; never imports lab.*.
+"""Native frames where py-spy cannot read a process (PyPy, free-threaded builds): a scan of each
+thread's stack for return addresses into the shared libraries it has mapped, named from their
+exported symbols.
+
+A hung thread waits in a system call, so ``/proc/PID/task/TID/syscall`` gives its stack pointer.
+From there up to ``MAX_BYTES`` of its stack are read from ``/proc/PID/mem`` (the runner is an
+ancestor of every cell process, which is what Yama's ``ptrace_scope=1`` asks; the container
+keeps no capability), and every word that points into the code of a mapped ELF file is listed,
+innermost first, the way py-spy lists frames: inside a function the file exports (its
+``.dynsym``), ``ffi_call+0xcd (libffi.so.8.1.2)``; at a function's first byte, the address a
+call was handed, ``GOMP_parallel (libgomp.so.1.0.0; a function's address)``; elsewhere, inside
+an internal function, ``0x1e2fd (libgomp.so.1.0.0)``. Such a scan is conservative, not an
+unwinder: a word may be a stale value rather than a live frame's, and the heading says it is a
+scan. Only on x86_64 and i386, where ``watch.abi`` knows the calls.
+"""
+
+import bisect
+import os
+import struct
+
+from . import watch
+
+HEADING = ("--- native code addresses on each thread's stack (a scan, not an unwinder; "
+           "py-spy cannot read this process)")
+MAX_BYTES = 16384  # of each thread's stack, from its stack pointer up
+MAX_FRAMES = 12  # listed per thread
+MAX_ELF_BYTES = 64 << 20  # a library larger than this is not read for its symbols
+_SYMBOLS = {}  # path -> (ELF type, [(start, end, name)] sorted)
+
+
+def _dynsym(path):
+    """(e_type, sorted [(start, end, name)]) of the functions an ELF file exports."""
+    if path in _SYMBOLS:
+        return _SYMBOLS[path]
+    found = (0, [])
+    try:
+        if os.path.getsize(path) <= MAX_ELF_BYTES:
+            with open(path, "rb") as fh:
+                found = _parse(fh.read())
+    except (OSError, struct.error, ValueError, IndexError):
+        pass
+    _SYMBOLS[path] = found
+    return found
+
+
+def _parse(data):
+    if data[:4] != b"\x7fELF" or data[5] != 1:  # little-endian only (x86_64, i386)
+        return 0, []
+    wide = data[4] == 2
+    e_type = struct.unpack_from("<H", data, 16)[0]
+    if wide:
+        shoff = struct.unpack_from("<Q", data, 0x28)[0]
+        shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+        section, symbol = "<IIQQQQIIQQ", "<IBBHQQ"
+    else:
+        shoff = struct.unpack_from("<I", data, 0x20)[0]
+        shentsize, shnum = struct.unpack_from("<HH", data, 0x2E)
+        section, symbol = "<IIIIIIIIII", "<IIIBBH"
+    sections = [struct.unpack_from(section, data, shoff + i * shentsize) for i in range(shnum)]
+    out = []
+    for _name, kind, _flags, _addr, offset, size, link, _info, _align, entsize in sections:
+        if kind != 11 or not entsize:  # SHT_DYNSYM
+            continue
+        strings = sections[link][4]
+        for j in range(size // entsize):
+            fields = struct.unpack_from(symbol, data, offset + j * entsize)
+            if wide:
+                name_at, info, _other, _shndx, value, length = fields
+            else:
+                name_at, value, length, info, _other, _shndx = fields
+            if info & 0xF != 2 or not value or not length:  # STT_FUNC, defined, sized
+                continue
+            end = data.index(b"\0", strings + name_at)
+            out.append((value, value + length, data[strings + name_at:end].decode("ascii",
+                                                                                 "replace")))
+    out.sort()
+    return e_type, out
+
+
+def _maps(pid):
+    """[(start, end, path)] of the executable file mappings, and {path: load base}."""
+    spans, bases = [], {}
+    try:
+        with open(f"/proc/{pid}/maps") as fh:
+            lines = fh.read(1 << 20).splitlines()
+    except OSError:
+        return [], {}
+    for line in lines:
+        parts = line.split(None, 5)
+        if len(parts) < 6 or not parts[5].startswith("/"):
+            continue
+        start, end = (int(x, 16) for x in parts[0].split("-"))
+        path = parts[5].strip()
+        base = start - int(parts[2], 16)
+        bases[path] = min(bases.get(path, base), base)
+        if "x" in parts[1]:
+            spans.append((start, end, path))
+    spans.sort()
+    return spans, bases
+
+
+def _stack_pointer(pid, tid):
+    """The thread's stack pointer while it waits (``/proc/.../syscall``'s next to last field)."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/syscall") as fh:
+            fields = fh.read(512).split()
+    except OSError:
+        return None
+    if len(fields) < 3:  # "running": no stack pointer to read
+        return None
+    try:
+        return int(fields[-2], 16)
+    except ValueError:
+        return None
+
+
+def _stack_top(pid, sp):
+    try:
+        with open(f"/proc/{pid}/maps") as fh:
+            for line in fh.read(1 << 20).splitlines():
+                start, end = (int(x, 16) for x in line.split(None, 1)[0].split("-"))
+                if start <= sp < end:
+                    return end
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def thread_frames(pid, tid, spans, bases):
+    """The named return addresses on one thread's stack, innermost first."""
+    sp = _stack_pointer(pid, tid)
+    top = _stack_top(pid, sp) if sp else None
+    if not top:
+        return []
+    word = struct.calcsize("P")
+    try:
+        with open(f"/proc/{pid}/mem", "rb") as mem:
+            mem.seek(sp)
+            raw = mem.read(min(MAX_BYTES, top - sp))
+    except (OSError, OverflowError, ValueError):
+        return []
+    starts = [s[0] for s in spans]
+    frames = []
+    for (value,) in struct.iter_unpack("<Q" if word == 8 else "<I", raw[:len(raw) - len(raw)
+                                                                           % word]):
+        k = bisect.bisect_right(starts, value) - 1
+        if k < 0 or value >= spans[k][1]:
+            continue
+        path = spans[k][2]
+        e_type, symbols = _dynsym(path)
+        where = value if e_type == 2 else value - bases.get(path, 0)  # ET_EXEC: absolute
+        i = bisect.bisect_right(symbols, (where, float("inf"), "")) - 1
+        library = os.path.basename(path)
+        if i >= 0 and symbols[i][0] == where:  # a function's address, as a call passes it
+            frame = f"{symbols[i][2]} ({library}; a function's address)"
+        elif i >= 0 and where < symbols[i][1]:
+            frame = f"{symbols[i][2]}+{where - symbols[i][0]:#x} ({library})"
+        else:  # inside code no exported symbol covers: an internal function
+            frame = f"{where:#x} ({library})"
+        if not frames or frames[-1] != frame:
+            frames.append(frame)
+        if len(frames) >= MAX_FRAMES:
+            break
+    return frames
+
+
+def process(pid):
+    """Each waiting thread's named return addresses, in py-spy's layout ("" where none)."""
+    if watch.abi() is None:
+        return ""
+    spans, bases = _maps(pid)
+    try:
+        tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if t.isdigit())
+    except OSError:
+        return ""
+    lines = []
+    for tid in tids:
+        frames = thread_frames(pid, tid, spans, bases)
+        if frames:
+            lines.append(f"Thread {tid} (scan):")
+            lines += [f"    {f}" for f in frames]
+    return "\n".join(lines)
