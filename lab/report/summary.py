@@ -67,15 +67,18 @@ def named_hangs(results: RunResults) -> list[tuple[str, list[str], list[str]]]:
 
     out = []
     for g in groups(results.results):
-        by_cause: dict[str, list[str]] = {}
-        shown: dict[str, str] = {}
+        # one line per cause and frame (addresses aside): a target whose evidence is another
+        # frame (PyPy's scan, say) gets a line of its own
+        by_cause: dict[tuple[str, str], list[str]] = {}
+        shown: dict[tuple[str, str], str] = {}
         for sg in g.stack_groups:
             cause = cause_of(sg.stacks, g.start_method)
-            by_cause.setdefault(cause.name, []).extend(sg.targets)
-            shown.setdefault(cause.name, cause.evidence)
-        causes = [f"{name} on {', '.join(ts)}" + (f": {_clip(shown[name], 160)}"
-                                                  if shown[name] else "")
-                  for name, ts in by_cause.items()]
+            key = (cause.name, re.sub(r"0x[0-9a-f]+", "0x", cause.evidence))
+            by_cause.setdefault(key, []).extend(sg.targets)
+            shown.setdefault(key, cause.evidence)
+        causes = [f"{key[0]} on {', '.join(ts)}" + (f": {_clip(shown[key], 160)}"
+                                                    if shown[key] else "")
+                  for key, ts in by_cause.items()]
         out.append((f"{g.scenario} · {g.start_method or '-'}"
                     + (f" · {g.container}" if g.container else ""), g.targets, causes))
     return out
