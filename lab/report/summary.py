@@ -67,13 +67,13 @@ def named_hangs(results: RunResults) -> list[tuple[str, list[str], list[str]]]:
 
     out = []
     for g in groups(results.results):
-        # one line per cause and frame (addresses aside): a target whose evidence is another
-        # frame (PyPy's scan, say) gets a line of its own
+        # one line per cause and frame (numbers aside: addresses, line numbers): a target whose
+        # evidence is another frame (PyPy's scan, say) gets a line of its own
         by_cause: dict[tuple[str, str], list[str]] = {}
         shown: dict[tuple[str, str], str] = {}
         for sg in g.stack_groups:
             cause = cause_of(sg.stacks, g.start_method)
-            key = (cause.name, re.sub(r"0x[0-9a-f]+", "0x", cause.evidence))
+            key = (cause.name, re.sub(r"0x[0-9a-f]+|\d+", "#", cause.evidence))
             by_cause.setdefault(key, []).extend(sg.targets)
             shown.setdefault(key, cause.evidence)
         causes = [f"{key[0]} on {', '.join(ts)}" + (f": {_clip(shown[key], 160)}"

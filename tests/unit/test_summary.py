@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from lab.matrix import load_matrix, select_targets
-from lab.report.summary import findings_text, hang_groups
+from lab.report.summary import findings_text, hang_groups, named_hangs
 from lab.report.view import claim_lines, version_changes
 from lab.results import load
 from lab.run.preview import duration, estimate, history, plan_text
@@ -144,3 +144,16 @@ def test_optional_targets_left_out_for_one_reason_are_one_line():
                                         targets=[dataclasses.replace(long, reason=empty)],
                                         results=[]), Path("/r/index.html"))
         assert "  cp311: unavailable: no reason recorded" in text
+
+
+def test_a_target_whose_hang_shows_another_frame_gets_a_cause_line_of_its_own():
+    """make lab on 2026-12-04: CPython's OpenMP hangs are named from py-spy's frames, PyPy's
+    from the runner's stack scan; line numbers and addresses alone do not split a line."""
+    r = load(GOLDEN / "run-default-2026-12-04.json")
+    named = {label: causes for label, _, causes in named_hangs(r)}
+    openmp = named["openmp_fork · fork"]
+    assert len(openmp) == 2 and openmp[0].startswith(
+        "OpenMP after fork on cp39, cp311, cp313, cp314, cp315: lib.GOMP_parallel(")
+    assert openmp[1] == "OpenMP after fork on pp311: GOMP_parallel+0x46 (libgomp.so.1.0.0)"
+    assert named["queue_join_before_drain · fork"] == [
+        "join before drain on cp39, cp311, cp313, cp314, cp315, pp311: _feed at queues.py:251"]
