@@ -137,9 +137,11 @@ def test_a_stuck_cell_is_found_before_its_deadline_and_a_slow_one_is_not(
     a cell busy on a CPU at its deadline is starved, not stuck, and runs on."""
     cells = run_cells(engine, image_of("cp311"), CP311, tmp_path, [
         selftest("stuck", deadline=30),
+        # a deadline far past the waits: under a loaded CI machine spawn's children alone
+        # take seconds to start, and what is checked is that none is called stuck meanwhile
         *[CellSpec(scenario="selftest.wait_then_finish", start_method=m, kind="behaviour",
-                   deadline_s=8, params={"seconds": 4}) for m in ("fork", "spawn",
-                                                              "forkserver")],
+                   deadline_s=40, params={"seconds": 4}) for m in ("fork", "spawn",
+                                                               "forkserver")],
         selftest("spin", deadline=2, seconds=4),
         selftest("hang", deadline=3),
     ], parallel=6, run_id=unique_run_id)
