@@ -94,17 +94,17 @@ CATALOG = {
         "title": "A child multiplies matrices with numpy's BLAS after its parent did",
     },
     "grpc_fork": {
-        "kind": "behaviour", "start_methods": "each", "deadline_s": 10, "cost_s": 2,
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 20, "cost_s": 2,
         "requires": ["grpcio"], "imports": ["grpc"],
         "title": "A child makes a gRPC call after its parent made one",
     },
     "grpc_fork_support_off": {
-        "kind": "behaviour", "start_methods": "each", "deadline_s": 10, "cost_s": 2,
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 20, "cost_s": 2,
         "requires": ["grpcio"], "module": "grpc_fork", "env": {"GRPC_ENABLE_FORK_SUPPORT": "0"},
         "title": "The same with GRPC_ENABLE_FORK_SUPPORT=0",
     },
     "grpc_fork_support_on": {
-        "kind": "behaviour", "start_methods": "each", "deadline_s": 10, "cost_s": 2,
+        "kind": "behaviour", "start_methods": "each", "deadline_s": 20, "cost_s": 2,
         "requires": ["grpcio"], "module": "grpc_fork", "env": {"GRPC_ENABLE_FORK_SUPPORT": "1"},
         "title": "The same with GRPC_ENABLE_FORK_SUPPORT=1",
     },

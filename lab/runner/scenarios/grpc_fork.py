@@ -51,7 +51,9 @@ def run(ctx):
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        ctx.record("parent_reply", _call(port, timeout=10).decode())
+        # the parent's own call before the fork: generous, as a loaded machine starts the
+        # server's threads slowly; it is not what the cell observes
+        ctx.record("parent_reply", _call(port, timeout=60).decode())
         r, w = ctx.mp.Pipe(duplex=False)
         proc = ctx.start_child(child_call, w, port)
         w.close()
