@@ -79,25 +79,31 @@ def _parse(data):
 
 
 def _maps(pid):
-    """[(start, end, path)] of the executable file mappings, and {path: load base}."""
-    spans, bases = [], {}
+    """What one read of ``/proc/PID/maps`` gives: [(start, end, path)] of the executable file
+    mappings, {path: load base}, and [(start, end)] of every mapping (a stack's end)."""
+    spans, bases, regions = [], {}, []
     try:
         with open(f"/proc/{pid}/maps") as fh:
             lines = fh.read(1 << 20).splitlines()
     except OSError:
-        return [], {}
+        return [], {}, []
     for line in lines:
         parts = line.split(None, 5)
+        try:
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+        except (IndexError, ValueError):
+            continue
+        regions.append((start, end))
         if len(parts) < 6 or not parts[5].startswith("/"):
             continue
-        start, end = (int(x, 16) for x in parts[0].split("-"))
         path = parts[5].strip()
         base = start - int(parts[2], 16)
         bases[path] = min(bases.get(path, base), base)
         if "x" in parts[1]:
             spans.append((start, end, path))
     spans.sort()
-    return spans, bases
+    regions.sort()
+    return spans, bases, regions
 
 
 def _stack_pointer(pid, tid):
@@ -115,22 +121,16 @@ def _stack_pointer(pid, tid):
         return None
 
 
-def _stack_top(pid, sp):
-    try:
-        with open(f"/proc/{pid}/maps") as fh:
-            for line in fh.read(1 << 20).splitlines():
-                start, end = (int(x, 16) for x in line.split(None, 1)[0].split("-"))
-                if start <= sp < end:
-                    return end
-    except (OSError, ValueError):
-        pass
-    return None
+def _region_end(regions, address):
+    """The end of the mapping that holds ``address`` (None if none does)."""
+    k = bisect.bisect_right(regions, (address, float("inf"))) - 1
+    return regions[k][1] if k >= 0 and address < regions[k][1] else None
 
 
-def thread_frames(pid, tid, spans, bases):
-    """The named return addresses on one thread's stack, innermost first."""
+def thread_frames(pid, tid, spans, bases, regions):
+    """The code addresses on one thread's stack, named, innermost first."""
     sp = _stack_pointer(pid, tid)
-    top = _stack_top(pid, sp) if sp else None
+    top = _region_end(regions, sp) if sp else None
     if not top:
         return []
     word = struct.calcsize("P")
@@ -169,14 +169,14 @@ def process(pid):
     """Each waiting thread's named return addresses, in py-spy's layout ("" where none)."""
     if watch.abi() is None:
         return ""
-    spans, bases = _maps(pid)
+    spans, bases, regions = _maps(pid)
     try:
         tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if t.isdigit())
     except OSError:
         return ""
     lines = []
     for tid in tids:
-        frames = thread_frames(pid, tid, spans, bases)
+        frames = thread_frames(pid, tid, spans, bases, regions)
         if frames:
             lines.append(f"Thread {tid} (scan):")
             lines += [f"    {f}" for f in frames]
