@@ -222,7 +222,9 @@ def build_parser() -> LabParser:
         "the program's own arguments.")
     _add_user_code_head(check)
     check.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
-                       help="deadline of each run; a run still going is hung (default 60)")
+                       help="deadline of each run, from when the program starts (its "
+                       "interpreter's start-up is not counted); a run still going is hung "
+                       "(default 60)")
     check.add_argument("--file", action="append", default=[], type=Path, metavar="PATH",
                        dest="files", help="a module, package or data file from elsewhere "
                        "that the program needs beside it (repeatable)")

@@ -246,9 +246,13 @@ class RunningCell:
         make_dirs(self.stacks_dir)
         self.hangs_seen = 0
         self.result_path = os.path.join(self.dir, "result.json")
+        self.is_script = bool(cell.get("script"))
+        # The file whose appearance says the cell's own code runs: a scenario writes its result
+        # file first thing, a program's hook (hook/sitecustomize.py) writes ``started``.
+        self.started_path = (os.path.join(self.dir, "started") if self.is_script
+                             else self.result_path)
         self.output_path = os.path.join(self.dir, "output.txt")
         self.deadline_s = float(cell.get("deadline_s", 30)) * deadline_scale
-        self.is_script = bool(cell.get("script"))
         # A scenario's deadline is the lab's guess; past it, a cell still working gets more
         # time, up to ``overrun`` deadlines (the plan's). A user's --timeout is theirs: it holds.
         self.limit_s = self.deadline_s * (1.0 if self.is_script else max(1.0, overrun))
@@ -297,9 +301,10 @@ class RunningCell:
         self.overran_s = None
         env = self.environment()
         args, cwd = self.command(env)
-        # A cell's deadline runs from when its code starts (it writes its result file first
-        # thing), not from when its interpreter was launched: PyPy beside three other cells on
-        # a loaded machine once took 6 s just to start, and a deadline that short called it hung.
+        # A cell's deadline runs from when its code starts (``started_path`` appears), not from
+        # when its interpreter was launched: PyPy beside three other cells on a loaded machine
+        # once took 6 s just to start, and a deadline that short called it hung. (A program
+        # whose hook never says so gets the start-up allowance, as a scenario does.)
         self.ran_from = None
         self.proc = subprocess.Popen(
             args,
@@ -324,7 +329,7 @@ class RunningCell:
                 self.finished = now
                 self.killpg(signal.SIGKILL)  # leftovers such as a forkserver
                 return True
-            if self.ran_from is None and (self.is_script or os.path.exists(self.result_path)):
+            if self.ran_from is None and os.path.lexists(self.started_path):
                 self.ran_from = now  # the cell's code runs: its deadline starts
             if self.ran_from is not None and self.watch.stuck(now):
                 ran = now - self.ran_from

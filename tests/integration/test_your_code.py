@@ -26,7 +26,7 @@ def check(tmp_path_factory, name: str, *extra: str) -> tuple[int, dict, str, Pat
     home = tmp_path_factory.mktemp("mine")
     shutil.copy(PROGRAMS / name, home / name)
     out = tmp_path_factory.mktemp("runs")
-    proc = lab("check", "--targets", ",".join(SIX), "--timeout", "8", "--out", str(out),
+    proc = lab("check", "--targets", ",".join(SIX), "--timeout", "15", "--out", str(out),
                "--no-progress", *extra, str(home / name))
     run = only_run(out)
     return proc.returncode, load_results(run), proc.stdout, run

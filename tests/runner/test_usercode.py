@@ -10,6 +10,8 @@ from pathlib import Path
 
 from lab.run.usercode import check_spec, load_scenario_file, stage_user_dir
 
+from .conftest import run_plan
+
 METHODS = [m for m in ("fork", "spawn", "forkserver")
            if m in multiprocessing.get_all_start_methods()]
 
@@ -103,6 +105,30 @@ def test_a_hung_program_shows_every_process_stack_with_its_own_function(runner, 
     child = rec["stacks"].split("(child process)", 1)[1]
     assert "in take_the_lock" in child
     assert "prog.py" in rec["stacks"].split("(child process)", 1)[0]
+
+
+def test_a_programs_deadline_counts_from_its_own_code_not_its_interpreters_start_up(tmp_path):
+    """An interpreter slow to start (PyPy on a loaded machine: seconds) does not eat into the
+    program's deadline. Start-up is made slow for real: a ``.pth`` file in the user site, which
+    ``site`` runs before ``sitecustomize``, sleeps 4 s; the program then needs 1 s of its 3 s."""
+    import sys
+    import sysconfig
+
+    base = getattr(sys, "_base_executable", sys.executable)  # a venv turns the user site off
+    userbase = tmp_path / "userbase"
+    purelib = sysconfig.get_path("purelib", "posix_user", {"userbase": str(userbase)})
+    Path(purelib).mkdir(parents=True)
+    (Path(purelib) / "slow.pth").write_text("import time; time.sleep(4)\n")
+    user, cells = stage_check(tmp_path, """
+        import time
+        time.sleep(1)
+        print("program ran", flush=True)
+    """, methods=("default",), timeout=3)
+    cells[0]["env"] = {"PYTHONUSERBASE": str(userbase)}
+    rec = run_plan(tmp_path, cells, python=base, user_dir=user)[("check:prog.py", "default")]
+    assert rec["outcome"] == "ok", rec
+    assert "program ran" in rec["output"]
+    assert rec["duration_s"] >= 4.5, rec["duration_s"]  # the slow start-up happened
 
 
 def test_warnings_are_noted_and_output_is_unchanged_and_files_sit_beside_the_program(

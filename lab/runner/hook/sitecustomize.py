@@ -3,7 +3,10 @@
 checked program (the program, its spawn children, a forkserver), because the runner puts this
 folder on PYTHONPATH. (``sitecustomize``, not ``usercustomize``: a virtual environment turns
 the user site off. The interpreter's own ``sitecustomize``, which this one shadows - Debian
-ships one - is run right after.) It does three things and changes nothing else:
+ships one - is run right after.) It does four things and changes nothing else:
+
+- in the program's own process, writes ``started`` in the cell's folder first, so that the
+  run's deadline counts from here, not from the interpreter's launch;
 
 - registers a stack dump on SIGUSR1 (its own file per process, forked children included), so a
   hung run shows where every process was;
@@ -149,6 +152,15 @@ def _make_default(method):
         multiprocessing.set_start_method(method)
 
 
+def _note_start():
+    """Tell the runner that the program's own code is about to run: its deadline starts now,
+    not when its interpreter was launched (PyPy on a loaded machine takes seconds to start)."""
+    try:
+        open(os.path.join(_CELL, "started"), "x").close()
+    except OSError:
+        pass
+
+
 def _main_process():
     method = os.environ.pop("LAB_START_METHOD", None)
     if method:
@@ -187,6 +199,7 @@ if _CELL:
         os.register_at_fork(after_in_child=_dump_stacks)
     _note_warnings()
     if os.environ.pop("LAB_CHECK_MAIN", None) == "1":
+        _note_start()
         _main_process()
 
 _chain()
