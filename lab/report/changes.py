@@ -64,7 +64,7 @@ def _guard(c: Cell) -> Effect:
     m = c.measurements
     if m.get("child_ran") and m.get("script_exit_code") == 0:
         return Effect(status=WORKS, text="the child runs")
-    if m.get("timed_out"):
+    if m.get("timed_out"):  # runs before 2026-12-04: the cell gave its script 20 s
         return Effect(status=BREAKS, text="the script hangs")
     if "script_exit_code" not in m:
         return Effect(status=UNKNOWN, text="the script's result was not recorded")

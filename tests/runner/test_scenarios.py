@@ -212,6 +212,32 @@ def test_main_guard_unguarded_script_fails_where_main_is_imported_again(runner):
             assert m["bootstrap_error"] is True, m
 
 
+def test_main_guards_script_slower_than_twenty_seconds_is_slow_not_hanging(tmp_path):
+    """A script slower than the 20 s the scenario once gave it (PyPy took 20 to 28 s beside a
+    loaded machine's other cells) still ends, and is judged by the cell's deadline, not called
+    hanging. The slowness is real: a ``.pth`` file in the user site, which the script's
+    interpreter runs as it starts, sleeps 21 s (a sleep is a timed wait: never stuck)."""
+    import sysconfig
+
+    from .conftest import run_plan
+
+    base = getattr(sys, "_base_executable", sys.executable)  # a venv turns the user site off
+    userbase = tmp_path / "userbase"
+    purelib = Path(sysconfig.get_path("purelib", "posix_user", {"userbase": str(userbase)}))
+    purelib.mkdir(parents=True)
+    # only the script's interpreter: the cell's own has the runner on PYTHONPATH, the script's
+    # has no PYTHONPATH
+    (purelib / "slow.pth").write_text(
+        "import os, time; 'PYTHONPATH' in os.environ or time.sleep(21)\n")
+    cell = {**cells_for("main_guard")[0], "start_method": "fork",
+            "env": {"PYTHONUSERBASE": str(userbase)}}
+    rec = run_plan(tmp_path, [cell], python=base)[("main_guard", "fork")]
+    assert rec["outcome"] == "ok", rec
+    m = rec["measurements"]
+    assert (m["script_exit_code"], m["child_ran"]) == (0, True), m
+    assert rec["duration_s"] > 21, rec["duration_s"]
+
+
 def test_inherited_state_reaches_a_fork_child_only(runner):
     recs = runner(cells_for("inherited_state"))
     for method in METHODS:
