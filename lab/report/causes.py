@@ -9,7 +9,9 @@ below, so a hang shows the most specific cause its stacks support:
 - **OpenMP after fork**: a native ``GOMP_`` or ``gomp_`` frame, or a native frame inside
   libgomp beneath the Python line that called ``GOMP_...`` (GNU OpenMP's pool does not survive
   fork: GCC bug 52303; Debian's libgomp is stripped, so py-spy shows its own frames as
-  addresses). A Python line alone is not enough: it shows the call, not that it waits there;
+  addresses, and the runner's scan names the exported ``GOMP_`` frame beside them where the
+  stack holds one). A Python line alone is not enough: it shows the call, not that it waits
+  there;
 - **gRPC after fork**: a frame of grpc's code, native or Python, in the forked child first;
 - **buffered I/O lock after fork**: a forked child waits inside a stream's ``flush``/``write``,
   ``print`` or a logging handler: the buffer's lock was copied held;
@@ -104,8 +106,9 @@ def cause_of(stacks: str | None, start_method: str | None) -> Cause:
 
 def _openmp(found: list[tuple[str, list[str]]]) -> str:
     """The frames that show a process stuck in GNU OpenMP: a native frame naming a ``GOMP_`` or
-    ``gomp_`` symbol (py-spy's, or the runner's stack scan's where py-spy cannot read: see
-    ``lab/runner/scan.py``); else, as Debian's stripped libgomp gives py-spy only addresses,
+    ``gomp_`` symbol (py-spy's, or the runner's stack scan's, where py-spy cannot read or
+    beside py-spy's addresses: see ``lab/runner/scan.py``); else, as Debian's stripped libgomp
+    gives py-spy only addresses,
     a native frame inside libgomp with the Python line that called a ``GOMP_`` function above
     it ("" if neither)."""
     for _, lines in found:

@@ -17,6 +17,10 @@ from lab.results import Cell, Outcome
 
 RUNNER_IN_IMAGE = "/opt/lab/labrunner/"  # the lab's own code in a target image
 NATIVE_HEADING = "--- native stacks (py-spy)"  # labrunner.native.HEADING's start
+# labrunner.scan.BESIDE_HEADING's start: the exported functions a scan found where py-spy gave
+# a stripped library's frames as addresses; part of what tells stacks apart, as it can name
+# the cause (``GOMP_parallel+0x46``) where another version's stacks cannot
+BESIDE_HEADING = "--- exported functions of the stripped libraries"
 
 _HEADER = re.compile(r"^=== pid \d+ \(([^)]*)\).*$")
 _FRAME = re.compile(r'^\s*File "([^"]*)", line (\d+) in (\S+)\s*$')
@@ -78,15 +82,23 @@ def normalized(stacks: str) -> str:
     lab's own (the standard library's lines move between versions; the runner's do not)."""
     out = []
     native = False  # py-spy's part of a process: its versions, libraries and addresses differ
+    beside = False  # the scan's functions beside py-spy's: their names, offsets aside
     for line in stacks.splitlines():
         if line.startswith(NATIVE_HEADING):
             native = True
             continue
+        if line.startswith(BESIDE_HEADING):
+            native, beside = False, True
+            out.append(BESIDE_HEADING)
+            continue
         if m := _HEADER.match(line):
-            native = False
+            native = beside = False
             out.append(f"=== ({m.group(1)})")
         elif native:
             continue
+        elif beside:
+            if line.startswith("    "):
+                out.append(re.sub(r"\+0x[0-9a-fA-F]+", "", line.strip()))
         elif m := _FRAME.match(line):
             file, number, function = m.groups()
             name = Path(file).name

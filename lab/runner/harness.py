@@ -381,8 +381,9 @@ class RunningCell:
         for pid in group_members(self.proc.pid):
             self.processes[pid] = describe_process(pid)
         self.native_why = native.unreadable()
-        if self.native_why is not None:  # no py-spy: scan each stack while it is as it hung
-            self.scans = {pid: scan.process(pid) for pid in self.processes}
+        # Each stack scanned while it is as it hung: what py-spy cannot read, or what it shows
+        # only as addresses (a stripped library's frames).
+        self.scans = {pid: scan.threads(pid) for pid in self.processes}
         if self.native_why is None:  # py-spy first, while every process is as it hung
             self.hangs_seen += 1
             self.native_dir = os.path.join(self.dir, f"native-{self.hangs_seen}")
@@ -464,13 +465,17 @@ class RunningCell:
         return "\n\n".join(parts) or None
 
     def native_part(self, pid):
-        """py-spy's view of ``pid`` under its heading, where it read one; else what a scan of
-        its stacks found."""
+        """py-spy's view of ``pid`` under its heading, where it read one, with what a scan of
+        its stacks adds where py-spy shows a stripped library's frames as addresses; else what
+        the scan found."""
         text = native.read(self.native_dir, pid, STACK_LIMIT // 4) if self.native_dir else None
+        found = (self.scans or {}).get(pid) or {}
         if text:
-            return f"\n{native.HEADING}\n{text}"
-        found = (self.scans or {}).get(pid)
-        return f"\n{scan.HEADING}\n{found}" if found else ""
+            beside = scan.beside_py_spy(found, native.stripped(text))
+            return f"\n{native.HEADING}\n{text}" + (
+                f"\n{scan.BESIDE_HEADING}\n{beside}" if beside else "")
+        found_text = scan.render(found)
+        return f"\n{scan.HEADING}\n{found_text}" if found_text else ""
 
 
     def script_result(self):

@@ -20,6 +20,7 @@ dump signal would otherwise arrive in the middle of that.
 
 import os
 import platform
+import re
 import subprocess
 import sysconfig
 
@@ -27,6 +28,8 @@ TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                     "py-spy")
 GRACE_S = 5.0  # what py-spy may take for all of a cell's processes
 HEADING = "--- native stacks (py-spy): thread names, GIL holder, C frames"
+_THREAD = re.compile(r"^Thread (\d+) ")
+_FRAME = re.compile(r"^\s{4}(\S+) \(([^()]+)\)$")  # "    function (library or file:line)"
 
 
 def unreadable():
@@ -77,3 +80,26 @@ def read(folder, pid, limit):
     except OSError:
         return None
     return text or None
+
+
+def stripped(text):
+    """{tid: ({library}, {function})} of each thread in py-spy's ``text`` whose innermost
+    frames are bare addresses (a stripped library's code: ``0x7f... (libgomp.so.1.0.0)``):
+    those frames' libraries, and every function py-spy did name on that thread."""
+    found, tid, innermost = {}, None, False
+    for line in (text or "").splitlines():
+        m = _THREAD.match(line)
+        if m:
+            tid, innermost = int(m.group(1)), True
+            found[tid] = (set(), set())
+            continue
+        m = _FRAME.match(line)
+        if tid is None or not m:
+            continue
+        function, where = m.groups()
+        if function.startswith("0x") and innermost:
+            found[tid][0].add(where)
+        elif not function.startswith("0x"):
+            innermost = False
+            found[tid][1].add(function.split("+")[0])
+    return {t: v for t, v in found.items() if v[0]}

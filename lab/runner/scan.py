@@ -1,7 +1,7 @@
 # IN-CONTAINER CODE: standard library only, Python 3.9+ and PyPy; never imports lab.*.
-"""Native frames where py-spy cannot read a process (PyPy, free-threaded builds): a scan of each
-thread's stack for return addresses into the shared libraries it has mapped, named from their
-exported symbols.
+"""Native frames where py-spy cannot read a process (PyPy, free-threaded builds), or where it
+shows a stripped library's frames only as addresses: a scan of each thread's stack for return
+addresses into the shared libraries it has mapped, named from their exported symbols.
 
 A hung thread waits in a system call, so ``/proc/PID/task/TID/syscall`` gives its stack pointer.
 From there up to ``MAX_BYTES`` of its stack are read from ``/proc/PID/mem`` (the runner is an
@@ -17,12 +17,16 @@ scan. Only on x86_64 and i386, where ``watch.abi`` knows the calls.
 
 import bisect
 import os
+import re
 import struct
 
 from . import watch
 
 HEADING = ("--- native code addresses on each thread's stack (a scan, not an unwinder; "
            "py-spy cannot read this process)")
+BESIDE_HEADING = ("--- exported functions of the stripped libraries py-spy shows as addresses, "
+                  "found on the same thread's stack (a scan, not an unwinder)")
+_EXPORTED = re.compile(r"^([A-Za-z_][\w.@]*)\+0x[0-9a-f]+ \(([^();]+)\)$")  # "f+0x46 (lib)"
 MAX_BYTES = 16384  # of each thread's stack, from its stack pointer up
 MAX_FRAMES = 12  # listed per thread
 MAX_ELF_BYTES = 64 << 20  # a library larger than this is not read for its symbols
@@ -165,19 +169,51 @@ def thread_frames(pid, tid, spans, bases, regions):
     return frames
 
 
-def process(pid):
-    """Each waiting thread's named return addresses, in py-spy's layout ("" where none)."""
+def threads(pid):
+    """{tid: named return addresses, innermost first} of each waiting thread of ``pid`` that
+    has any ({} on an ABI ``watch`` does not know, or for a process that is gone)."""
     if watch.abi() is None:
-        return ""
+        return {}
     spans, bases, regions = _maps(pid)
     try:
         tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if t.isdigit())
     except OSError:
-        return ""
-    lines = []
+        return {}
+    found = {}
     for tid in tids:
         frames = thread_frames(pid, tid, spans, bases, regions)
         if frames:
-            lines.append(f"Thread {tid} (scan):")
-            lines += [f"    {f}" for f in frames]
+            found[tid] = frames
+    return found
+
+
+def render(found):
+    """``threads()``'s answer in py-spy's layout ("" where it is empty)."""
+    lines = []
+    for tid, frames in sorted(found.items()):
+        lines.append(f"Thread {tid} (scan):")
+        lines += [f"    {f}" for f in frames]
     return "\n".join(lines)
+
+
+def process(pid):
+    """Each waiting thread's named return addresses, in py-spy's layout ("" where none)."""
+    return render(threads(pid))
+
+
+def beside_py_spy(found, stripped):
+    """What a scan adds to py-spy's view: for each thread py-spy saw waiting in a stripped
+    library (``stripped``: {tid: ({library}, {function py-spy named})}), the functions of
+    those libraries that the scan finds exported on its stack and py-spy did not name
+    (Debian strips libgomp: py-spy shows its frames as addresses, the scan finds
+    ``GOMP_parallel+0x46``). In ``render``'s layout, "" where it adds nothing."""
+    extra = {}
+    for tid, (libraries, named) in stripped.items():
+        frames = []
+        for frame in found.get(tid, ()):
+            m = _EXPORTED.match(frame)
+            if m and m.group(2) in libraries and m.group(1) not in named:
+                frames.append(frame)
+        if frames:
+            extra[tid] = frames
+    return render(extra)

@@ -92,3 +92,17 @@ def test_pypys_openmp_hang_is_named_from_the_runners_stack_scan():
     c = cause_of(STACKS["pp311/openmp_fork/fork/scan"], "fork")
     assert c.name == OPENMP
     assert c.evidence == "GOMP_parallel+0x46 (libgomp.so.1.0.0)"
+
+
+def test_openmp_is_named_from_the_scans_gomp_frame_beside_py_spys_bare_addresses():
+    """Debian strips libgomp, so py-spy shows a forked child's frames in it as addresses; the
+    runner's scan of the same thread's stack adds the exported function it is in. With
+    libgomp 16 (cp315 here) that is GOMP_parallel; with libgomp 14 (cp313) the scan finds no
+    such frame, and the evidence stays the Python call above py-spy's frame in libgomp."""
+    c = cause_of(STACKS["cp315/openmp_fork/fork/beside"], "fork")
+    assert c.name == OPENMP
+    assert c.evidence == "GOMP_parallel+0x46 (libgomp.so.1.0.0)"
+    c = cause_of(STACKS["cp313/openmp_fork/fork/native"], "fork")
+    assert c.name == OPENMP
+    assert c.evidence.startswith("lib.GOMP_parallel(body, None, ")
+    assert c.evidence.endswith(" (libgomp.so.1.0.0)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from lab.runner import scan
+from lab.runner import native, scan
 
 
 def _mapped(name: str) -> str:
@@ -35,3 +35,37 @@ def test_a_process_that_is_gone_has_nothing_to_scan():
     gone = 2 ** 22 + 1  # above the kernel's largest pid
     assert scan._stack_pointer(gone, gone) is None
     assert scan.process(gone) == ""
+
+
+PY_SPY = """Thread 23 (idle): "MainThread"
+    0x7f28e7d32773 (libgomp.so.1.0.0)
+    0x7f28e7d3100f (libgomp.so.1.0.0)
+    0x7f28e7edd056 (libffi.so.8.5.0)
+    ffi_call (libffi.so.8.5.0)
+    0x7f28e7efb081 (_ctypes.cpython-315-x86_64-linux-gnu.so)
+    parallel_region (labrunner/scenarios/openmp_fork.py:43)
+    0x7f28e8590fba (libc.so.6)
+Thread 24 (idle): "Worker"
+    wait4 (libc.so.6)
+    0x7f28e8590fba (libc.so.6)
+"""
+
+
+def test_py_spys_threads_whose_innermost_frames_are_bare_addresses_are_found():
+    # libgomp and libffi (the run of addresses before the first named frame); not libc, whose
+    # bare address is outermost, nor a thread whose innermost frame py-spy named
+    assert native.stripped(PY_SPY) == {
+        23: ({"libgomp.so.1.0.0", "libffi.so.8.5.0"}, {"ffi_call", "parallel_region"})}
+    assert native.stripped("") == {}
+
+
+def test_a_scan_adds_to_py_spy_only_the_exported_functions_of_those_libraries_it_did_not_name():
+    found = {23: ["0x1f773 (libgomp.so.1.0.0)", "GOMP_parallel+0x46 (libgomp.so.1.0.0)",
+                  "ffi_call+0xcd (libffi.so.8.5.0)", "PyObject_SetAttr+0x6a (python3.15)",
+                  "GOMP_parallel (libgomp.so.1.0.0; a function's address)"],
+             24: ["GOMP_barrier+0x10 (libgomp.so.1.0.0)"]}
+    assert scan.beside_py_spy(found, native.stripped(PY_SPY)) == (
+        "Thread 23 (scan):\n    GOMP_parallel+0x46 (libgomp.so.1.0.0)")
+    assert scan.beside_py_spy({23: ["0x1f773 (libgomp.so.1.0.0)"]},
+                              native.stripped(PY_SPY)) == ""
+    assert scan.render(found).startswith("Thread 23 (scan):\n    0x1f773 (libgomp.so.1.0.0)\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from lab.report import stacks
 from lab.report.page import render_html, render_stacks_html
 from lab.report.stacks import hang_groups, normalized, stuck_frame
 from lab.results import RunResults, load
@@ -76,3 +77,18 @@ def test_the_stuck_frame_is_the_child_s_innermost_with_the_source_the_runner_wro
     main_only = STACKS.split("\n\n")[0]
     assert stuck_frame(main_only).where == "popen_fork.py:27 in poll"  # no child: the main
     assert stuck_frame("garbage") is None
+
+
+def test_the_scans_functions_beside_py_spy_tell_stacks_apart_but_their_offsets_do_not():
+    from lab.runner.scan import BESIDE_HEADING
+
+    assert BESIDE_HEADING.startswith(stacks.BESIDE_HEADING)
+    py_spy = ("=== pid 9 (child process) python3 x.py\nCurrent thread 0x1 (most recent call "
+              "first):\n  File \"/w/x.py\", line 3 in work\n--- native stacks (py-spy): thread "
+              "names, GIL holder, C frames\nThread 9 (idle): \"MainThread\"\n"
+              "    0x7f28e7d32773 (libgomp.so.1.0.0)\n")
+    beside = (f"{py_spy}{BESIDE_HEADING}\nThread 9 (scan):\n"
+              "    GOMP_parallel+0x46 (libgomp.so.1.0.0)\n")
+    assert normalized(beside) != normalized(py_spy)
+    assert normalized(beside.replace("+0x46", "+0x4a").replace("Thread 9", "Thread 12")
+                      ) == normalized(beside)
