@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass
 
 from lab.report.stacks import sections
+from lab.results import Cell
 
 OPENMP = "OpenMP after fork"
 GRPC = "gRPC after fork"
@@ -144,3 +145,10 @@ def _is(line: str, file_end: str, function: str) -> bool:
 
 def _in(lines: list[str], file_end: str, function: str) -> bool:
     return any(_is(line, file_end, function) for line in lines)
+
+
+def cause_key(cell: Cell) -> tuple[str, str]:
+    """What tells two hung cells' causes apart: the name and the evidence, numbers aside
+    (addresses, offsets and line numbers differ between versions of the same frame)."""
+    cause = cause_of(cell.stacks, cell.start_method)
+    return cause.name, re.sub(r"0x[0-9a-f]+|\d+", "#", cause.evidence)

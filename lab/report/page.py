@@ -16,7 +16,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from lab.report.causes import cause_of
+from lab.report.causes import cause_key, cause_of
 from lab.report.changes import hazards as change_hazards
 from lab.report.changes import summaries as change_summaries
 from lab.report.charts import timing_charts, uncharted
@@ -82,7 +82,7 @@ def render_html(results: RunResults, *, compare: RunResults | None = None,
     changes = change_hazards(r, ok_columns)
     rows = probe_rows(r, ok_columns)
     claims = judge(r)
-    hangs = stack_groups(problems)
+    hangs = stack_groups(problems, cause_key)
     charts = timing_charts(r, ok_columns)
     return environment().get_template("report.html.j2").render(
         location=location or f"reports/{r.run.id}", your_code=changes,
@@ -103,7 +103,8 @@ def render_stacks_html(results: RunResults) -> str:
     one click from its group in the report (which shows a group's shared stacks once)."""
     r = sanitize_results(results)
     return environment().get_template("stacks.html.j2").render(
-        r=r, hang_groups=stack_groups([c for c in r.results if c.outcome in PROBLEMS]))
+        r=r, hang_groups=stack_groups([c for c in r.results if c.outcome in PROBLEMS],
+                                 cause_key))
 
 
 def render_junit(results: RunResults) -> str:

@@ -10,6 +10,7 @@ runner writes each frame's line beneath it, read in the container from the file 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +18,6 @@ from lab.results import Cell, Outcome
 
 RUNNER_IN_IMAGE = "/opt/lab/labrunner/"  # the lab's own code in a target image
 NATIVE_HEADING = "--- native stacks (py-spy)"  # labrunner.native.HEADING's start
-# labrunner.scan.BESIDE_HEADING's start: the exported functions a scan found where py-spy gave
-# a stripped library's frames as addresses; part of what tells stacks apart, as it can name
-# the cause (``GOMP_parallel+0x46``) where another version's stacks cannot
-BESIDE_HEADING = "--- exported functions of the stripped libraries"
 
 _HEADER = re.compile(r"^=== pid \d+ \(([^)]*)\).*$")
 _FRAME = re.compile(r'^\s*File "([^"]*)", line (\d+) in (\S+)\s*$')
@@ -82,23 +79,15 @@ def normalized(stacks: str) -> str:
     lab's own (the standard library's lines move between versions; the runner's do not)."""
     out = []
     native = False  # py-spy's part of a process: its versions, libraries and addresses differ
-    beside = False  # the scan's functions beside py-spy's: their names, offsets aside
     for line in stacks.splitlines():
         if line.startswith(NATIVE_HEADING):
             native = True
             continue
-        if line.startswith(BESIDE_HEADING):
-            native, beside = False, True
-            out.append(BESIDE_HEADING)
-            continue
         if m := _HEADER.match(line):
-            native = beside = False
+            native = False
             out.append(f"=== ({m.group(1)})")
         elif native:
             continue
-        elif beside:
-            if line.startswith("    "):
-                out.append(re.sub(r"\+0x[0-9a-fA-F]+", "", line.strip()))
         elif m := _FRAME.match(line):
             file, number, function = m.groups()
             name = Path(file).name
@@ -146,19 +135,24 @@ def stuck_frame(stacks: str) -> Frame | None:
     return None
 
 
-def hang_groups(cells: list[Cell]) -> list[HangGroup]:
+def hang_groups(cells: list[Cell],
+                same: Callable[[Cell], Hashable] | None = None) -> list[HangGroup]:
     """Hung cells by (scenario, start method, container), in the order given; within each,
-    cells grouped by normalized stacks (cells with no stacks form a group of their own)."""
+    cells grouped by normalized stacks (cells with no stacks form a group of their own) and by
+    what ``same`` says of them (the cause their stacks show, whose evidence may be in the
+    native frames that normalizing leaves out: ``lab.report.causes.cause_key``)."""
     by_key: dict[tuple[str, str | None, str | None], list[Cell]] = {}
     for c in cells:
         if c.outcome == Outcome.HUNG:
             by_key.setdefault((c.scenario, c.start_method, c.container), []).append(c)
     groups = []
     for (scenario, method, container), hung in by_key.items():
-        same: dict[str, list[Cell]] = {}
+        alike: dict[tuple[str, Hashable], list[Cell]] = {}
         for c in hung:
-            same.setdefault(normalized(c.stacks or ""), []).append(c)
-        stack_groups = [StackGroup(cells=cs, stacks=cs[0].stacks or "") for cs in same.values()]
+            key = (normalized(c.stacks or ""), same(c) if same else None)
+            alike.setdefault(key, []).append(c)
+        stack_groups = [StackGroup(cells=cs, stacks=cs[0].stacks or "")
+                        for cs in alike.values()]
         stuck = next((f for c in hung if c.stacks and (f := stuck_frame(c.stacks))), None)
         groups.append(HangGroup(scenario=scenario, start_method=method, container=container,
                                 cells=hung, stuck=stuck, stack_groups=stack_groups))

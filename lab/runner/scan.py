@@ -26,6 +26,7 @@ HEADING = ("--- native code addresses on each thread's stack (a scan, not an unw
            "py-spy cannot read this process)")
 BESIDE_HEADING = ("--- exported functions of the stripped libraries py-spy shows as addresses, "
                   "found on the same thread's stack (a scan, not an unwinder)")
+_C_LIBRARY = re.compile(r"^(libc[.-]|libpthread[.-]|ld-linux)")  # libc.so.6, libc-2.31.so
 _EXPORTED = re.compile(r"^([A-Za-z_][\w.@]*)\+0x[0-9a-f]+ \(([^();]+)\)$")  # "f+0x46 (lib)"
 MAX_BYTES = 16384  # of each thread's stack, from its stack pointer up
 MAX_FRAMES = 12  # listed per thread
@@ -206,13 +207,16 @@ def beside_py_spy(found, stripped):
     library (``stripped``: {tid: ({library}, {function py-spy named})}), the functions of
     those libraries that the scan finds exported on its stack and py-spy did not name
     (Debian strips libgomp: py-spy shows its frames as addresses, the scan finds
-    ``GOMP_parallel+0x46``). In ``render``'s layout, "" where it adds nothing."""
+    ``GOMP_parallel+0x46``). Not the C library's: every thread waits in it, and what a scan
+    finds there is mostly stale words (``clock_gettime+0x19``) that would only differ from one
+    run to the next. In ``render``'s layout, "" where it adds nothing."""
     extra = {}
     for tid, (libraries, named) in stripped.items():
         frames = []
         for frame in found.get(tid, ()):
             m = _EXPORTED.match(frame)
-            if m and m.group(2) in libraries and m.group(1) not in named:
+            if (m and m.group(2) in libraries and m.group(1) not in named
+                    and not _C_LIBRARY.match(m.group(2))):
                 frames.append(frame)
         if frames:
             extra[tid] = frames

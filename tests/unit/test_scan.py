@@ -69,3 +69,13 @@ def test_a_scan_adds_to_py_spy_only_the_exported_functions_of_those_libraries_it
     assert scan.beside_py_spy({23: ["0x1f773 (libgomp.so.1.0.0)"]},
                               native.stripped(PY_SPY)) == ""
     assert scan.render(found).startswith("Thread 23 (scan):\n    0x1f773 (libgomp.so.1.0.0)\n")
+
+
+def test_the_c_librarys_functions_are_not_added_beside_py_spy():
+    py_spy = ('Thread 16 (idle): "QueueFeederThread"\n    0x7f35203e5a02 (libc.so.6)\n'
+              "    Queue._feed (multiprocessing/queues.py:268)\n")
+    found = {16: ["clock_gettime+0x19 (libc.so.6)", "pthread_cond_timedwait+0xd1 (libc.so.6)"]}
+    assert native.stripped(py_spy) == {16: ({"libc.so.6"}, {"Queue._feed"})}
+    assert scan.beside_py_spy(found, native.stripped(py_spy)) == ""
+    old = {16: ["sem_wait+0x10 (libc-2.31.so)"]}  # bullseye's file name
+    assert scan.beside_py_spy(old, {16: ({"libc-2.31.so"}, set())}) == ""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from lab.report import stacks
 from lab.report.page import render_html, render_stacks_html
 from lab.report.stacks import hang_groups, normalized, stuck_frame
 from lab.results import RunResults, load
@@ -79,16 +78,23 @@ def test_the_stuck_frame_is_the_child_s_innermost_with_the_source_the_runner_wro
     assert stuck_frame("garbage") is None
 
 
-def test_the_scans_functions_beside_py_spy_tell_stacks_apart_but_their_offsets_do_not():
-    from lab.runner.scan import BESIDE_HEADING
+def test_cells_whose_stacks_differ_only_in_native_frames_are_grouped_by_the_cause_they_show():
+    """cp314's and cp315's OpenMP hangs show GOMP_parallel (the scan beside py-spy), cp313's
+    only py-spy's address in libgomp: the same Python stacks, two causes, two groups, so that
+    each group's cause is its own cells'."""
+    import json
 
-    assert BESIDE_HEADING.startswith(stacks.BESIDE_HEADING)
-    py_spy = ("=== pid 9 (child process) python3 x.py\nCurrent thread 0x1 (most recent call "
-              "first):\n  File \"/w/x.py\", line 3 in work\n--- native stacks (py-spy): thread "
-              "names, GIL holder, C frames\nThread 9 (idle): \"MainThread\"\n"
-              "    0x7f28e7d32773 (libgomp.so.1.0.0)\n")
-    beside = (f"{py_spy}{BESIDE_HEADING}\nThread 9 (scan):\n"
-              "    GOMP_parallel+0x46 (libgomp.so.1.0.0)\n")
-    assert normalized(beside) != normalized(py_spy)
-    assert normalized(beside.replace("+0x46", "+0x4a").replace("Thread 9", "Thread 12")
-                      ) == normalized(beside)
+    from lab.report.causes import cause_key
+    from lab.results import Cell
+
+    fixtures = json.loads((Path(__file__).resolve().parents[1] / "golden" / "stacks"
+                           / "hung.json").read_text())
+    cells = [Cell(target=t, scenario="openmp_fork", start_method="fork", outcome="hung",
+                  stacks=fixtures[f"{t}/openmp_fork/fork/{kind}"])
+             for t, kind in (("cp313", "native"), ("cp315", "beside"))]
+    cells.append(dataclasses.replace(cells[1], target="cp314"))
+    assert normalized(cells[0].stacks or "") == normalized(cells[1].stacks or "")
+    (group,) = hang_groups(cells, cause_key)
+    assert [sg.targets for sg in group.stack_groups] == [["cp313"], ["cp315", "cp314"]]
+    (group,) = hang_groups(cells)  # without it: one group, whose first cell speaks for all
+    assert [sg.targets for sg in group.stack_groups] == [["cp313", "cp315", "cp314"]]
