@@ -51,6 +51,12 @@ class Cause:
     name: str
     evidence: str  # the frame that shows it, as the stacks give it ("" for unknown)
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """What tells two causes apart: the name and the evidence, numbers aside (addresses,
+        offsets and line numbers differ between versions of the same frame)."""
+        return self.name, re.sub(r"0x[0-9a-f]+|\d+", "#", self.evidence)
+
 
 def _first_python_frame(lines: list[str]) -> tuple[str, str]:
     """The innermost frame of the first thread faulthandler lists (the current one), with the
@@ -148,7 +154,5 @@ def _in(lines: list[str], file_end: str, function: str) -> bool:
 
 
 def cause_key(cell: Cell) -> tuple[str, str]:
-    """What tells two hung cells' causes apart: the name and the evidence, numbers aside
-    (addresses, offsets and line numbers differ between versions of the same frame)."""
-    cause = cause_of(cell.stacks, cell.start_method)
-    return cause.name, re.sub(r"0x[0-9a-f]+|\d+", "#", cause.evidence)
+    """The key of the cause a hung cell's stacks show (``Cause.key``)."""
+    return cause_of(cell.stacks, cell.start_method).key

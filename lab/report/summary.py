@@ -73,7 +73,7 @@ def named_hangs(results: RunResults) -> list[tuple[str, list[str], list[str]]]:
         shown: dict[tuple[str, str], str] = {}
         for sg in g.stack_groups:
             cause = cause_of(sg.stacks, g.start_method)
-            key = cause_key(sg.cells[0])
+            key = cause.key
             by_cause.setdefault(key, []).extend(sg.targets)
             shown.setdefault(key, cause.evidence)
         causes = [f"{key[0]} on {', '.join(ts)}" + (f": {_clip(shown[key], 160)}"

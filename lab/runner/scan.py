@@ -197,11 +197,6 @@ def render(found):
     return "\n".join(lines)
 
 
-def process(pid):
-    """Each waiting thread's named return addresses, in py-spy's layout ("" where none)."""
-    return render(threads(pid))
-
-
 def beside_py_spy(found, stripped):
     """What a scan adds to py-spy's view: for each thread py-spy saw waiting in a stripped
     library (``stripped``: {tid: ({library}, {function py-spy named})}), the functions of

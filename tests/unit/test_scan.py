@@ -34,7 +34,7 @@ def test_what_is_not_an_elf_file_has_no_symbols(tmp_path):
 def test_a_process_that_is_gone_has_nothing_to_scan():
     gone = 2 ** 22 + 1  # above the kernel's largest pid
     assert scan._stack_pointer(gone, gone) is None
-    assert scan.process(gone) == ""
+    assert scan.threads(gone) == {}
 
 
 PY_SPY = """Thread 23 (idle): "MainThread"
