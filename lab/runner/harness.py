@@ -383,7 +383,7 @@ class RunningCell:
         self.native_why = native.unreadable()
         # Each stack scanned while it is as it hung: what py-spy cannot read, or what it shows
         # only as addresses (a stripped library's frames).
-        self.scans = {pid: scan.threads(pid) for pid in self.processes}
+        self.scans = {pid: scan.Snapshot(pid) for pid in self.processes}
         if self.native_why is None:  # py-spy first, while every process is as it hung
             self.hangs_seen += 1
             self.native_dir = os.path.join(self.dir, f"native-{self.hangs_seen}")
@@ -469,12 +469,14 @@ class RunningCell:
         its stacks adds where py-spy shows a stripped library's frames as addresses; else what
         the scan found."""
         text = native.read(self.native_dir, pid, STACK_LIMIT // 4) if self.native_dir else None
-        found = (self.scans or {}).get(pid) or {}
+        snapshot = (self.scans or {}).get(pid)
+        if snapshot is None:
+            return f"\n{native.HEADING}\n{text}" if text else ""
         if text:
-            beside = scan.beside_py_spy(found, native.stripped(text))
+            beside = scan.beside_py_spy(snapshot, native.stripped(text))
             return f"\n{native.HEADING}\n{text}" + (
                 f"\n{scan.BESIDE_HEADING}\n{beside}" if beside else "")
-        found_text = scan.render(found)
+        found_text = scan.render(snapshot.threads)
         return f"\n{scan.HEADING}\n{found_text}" if found_text else ""
 
 

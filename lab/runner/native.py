@@ -83,23 +83,30 @@ def read(folder, pid, limit):
 
 
 def stripped(text):
-    """{tid: ({library}, {function})} of each thread in py-spy's ``text`` whose innermost
-    frames are bare addresses (a stripped library's code: ``0x7f... (libgomp.so.1.0.0)``):
-    those frames' libraries, and every function py-spy did name on that thread."""
-    found, tid, innermost = {}, None, False
+    """{tid: ({library}, {function}, [(address, library)])} of each thread in py-spy's
+    ``text`` whose innermost frames are bare addresses (a stripped library's code:
+    ``0x7f... (libgomp.so.1.0.0)``): those frames' libraries, every function py-spy did name
+    on that thread, and each of those addresses whose next frame is in another library: the
+    frame of the exported function that was entered from there is gone (a tail call)."""
+    found, tid, last, innermost = {}, None, None, False
     for line in (text or "").splitlines():
         m = _THREAD.match(line)
         if m:
-            tid, innermost = int(m.group(1)), True
-            found[tid] = (set(), set())
+            tid, last, innermost = int(m.group(1)), None, True
+            found[tid] = (set(), set(), [])
             continue
         m = _FRAME.match(line)
         if tid is None or not m:
             continue
         function, where = m.groups()
+        libraries, named, entered = found[tid]
+        if last and last[1] != where:
+            entered.append(last)
+        last = None
         if function.startswith("0x") and innermost:
-            found[tid][0].add(where)
+            libraries.add(where)
+            last = (int(function, 16), where)
         elif not function.startswith("0x"):
             innermost = False
-            found[tid][1].add(function.split("+")[0])
+            named.add(function.split("+")[0])
     return {t: v for t, v in found.items() if v[0]}
