@@ -44,6 +44,7 @@ _FRAME = re.compile(r'^\s*File "([^"]*)", line (\d+) in (\S+)')
 _NATIVE = re.compile(r"^\s{4}\S.* \([^()]+\)$")  # py-spy: "    symbol (library or file:line)"
 _GOMP = re.compile(r"\b(GOMP_\w+|gomp_\w+)")
 _GRPC = re.compile(r"(/grpc/|\bgrpc_\w+|\bgrpc::)")
+_NUMBER = re.compile(r"(0x[0-9a-f]+|\d+)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +56,25 @@ class Cause:
     def key(self) -> tuple[str, str]:
         """What tells two causes apart: the name and the evidence, numbers aside (addresses,
         offsets and line numbers differ between versions of the same frame)."""
-        return self.name, re.sub(r"0x[0-9a-f]+|\d+", "#", self.evidence)
+        return self.name, _NUMBER.sub("#", self.evidence)
+
+
+def merged(causes: list[Cause]) -> Cause:
+    """One cause for cells whose causes share a key (one line for several targets): their
+    evidence where it is the same, with "…" for each number that differs between them (an
+    address "0x…", an offset, a line), so no target is shown another's frame."""
+    first = causes[0]
+    split = [_NUMBER.split(c.evidence) for c in causes]
+    if any(len(s) != len(split[0]) for s in split):  # not one key: nothing to merge
+        return first
+    return Cause(name=first.name, evidence="".join(
+        part if all(s[i] == part for s in split) else "0x…" if part.startswith("0x") else "…"
+        for i, part in enumerate(split[0])))
+
+
+def cells_cause(cells: list[Cell], start_method: str | None) -> Cause:
+    """The cause the stacks of ``cells`` show (one stack group's), as ``merged`` puts it."""
+    return merged([cause_of(c.stacks, start_method) for c in cells])
 
 
 def _first_python_frame(lines: list[str]) -> tuple[str, str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from lab.report.causes import cause_key, cause_of
+from lab.report.causes import cause_key, cells_cause
 from lab.report.changes import hazards as change_hazards
 from lab.report.changes import summaries as change_summaries
 from lab.report.charts import timing_charts, uncharted
@@ -58,7 +58,7 @@ def environment() -> Environment:
     env.globals["anchor"] = anchor
     env.globals["cell_note"] = cell_note
     env.globals["stuck"] = stuck_frame
-    env.globals["cause"] = cause_of
+    env.globals["cause"] = cells_cause
     env.globals["PROBLEMS"] = PROBLEMS
     env.globals["CHECK_METHODS"] = CHECK_METHODS
     env.globals["M"] = M  # measurement keys: the template reads them by name, as the code does

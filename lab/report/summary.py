@@ -62,23 +62,26 @@ def hang_groups(results: RunResults) -> list[tuple[str, list[str]]]:
 def named_hangs(results: RunResults) -> list[tuple[str, list[str], list[str]]]:
     """As ``hang_groups``, with what the stacks show, a line per cause: "lock copied in its
     held state on cp39, cp311: child_takes_lock at fork_held_lock.py:24: LOCK.acquire()"."""
-    from lab.report.causes import cause_key, cause_of
+    from lab.report.causes import cause_key, cause_of, merged
     from lab.report.stacks import hang_groups as groups
 
     out = []
     for g in groups(results.results, cause_key):
-        # one line per cause and frame (numbers aside: addresses, line numbers): a target whose
-        # evidence is another frame (PyPy's scan, say) gets a line of its own
+        # one line per cause and frame (numbers aside: addresses, line numbers, shown as "…"
+        # where they differ): a target whose evidence is another frame (PyPy's scan, say)
+        # gets a line of its own
         by_cause: dict[tuple[str, str], list[str]] = {}
-        shown: dict[tuple[str, str], str] = {}
+        shown: dict[tuple[str, str], list] = {}
         for sg in g.stack_groups:
-            cause = cause_of(sg.stacks, g.start_method)
-            key = cause.key
-            by_cause.setdefault(key, []).extend(sg.targets)
-            shown.setdefault(key, cause.evidence)
-        causes = [f"{key[0]} on {', '.join(ts)}" + (f": {_clip(shown[key], 160)}"
-                                                    if shown[key] else "")
-                  for key, ts in by_cause.items()]
+            for cell in sg.cells:
+                cause = cause_of(cell.stacks, g.start_method)
+                by_cause.setdefault(cause.key, []).append(cell.target)
+                shown.setdefault(cause.key, []).append(cause)
+        causes = []
+        for key, ts in by_cause.items():
+            evidence = merged(shown[key]).evidence
+            causes.append(f"{key[0]} on {', '.join(ts)}"
+                          + (f": {_clip(evidence, 160)}" if evidence else ""))
         out.append((f"{g.scenario} · {g.start_method or '-'}"
                     + (f" · {g.container}" if g.container else ""), g.targets, causes))
     return out

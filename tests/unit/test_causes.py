@@ -7,7 +7,17 @@ import json
 import re
 from pathlib import Path
 
-from lab.report.causes import GRPC, IO_LOCK, JOIN_BEFORE_DRAIN, LOCK_HELD, OPENMP, UNKNOWN, cause_of
+from lab.report.causes import (
+    GRPC,
+    IO_LOCK,
+    JOIN_BEFORE_DRAIN,
+    LOCK_HELD,
+    OPENMP,
+    UNKNOWN,
+    Cause,
+    cause_of,
+    merged,
+)
 
 STACKS = json.loads((Path(__file__).resolve().parents[1] / "golden" / "stacks" / "hung.json")
                     .read_text())
@@ -106,3 +116,22 @@ def test_openmp_is_named_from_the_scans_gomp_frame_beside_py_spys_bare_addresses
     assert c.name == OPENMP
     assert c.evidence.startswith("lib.GOMP_parallel(body, None, ")
     assert c.evidence.endswith(" (libgomp.so.1.0.0)")
+
+
+def test_openmp_is_named_from_the_gomp_function_that_jumped_where_py_spy_shows_an_address():
+    """libgomp 12 (cp311): GOMP_parallel ends in a jump to an internal function, so its frame
+    is gone and py-spy's outermost libgomp frame is an address below libffi's. The runner
+    names the function from the unwind table and the GOMP_ functions that jump to it."""
+    c = cause_of(STACKS["cp311/openmp_fork/fork/unwind"], "fork")
+    assert c.name == OPENMP
+    assert c.evidence == ("0x1e2d0+0x2d, jumped to by GOMP_parallel_end+0x2b, GOMP_parallel+0x77 "
+                          "(libgomp.so.1.0.0)")
+
+
+def test_one_line_for_several_targets_shows_only_the_numbers_they_share():
+    cp39 = Cause(name=JOIN_BEFORE_DRAIN, evidence="_feed at queues.py:251")
+    cp311 = Cause(name=JOIN_BEFORE_DRAIN, evidence="_feed at queues.py:250")
+    assert merged([cp39, cp311]) == Cause(name=JOIN_BEFORE_DRAIN, evidence="_feed at queues.py:…")
+    assert merged([cp39, cp39]) == cp39
+    other = Cause(name=OPENMP, evidence="GOMP_parallel+0x46 (libgomp.so.1.0.0)")
+    assert merged([other, cp39]) == other  # not one key: the first, unmerged

@@ -35,7 +35,7 @@ def test_findings_name_counts_hangs_changes_claims_and_the_report_url(tmp_path):
     assert "  fork_held_lock · fork: 6/6 targets (cp39, cp311, cp313, cp314, cp315, pp311)" in text
     assert "  queue_join_before_drain · fork: 6/6 targets (cp39, cp311, cp313, cp314, cp315, " \
            "pp311)\n    join before drain on cp39, cp311, cp313, cp314, cp315, pp311: _feed at " \
-           "queues.py:251\n" in text
+           "queues.py:…\n" in text  # line 251 on cp39, 250 on cp311, 268, 211 on pp311
     assert "Default start method: forkserver on cp314, changed in 3.14 (was fork in 3.13)" in text
     assert sum(line.startswith("  ") and line[2].isdigit() and ". " in line
                for line in text.splitlines()) == 9
@@ -152,8 +152,10 @@ def test_a_target_whose_hang_shows_another_frame_gets_a_cause_line_of_its_own():
     r = load(GOLDEN / "run-default-2026-12-04.json")
     named = {label: causes for label, _, causes in named_hangs(r)}
     openmp = named["openmp_fork · fork"]
-    assert len(openmp) == 2 and openmp[0].startswith(
-        "OpenMP after fork on cp39, cp311, cp313, cp314, cp315: lib.GOMP_parallel(")
+    # each target's own address differs: none is shown another's
+    assert openmp[0] == ("OpenMP after fork on cp39, cp311, cp313, cp314, cp315: "
+                         "lib.GOMP_parallel(body, None, ctypes.c_uint(0), ctypes.c_uint(0)) -> "
+                         "0x… (libgomp.so.1.0.0)")
     assert openmp[1] == "OpenMP after fork on pp311: GOMP_parallel+0x46 (libgomp.so.1.0.0)"
     assert named["queue_join_before_drain · fork"] == [
-        "join before drain on cp39, cp311, cp313, cp314, cp315, pp311: _feed at queues.py:251"]
+        "join before drain on cp39, cp311, cp313, cp314, cp315, pp311: _feed at queues.py:…"]
