@@ -13,6 +13,9 @@ below, so a hang shows the most specific cause its stacks support:
   stack holds one). A Python line alone is not enough: it shows the call, not that it waits
   there;
 - **gRPC after fork**: a frame of grpc's code, native or Python, in the forked child first;
+- **GIL held while waiting in C**: py-spy saw a thread that holds the GIL and is not running
+  (``idle+gil``): it waits in C code that did not release the GIL (a ``ctypes.PyDLL`` call, an
+  extension that blocks with it held), so no other thread of that process can run Python;
 - **buffered I/O lock after fork**: a forked child waits inside a stream's ``flush``/``write``,
   ``print`` or a logging handler: the buffer's lock was copied held;
 - **join before drain**: one process waits in ``Process.join`` while a queue's feeder thread is
@@ -35,6 +38,7 @@ from lab.results import Cell
 
 OPENMP = "OpenMP after fork"
 GRPC = "gRPC after fork"
+GIL_IN_C = "GIL held while waiting in C"
 IO_LOCK = "buffered I/O lock after fork"
 JOIN_BEFORE_DRAIN = "join before drain"
 LOCK_HELD = "lock copied in its held state"
@@ -45,6 +49,7 @@ _NATIVE = re.compile(r"^\s{4}\S.* \([^()]+\)$")  # py-spy: "    symbol (library 
 _GOMP = re.compile(r"\b(GOMP_\w+|gomp_\w+)")
 _GRPC = re.compile(r"(/grpc/|\bgrpc_\w+|\bgrpc::)")
 _NUMBER = re.compile(r"(0x[0-9a-f]+|\d+)")
+_GIL_WAITER = re.compile(r'^Thread \d+ \(idle\+gil\):?(.*)$')  # labrunner.native.render's
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +109,8 @@ def cause_of(stacks: str | None, start_method: str | None) -> Cause:
         return Cause(name=OPENMP, evidence=gomp)
     if start_method == "fork" and (grpc := _grpc(found)):
         return Cause(name=GRPC, evidence=grpc)
+    if gil := _gil_in_c(found):
+        return Cause(name=GIL_IN_C, evidence=gil)
     children = [lines for role, lines in found if "child" in role]
     if start_method == "fork":
         for lines in children:
@@ -148,6 +155,25 @@ def _openmp(found: list[tuple[str, list[str]]]) -> str:
                      if _GOMP.search(x) and not _FRAME.match(x)), None)
         if inside and call:
             return f"{call} -> {inside}"
+    return ""
+
+
+def _gil_in_c(found: list[tuple[str, list[str]]]) -> str:
+    """The thread py-spy saw holding the GIL while not running, with the innermost C function
+    it waits in and the Python line that called it ("" if none did)."""
+    for _, lines in found:
+        for i, line in enumerate(lines):
+            if not (m := _GIL_WAITER.match(line)):
+                continue
+            frames = []
+            for x in lines[i + 1:]:
+                if not x.startswith("    "):
+                    break
+                frames.append(x.strip())
+            c = next((f for f in frames if not f.startswith("0x") and ".py:" not in f), "")
+            py = next((f for f in frames if ".py:" in f), "")
+            name = m.group(1).strip() or "a thread"
+            return f"{name} waits in {c or 'C'}" + (f" under {py}" if py else "")
     return ""
 
 

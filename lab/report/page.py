@@ -24,8 +24,8 @@ from lab.report.compare import compare_runs
 from lab.report.evidence import anchor
 from lab.report.history import Entry, History
 from lab.report.sanitize import sanitize_results
+from lab.report.stacks import gil_holder, stuck_frame
 from lab.report.stacks import hang_groups as stack_groups
-from lab.report.stacks import stuck_frame
 from lab.report.suites import outcomes_of, user_code
 from lab.report.summary import absent_groups
 from lab.report.verdicts import judge
@@ -58,6 +58,7 @@ def environment() -> Environment:
     env.globals["anchor"] = anchor
     env.globals["cell_note"] = cell_note
     env.globals["stuck"] = stuck_frame
+    env.globals["gil"] = gil_holder
     env.globals["cause"] = cells_cause
     env.globals["PROBLEMS"] = PROBLEMS
     env.globals["CHECK_METHODS"] = CHECK_METHODS

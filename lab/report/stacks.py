@@ -18,6 +18,8 @@ from lab.results import Cell, Outcome
 
 RUNNER_IN_IMAGE = "/opt/lab/labrunner/"  # the lab's own code in a target image
 NATIVE_HEADING = "--- native stacks (py-spy)"  # labrunner.native.HEADING's start
+GIL_LINE = "GIL holder: "  # labrunner.native.GIL_LINE: the first line under NATIVE_HEADING
+UNREAD = re.compile(r"^\(native stacks not read: ([^;\n]{1,200});")  # the harness's first line
 
 _HEADER = re.compile(r"^=== pid \d+ \(([^)]*)\).*$")
 _FRAME = re.compile(r'^\s*File "([^"]*)", line (\d+) in (\S+)\s*$')
@@ -132,6 +134,21 @@ def stuck_frame(stacks: str) -> Frame | None:
                       and not _THREAD.match(after) else None)
             return Frame(file=m.group(1), line=int(m.group(2)), function=m.group(3),
                          source=source)
+    return None
+
+
+def gil_holder(stacks: str) -> str | None:
+    """What py-spy said of the GIL in the hung child (else the first process it read): "none",
+    or the thread holding it with its state; where no native stack was read, why (PyPy, a
+    free-threaded build); None where the stacks say neither."""
+    if m := UNREAD.match(stacks):
+        return f"not read ({m.group(1)})"
+    found = sections(stacks)
+    found.sort(key=lambda s: "child" not in s[0])  # the child first, else the order given
+    for _, lines in found:
+        for i, line in enumerate(lines[:-1]):
+            if line.startswith(NATIVE_HEADING) and lines[i + 1].startswith(GIL_LINE):
+                return lines[i + 1][len(GIL_LINE):].strip()[:200] or None
     return None
 
 

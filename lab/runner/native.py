@@ -16,8 +16,14 @@ way: it would need one more container per hang and a PID namespace shared with t
 
 It runs before faulthandler's dump: a traced process is stopped while py-spy reads it, and the
 dump signal would otherwise arrive in the middle of that.
+
+py-spy is asked for JSON and the text is written here in its own ``dump`` layout, because its
+text hides the GIL holder whenever that thread waits: it prints ``idle`` for any thread that is
+not running, GIL or not, and a thread asleep in C with the GIL held (the classic GIL deadlock)
+reads the same as one that released it. The JSON keeps ``owns_gil`` for every thread.
 """
 
+import json
 import os
 import platform
 import re
@@ -28,6 +34,8 @@ TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                     "py-spy")
 GRACE_S = 5.0  # what py-spy may take for all of a cell's processes
 HEADING = "--- native stacks (py-spy): thread names, GIL holder, C frames"
+GIL_LINE = "GIL holder: "  # the first line under HEADING, for the report
+JSON_FACTOR = 32  # py-spy's JSON is several times its text: read that much more, then cap
 _THREAD = re.compile(r"^Thread (\d+) ")
 _FRAME = re.compile(r"^\s{4}(\S+) \(([^()]+)\)$")  # "    function (library or file:line)"
 
@@ -45,20 +53,21 @@ def unreadable():
 
 
 class Dump:
-    """py-spy started on each of ``pids`` at once, each writing to ``folder/<pid>.txt``."""
+    """py-spy started on each of ``pids`` at once, each writing its JSON to
+    ``folder/<pid>.txt`` and anything else it says to ``folder/<pid>.err``."""
 
     def __init__(self, pids, folder):
         self.folder = folder
         self.procs = []
         for pid in pids:
-            path = os.path.join(folder, f"{pid}.txt")
-            with open(path, "wb") as out:
+            path = os.path.join(folder, f"{pid}")
+            with open(f"{path}.txt", "wb") as out, open(f"{path}.err", "wb") as err:
                 try:
                     self.procs.append(subprocess.Popen(
-                        [TOOL, "dump", "--native", "--pid", str(pid)], stdin=subprocess.DEVNULL,
-                        stdout=out, stderr=subprocess.STDOUT))
+                        [TOOL, "dump", "--native", "--json", "--pid", str(pid)],
+                        stdin=subprocess.DEVNULL, stdout=out, stderr=err))
                 except OSError as exc:
-                    out.write(f"py-spy did not start: {exc}\n".encode())
+                    err.write(f"py-spy did not start: {exc}\n".encode())
 
     def done(self):
         return all(p.poll() is not None for p in self.procs)
@@ -73,13 +82,53 @@ class Dump:
 
 
 def read(folder, pid, limit):
-    """What py-spy said of ``pid`` (its first ``limit`` bytes), or None."""
+    """What py-spy said of ``pid``: its stacks in its text layout with each thread's GIL
+    state (see ``render``), else its own words (why it read none), capped at ``limit`` bytes;
+    or None."""
+    said = {}
+    for kind, cap in (("txt", limit * JSON_FACTOR), ("err", limit)):
+        try:
+            with open(os.path.join(folder, f"{pid}.{kind}"), "rb") as fh:
+                said[kind] = fh.read(cap).decode("utf-8", "replace").strip()
+        except OSError:
+            said[kind] = ""
     try:
-        with open(os.path.join(folder, f"{pid}.txt"), "rb") as fh:
-            text = fh.read(limit).decode("utf-8", "replace").strip()
-    except OSError:
-        return None
-    return text or None
+        traces = json.loads(said["txt"])
+    except ValueError:
+        traces = None
+    if isinstance(traces, list) and traces:
+        return render(traces)[:limit]
+    return "\n".join(t for t in (said["err"], said["txt"]) if t)[:limit] or None
+
+
+def render(traces):
+    """py-spy's ``dump --json`` (a list of threads, untrusted: each field checked) as its text
+    layout, newest thread last as py-spy prints it, with a first line naming the GIL holder
+    and ``+gil`` on that thread's state even when it waits (``idle+gil``)."""
+    lines, holders = [], []
+    for trace in reversed(traces):
+        if not isinstance(trace, dict):
+            continue
+        tid = trace.get("os_thread_id") or trace.get("thread_id")
+        tid = str(tid) if isinstance(tid, int) else "?"
+        name = trace.get("thread_name")
+        name = f' "{name}"' if isinstance(name, str) else ""
+        state = "active" if trace.get("active") is True else "idle"
+        if trace.get("owns_gil") is True:
+            state += "+gil"
+            holders.append(f"thread {tid}{name} ({state})")
+        lines.append(f"Thread {tid} ({state}):{name}" if name else f"Thread {tid} ({state})")
+        frames = trace.get("frames")
+        for frame in frames if isinstance(frames, list) else []:
+            if not isinstance(frame, dict):
+                continue
+            where = frame.get("short_filename") or frame.get("filename") or "?"
+            line = frame.get("line")
+            if isinstance(line, int) and line:
+                where = f"{where}:{line}"
+            lines.append(f"    {frame.get('name') or '?'} ({where})")
+    gil = ", ".join(holders) or "none"
+    return "\n".join([GIL_LINE + gil] + lines)
 
 
 def stripped(text):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -14,9 +15,12 @@ import docker
 from lab.images import tools
 from lab.images.plan import cache_dir
 from lab.matrix import load_matrix
+from lab.report.causes import GIL_IN_C, cause_of
 from lab.runner.native import HEADING
 
-from .conftest import run_cells, scenario
+from .conftest import lab, load_results, only_run, run_cells, scenario
+
+PROGRAMS = Path(__file__).parent / "programs"
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +68,7 @@ def test_a_hung_cpython_child_has_its_native_stack_and_the_container_keeps_no_ca
     assert HEADING in child
     native = child.split(HEADING, 1)[1]
     assert 'Thread ' in native and '"MainThread"' in native and "(idle)" in native
+    assert native.lstrip().startswith("GIL holder: none\n")  # it waits with the GIL released
     assert "PyThread_acquire_lock" in native  # the C frame under the Python one
     assert "child_takes_lock (labrunner/scenarios/fork_held_lock.py:24)" in native
 
@@ -118,3 +123,26 @@ def test_deps_export_puts_py_spy_in_the_wheelhouse_for_an_offline_run(tmp_path, 
     got = tools.ensure("amd64", tmp_path / "cache", wheelhouse=house)
     assert not isinstance(got, str), got
     assert got.stat().st_mode & 0o111 and got.stat().st_size > 1 << 20
+
+
+def test_a_thread_asleep_in_c_with_the_gil_is_named_as_its_holder(tmp_path, py_spy):
+    """py-spy's own text says "idle" for every waiting thread, GIL or not; the runner's layout
+    of its JSON names the holder, and the hang is named from it."""
+    out = tmp_path / "runs"
+    proc = lab("check", "--targets", "cp311,cp314", "--start-methods", "fork", "--timeout",
+               "4", "--out", str(out), "--no-progress", str(PROGRAMS / "gil_in_c.py"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    run = only_run(out)
+    cells = [c for c in load_results(run)["results"] if c["scenario"] == "check:gil_in_c.py"]
+    assert {c["target"] for c in cells} == {"cp311", "cp314"}
+    for cell in cells:
+        assert cell["outcome"] == "hung", cell["detail"]
+        native = cell["stacks"].split(HEADING, 1)[1]
+        assert '\nGIL holder: thread ' in native and ' "gil-holder" (idle+gil)\n' in native
+        assert 'Thread ' in native and '(idle+gil): "gil-holder"' in native
+        assert "(idle): \"MainThread\"" in native  # waiting for the GIL, without it
+        why = cause_of(cell["stacks"], "fork")
+        assert why.name == GIL_IN_C and "under hold_the_gil (gil_in_c.py:9)" in why.evidence
+    html = (run / "index.html").read_text()
+    assert GIL_IN_C in html and 'GIL holder (py-spy): thread ' in html
+    assert GIL_IN_C in proc.stdout  # the terminal's findings name it too

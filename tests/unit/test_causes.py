@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from lab.report.causes import (
+    GIL_IN_C,
     GRPC,
     IO_LOCK,
     JOIN_BEFORE_DRAIN,
@@ -135,3 +136,17 @@ def test_one_line_for_several_targets_shows_only_the_numbers_they_share():
     assert merged([cp39, cp39]) == cp39
     other = Cause(name=OPENMP, evidence="GOMP_parallel+0x46 (libgomp.so.1.0.0)")
     assert merged([other, cp39]) == other  # not one key: the first, unmerged
+
+
+def test_a_thread_asleep_in_c_with_the_gil_names_the_hang():
+    """A lab check program on cp311 whose thread sleeps in a ctypes.PyDLL call: py-spy saw it
+    hold the GIL while idle, and the main thread waiting for it."""
+    c = cause_of(STACKS["cp311/check_gil_in_c/fork/native"], "fork")
+    assert c.name == GIL_IN_C
+    assert c.evidence == ('"gil-holder" waits in clock_nanosleep (libc.so.6) under '
+                          'hold_the_gil (gil_in_c.py:9)')
+    # the same stacks with py-spy's own text (every waiting thread "idle"): nothing to go on
+    plain = STACKS["cp311/check_gil_in_c/fork/native"].replace("(idle+gil)", "(idle)")
+    assert cause_of(plain, "fork").name == UNKNOWN
+    # a forked child stuck on a copied lock holds no GIL: its cause is unchanged
+    assert cause_of(STACKS["cp311/fork_held_lock/fork/native"], "fork").name == LOCK_HELD

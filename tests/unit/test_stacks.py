@@ -4,13 +4,15 @@ same apart from paths, addresses and pids; and the frame the hung child waits in
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from lab.report.page import render_html, render_stacks_html
-from lab.report.stacks import hang_groups, normalized, stuck_frame
+from lab.report.stacks import gil_holder, hang_groups, normalized, stuck_frame
 from lab.results import RunResults, load
 
 SIX = Path(__file__).resolve().parents[1] / "golden" / "run-default-six-targets-v3.json"
+HUNG = json.loads((SIX.parent / "stacks" / "hung.json").read_text())
 
 
 def only(run: RunResults, ids: set[str]) -> RunResults:
@@ -98,3 +100,32 @@ def test_cells_whose_stacks_differ_only_in_native_frames_are_grouped_by_the_caus
     assert [sg.targets for sg in group.stack_groups] == [["cp313"], ["cp315", "cp314"]]
     (group,) = hang_groups(cells)  # without it: one group, whose first cell speaks for all
     assert [sg.targets for sg in group.stack_groups] == [["cp313", "cp315", "cp314"]]
+
+
+def test_the_gil_holder_is_the_one_py_spy_saw_else_why_it_was_not_read():
+    assert gil_holder(HUNG["cp311/check_gil_in_c/fork/native"]) == 'thread 10 "gil-holder" ' \
+                                                                  '(idle+gil)'
+    child = ("=== pid 9 (cell main process) p\n--- native stacks (py-spy): x\nGIL holder: "
+             "thread 1 (active+gil)\n=== pid 10 (child process) p\n--- native stacks "
+             "(py-spy): x\nGIL holder: none\nThread 10 (idle)\n")
+    assert gil_holder(child) == "none"  # the hung child's, not the parent's
+    unread = "(native stacks not read: py-spy reads CPython only and this is PyPy; faul"
+    assert gil_holder(unread + "thandler's stacks follow)\n\n=== pid 3 (child process) p") \
+        == "not read (py-spy reads CPython only and this is PyPy)"
+    assert gil_holder(HUNG["cp311/fork_held_lock/fork"]) is None  # no native stacks at all
+
+
+def test_each_stack_group_in_the_report_says_the_gil_holder_py_spy_saw_or_why_not():
+    run = load(SIX.parent / "run-default-2026-12-04.json")
+    gil = HUNG["cp311/check_gil_in_c/fork/native"]
+    run = dataclasses.replace(run, results=[
+        dataclasses.replace(c, stacks=gil) if (c.target, c.scenario, c.start_method)
+        == ("cp311", "fork_held_lock", "fork") else c for c in run.results])
+    html = render_html(run)
+    block = html[html.index('id="hang-fork_held_lock-fork"'):]
+    block = block[:block.index('<div class="problem', 10)]
+    assert block.count(" · GIL holder (py-spy): ") == 2  # cp311's and pp311's; the others'
+    # stacks predate the line and say nothing of it
+    assert 'GIL holder (py-spy): thread 10 &#34;gil-holder&#34; (idle+gil)' in block
+    assert "GIL holder (py-spy): not read (py-spy reads CPython only and this is PyPy)" in block
+    assert "GIL held while waiting in C" in block
