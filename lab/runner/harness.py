@@ -472,12 +472,13 @@ class RunningCell:
         snapshot = (self.scans or {}).get(pid)
         if snapshot is None:
             return f"\n{native.HEADING}\n{text}" if text else ""
-        if text:
+        if native.has_stacks(text):
             beside = scan.beside_py_spy(snapshot, native.stripped(text))
             return f"\n{native.HEADING}\n{text}" + (
                 f"\n{scan.BESIDE_HEADING}\n{beside}" if beside else "")
+        said = f"\n{native.HEADING}\n{text}" if text else ""  # why py-spy read no stacks
         found_text = scan.render(snapshot.threads)
-        return f"\n{scan.HEADING}\n{found_text}" if found_text else ""
+        return said + (f"\n{scan.HEADING}\n{found_text}" if found_text else "")
 
 
     def script_result(self):

@@ -59,6 +59,7 @@ class Dump:
     def __init__(self, pids, folder):
         self.folder = folder
         self.procs = []
+        self.pids = []
         for pid in pids:
             path = os.path.join(folder, f"{pid}")
             with open(f"{path}.txt", "wb") as out, open(f"{path}.err", "wb") as err:
@@ -66,6 +67,7 @@ class Dump:
                     self.procs.append(subprocess.Popen(
                         [TOOL, "dump", "--native", "--json", "--pid", str(pid)],
                         stdin=subprocess.DEVNULL, stdout=out, stderr=err))
+                    self.pids.append(pid)
                 except OSError as exc:
                     err.write(f"py-spy did not start: {exc}\n".encode())
 
@@ -75,9 +77,12 @@ class Dump:
     def stop(self):
         """Kill what has not finished (a process that cannot be read must not hold up the
         cell's end) and reap them all."""
-        for p in self.procs:
+        for pid, p in zip(self.pids, self.procs):
             if p.poll() is None:
                 p.kill()
+                with open(os.path.join(self.folder, f"{pid}.err"), "ab") as err:
+                    err.write(f"py-spy did not finish within {GRACE_S:g} s and was stopped "
+                              "(a loaded machine, or a process it could not read)\n".encode())
             p.wait()
 
 
@@ -99,6 +104,11 @@ def read(folder, pid, limit):
     if isinstance(traces, list) and traces:
         return render(traces)[:limit]
     return "\n".join(t for t in (said["err"], said["txt"]) if t)[:limit] or None
+
+
+def has_stacks(text):
+    """Whether ``read`` gave stacks (else only py-spy's words on why it gave none)."""
+    return bool(text) and text.startswith(GIL_LINE)
 
 
 def render(traces):

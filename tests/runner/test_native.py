@@ -50,3 +50,18 @@ def test_read_gives_py_spys_own_words_where_it_read_no_stacks(tmp_path):
     (tmp_path / "9.txt").write_text(DUMP.read_text()[:500])  # cut short: said as it is
     assert native.read(str(tmp_path), 9, 1000).startswith("[")
     assert native.read(str(tmp_path), 10, 1000) is None
+
+
+def test_a_py_spy_that_does_not_finish_is_stopped_and_says_so(tmp_path, monkeypatch):
+    slow = tmp_path / "py-spy"
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    slow.chmod(0o755)
+    monkeypatch.setattr(native, "TOOL", str(slow))
+    dump = native.Dump([4242], str(tmp_path))
+    assert not dump.done()
+    dump.stop()
+    assert dump.done()
+    said = native.read(str(tmp_path), 4242, 1000)
+    assert said == (f"py-spy did not finish within {native.GRACE_S:g} s and was stopped (a "
+                    "loaded machine, or a process it could not read)")
+    assert not native.has_stacks(said)
