@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.results import Cell, Outcome
+from lab.runner.native import GIL_LINE  # the first line under NATIVE_HEADING
 
 RUNNER_IN_IMAGE = "/opt/lab/labrunner/"  # the lab's own code in a target image
 NATIVE_HEADING = "--- native stacks (py-spy)"  # labrunner.native.HEADING's start
-GIL_LINE = "GIL holder: "  # labrunner.native.GIL_LINE: the first line under NATIVE_HEADING
 UNREAD = re.compile(r"^\(native stacks not read: ([^;\n]{1,200});")  # the harness's first line
 
 _HEADER = re.compile(r"^=== pid \d+ \(([^)]*)\).*$")
